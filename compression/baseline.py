@@ -1,0 +1,95 @@
+"""Train (or load from the cache) a baseline, measure it and store it as a run."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .artifacts import load_run_model, save_run_model
+from .data import load_dataset
+from .measure import DEFAULT_LATENCY_BATCH, measure
+from .models import build_model, format_spec, parse_spec
+from .paths import checkpoints_dir
+from .store import RunStore
+from .train import TrainConfig, cache_key, resolve_device, train
+
+# progress(info): info has "fraction" (0-1) and "message", plus per-epoch fields while training
+Progress = Callable[[dict], None]
+
+
+def as_record(run: dict) -> dict:
+    """The flat record the CLI prints and every chart reads: run metadata + measurement."""
+    out = {"run_id": run["id"], "kind": run["kind"], "parent_id": run["parent_id"], "status": run["status"],
+           "dataset": run["dataset"], "model": run["model"], "model_name": format_spec(run["model"]),
+           "method": run.get("method"), "label": run.get("label"), "config": run["config"]}
+    out.update(run.get("record") or {})
+    out.update(run.get("extra") or {})
+    if run.get("error"):
+        out["error"] = run["error"]
+    return out
+
+
+def _stage_progress(progress: Progress | None, lo: float, hi: float, label: str):
+    """Map a stage's epochs onto [lo, hi] of the overall bar."""
+    def on_epoch(info):
+        if progress:
+            frac = lo + (hi - lo) * info["epoch"] / max(info["epochs"], 1)
+            progress({**info, "fraction": frac,
+                      "message": f"{label}: epoch {info['epoch']}/{info['epochs']}, "
+                                 f"val acc {info['val_accuracy']:.3f}"})
+    return on_epoch
+
+
+def get_baseline(dataset: str = "digits", model: str | dict = "lenet5", epochs: int = 10, seed: int = 0,
+                 *, batch_size: int = TrainConfig.batch_size, lr: float = TrainConfig.lr, device: str | None = None,
+                 data_dir: str | None = None, download: bool = False,
+                 latency_batch: int = DEFAULT_LATENCY_BATCH, store: RunStore | None = None,
+                 progress: Progress | None = None, should_cancel=None, job_id: int | None = None,
+                 exclusive: bool | None = None, latency_time: float = 0.3) -> tuple[nn.Module, dict]:
+    """Return (model, run). A stored run with the same data, spec, config and latency batch is reused
+    as is (instant); else cached weights are loaded, or the model is trained, then measured."""
+    store = store or RunStore()
+    spec = parse_spec(model)
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+    key = cache_key(dataset, spec, config)
+    dev = resolve_device(device)
+    for run in reversed(store.list_runs(kind="train", dataset=dataset, status="done")):
+        cfg = run["config"]
+        if cfg.get("cache_key") == key and cfg.get("latency_batch") == latency_batch:
+            try:
+                net = load_run_model(run["weights_path"])
+            except Exception:
+                continue  # weights missing or stale: fall through and rebuild
+            if progress:
+                progress({"fraction": 1.0, "message": f"Loaded stored baseline run {run['id']}"})
+            return net, run
+
+    data = load_dataset(dataset, data_dir, download)
+    torch.manual_seed(seed)
+    net = build_model(spec, data.input_shape, data.num_classes)
+    checkpoint = checkpoints_dir() / f"baseline_{key}.pt"
+    history = []
+    if checkpoint.exists():
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        net.load_state_dict(saved["state_dict"])
+        history = saved["history"]
+        if progress:
+            progress({"fraction": 0.8, "message": "Loaded cached baseline weights"})
+    else:
+        history = train(net, data, config, dev, on_epoch=_stage_progress(progress, 0.0, 0.8, "Training"),
+                        should_cancel=should_cancel)
+        net.cpu()
+        torch.save({"state_dict": net.state_dict(), "history": history}, checkpoint)
+    if progress:
+        progress({"fraction": 0.85, "message": "Measuring accuracy, size, MACs and latency"})
+    net.cpu().eval()
+    record = measure(net, data, latency_batch=latency_batch, exclusive=exclusive, min_run_time=latency_time)
+    run_config = {**config.to_dict(), "cache_key": key, "latency_batch": latency_batch,
+                  "train_device": str(dev)}
+    run_id = store.add_run("train", dataset, spec, run_config, record=record, method="baseline",
+                           label=f"{format_spec(spec)} baseline", extra={"history": history}, job_id=job_id)
+    store.update_run(run_id, weights_path=save_run_model(net, run_id))
+    if progress:
+        progress({"fraction": 1.0, "message": f"Stored baseline run {run_id}"})
+    return net, store.get_run(run_id)

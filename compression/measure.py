@@ -1,0 +1,177 @@
+"""One measurement record for every run, whatever produced it, so any two runs compare."""
+from __future__ import annotations
+
+import copy
+import gzip
+import io
+import math
+
+import torch
+from torch import nn
+from torch.utils import benchmark
+from torch.utils.flop_counter import FlopCounterMode
+
+from .data import Dataset
+from .train import predict
+
+DEFAULT_LATENCY_BATCH = 256
+
+
+def wilson_interval(correct: int, total: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval: honest near 0 and 1, unlike the normal approximation."""
+    if total == 0:
+        return (0.0, 1.0)
+    p = correct / total
+    denom = 1 + z * z / total
+    center = (p + z * z / (2 * total)) / denom
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denom
+    return (max(0.0, center - half), min(1.0, center + half))
+
+
+def count_params(model: nn.Module) -> tuple[int, int]:
+    """(all parameters, non-zero parameters), reading masked weights where pruning left masks."""
+    total = nonzero = 0
+    for tensor in _weights(model):
+        total += tensor.numel()
+        nonzero += int(torch.count_nonzero(tensor))
+    return total, nonzero
+
+
+def _weights(model: nn.Module):
+    """Every learnable tensor, including packed int8 weights of quantized modules."""
+    state = model.state_dict()
+    for name, value in state.items():
+        if name.endswith("_mask") or name.endswith("_orig"):
+            continue  # torch.nn.utils.prune keeps weight_orig + weight_mask; the module's weight is the product
+        if isinstance(value, torch.Tensor) and not _is_buffer(model, name):
+            yield value.dequantize() if value.is_quantized else value
+        elif isinstance(value, tuple):  # packed params of quantized Linear: (weight, bias)
+            yield from (v.dequantize() if v.is_quantized else v for v in value if isinstance(v, torch.Tensor))
+    for module in model.modules():  # pruned weights live as attributes, not in the state dict
+        if hasattr(module, "weight_mask"):
+            yield module.weight
+
+
+def _is_buffer(model: nn.Module, name: str) -> bool:
+    module_name, _, leaf = name.rpartition(".")
+    try:
+        module = model.get_submodule(module_name) if module_name else model
+    except AttributeError:
+        return False
+    return leaf in dict(module.named_buffers(recurse=False)) or leaf in ("scale", "zero_point")
+
+
+def serialized_size(model: nn.Module) -> tuple[int, int]:
+    """(bytes of torch.save(state_dict), bytes after gzip): sparsity shows in the second."""
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    raw = buffer.getvalue()
+    return len(raw), len(gzip.compress(raw, compresslevel=6))
+
+
+def count_macs(model: nn.Module, input_shape) -> int:
+    """Multiply-accumulates for one sample, from torch.utils.flop_counter (FLOPs / 2)."""
+    counter = FlopCounterMode(display=False)
+    try:
+        with counter, torch.no_grad():
+            model.eval()(torch.zeros(1, *input_shape, device=_model_device(model)))
+    except Exception:  # some quantized kernels cannot run under the counter's dispatch mode
+        return 0
+    return int(counter.get_total_flops() // 2)
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    tensor = next(iter(model.parameters()), None)
+    return tensor.device if tensor is not None else torch.device("cpu")
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def available_devices() -> list[str]:
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def measure_latency(model: nn.Module, input_shape, device: str, batch_size: int,
+                    threads: int | None = None, min_run_time: float = 0.3,
+                    input_dtype: torch.dtype = torch.float32) -> dict:
+    """Median and IQR of one forward pass, after warm-up, at a fixed thread count.
+
+    torch.utils.benchmark synchronises CUDA around each timed block on its own.
+    """
+    threads = threads or torch.get_num_threads()
+    dev = torch.device(device)
+    runnable = model if _model_device(model) == dev else copy.deepcopy(model).to(dev)
+    runnable.eval()
+    x = torch.randn(batch_size, *input_shape, device=dev, dtype=input_dtype)
+
+    @torch.inference_mode()
+    def forward():
+        runnable(x)
+
+    for _ in range(3):  # warm-up: allocator, kernel selection, lazy init
+        forward()
+    timer = benchmark.Timer(stmt="forward()", globals={"forward": forward}, num_threads=threads)
+    # Blocks of ~20 ms, at least 7 of them, so the median and IQR are over several samples.
+    per_call = max(timer.timeit(1).median, 1e-6)
+    number = max(1, int(0.02 / per_call))
+    blocks = max(7, int(min_run_time / (number * per_call)))
+    result = benchmark.Measurement.merge([timer.timeit(number) for _ in range(blocks)])[0]
+    return {"device": device, "device_name": device_name(dev), "batch_size": batch_size,
+            "median_ms": result.median * 1e3, "iqr_ms": result.iqr * 1e3, "threads": threads,
+            "repeats": len(result.times), "torch": torch.__version__}
+
+
+def measure(model: nn.Module, data: Dataset, devices: list[str] | None = None,
+            latency_batch: int = DEFAULT_LATENCY_BATCH, min_run_time: float = 0.3,
+            threads: int | None = None, exclusive: bool | None = None,
+            input_dtype: torch.dtype = torch.float32) -> dict:
+    """The record every run carries: accuracy (+CI), params, size, MACs, latency per device/batch.
+
+    `exclusive` says whether latency was taken while no other job ran (the job runner knows).
+    """
+    model.eval()
+    dev = _model_device(model)
+    logits = predict(model, data.x_test.to(input_dtype), dev)
+    correct = int((logits.argmax(1) == data.y_test).sum())
+    n = len(data.y_test)
+    params, nonzero = count_params(model)
+    size, gz = serialized_size(model)
+    latency = []
+    for device in devices or available_devices():
+        for batch in sorted({1, latency_batch}):
+            try:
+                entry = measure_latency(model, data.input_shape, device, batch, threads, min_run_time,
+                                        input_dtype)
+            except (RuntimeError, NotImplementedError) as err:  # e.g. int8 kernels exist only on CPU
+                entry = {"device": device, "batch_size": batch, "median_ms": None, "iqr_ms": None,
+                         "threads": threads or torch.get_num_threads(),
+                         "unavailable": str(err).splitlines()[0][:200]}
+            entry["exclusive"] = exclusive
+            latency.append(entry)
+    return {"accuracy": correct / n if n else float("nan"), "accuracy_ci": list(wilson_interval(correct, n)),
+            "correct": correct, "n_test": n, "params": params, "nonzero_params": nonzero,
+            "sparsity": 1 - nonzero / params if params else 0.0,
+            "size_bytes": size, "gzip_bytes": gz, "macs": count_macs(model, data.input_shape),
+            "latency": latency}
+
+
+def latency_of(record: dict, device: str = "cpu", batch_size: int | None = None) -> float | None:
+    """Median ms for one device and batch (the largest batch when none is named)."""
+    entries = [e for e in record.get("latency", []) if e["device"] == device and e.get("median_ms")]
+    if batch_size is not None:
+        entries = [e for e in entries if e["batch_size"] == batch_size]
+    if not entries:
+        return None
+    return max(entries, key=lambda e: e["batch_size"])["median_ms"]

@@ -1,0 +1,28 @@
+"""Where the lab keeps its state: one folder for the database, checkpoints and data."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def lab_home() -> Path:
+    """`$COMPRESSION_LAB_HOME`, else `.lab/` in the project (git ignores it)."""
+    home = Path(os.environ.get("COMPRESSION_LAB_HOME") or PROJECT_ROOT / ".lab")
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def checkpoints_dir() -> Path:
+    path = lab_home() / "checkpoints"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def default_data_dir() -> Path:
+    return lab_home() / "data"
+
+
+def default_db_url() -> str:
+    return f"sqlite:///{lab_home() / 'runs.db'}"

@@ -1,0 +1,41 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture(autouse=True)
+def lab_home(tmp_path, monkeypatch):
+    """Every test gets its own lab folder and database: nothing leaks between tests."""
+    home = tmp_path / "lab"
+    monkeypatch.setenv("COMPRESSION_LAB_HOME", str(home))
+    monkeypatch.delenv("COMPRESSION_LAB_DB", raising=False)
+    return home
+
+
+@pytest.fixture
+def store(lab_home):
+    from compression import RunStore
+    return RunStore()
+
+
+@pytest.fixture(scope="session")
+def digits():
+    from compression import load_dataset
+    return load_dataset("digits")
+
+
+@pytest.fixture(scope="session")
+def synthetic():
+    from compression import load_dataset
+    return load_dataset("synthetic")
+
+
+def cli_env(home) -> dict:
+    env = dict(os.environ, COMPRESSION_LAB_HOME=str(home), PYTHONPATH=str(ROOT))
+    env.pop("COMPRESSION_LAB_DB", None)
+    return env

@@ -1,0 +1,99 @@
+"""The run store on a real SQLite file: lineage, deletion, jobs, and several writing processes."""
+import multiprocessing as mp
+
+import pytest
+
+from compression import LabError, RunStore
+
+
+def _add(store, kind="train", parent=None, **kw):
+    return store.add_run(kind, "digits", {"name": "lenet5", "args": {}}, {"epochs": 1}, parent_id=parent,
+                         record={"accuracy": 0.9}, **kw)
+
+
+def test_runs_round_trip_with_json_fields(store):
+    run_id = _add(store, method="baseline", label="lenet5 baseline")
+    run = store.get_run(run_id)
+    assert run["model"] == {"name": "lenet5", "args": {}} and run["record"] == {"accuracy": 0.9}
+    assert run["status"] == "done" and run["created_at"] > 0
+    assert [r["id"] for r in store.list_runs(kind="train")] == [run_id]
+    assert store.list_runs(kind="prune") == []
+
+
+def test_lineage_and_delete_keep_children(store):
+    base = _add(store)
+    pruned = _add(store, "prune", base)
+    quant = _add(store, "quantize", pruned)
+    assert [r["id"] for r in store.lineage(quant)] == [base, pruned, quant]
+    assert store.delete_runs([pruned]) == 1
+    assert store.get_run(quant)["parent_id"] is None  # the child stays; nothing else is lost
+    assert len(store.list_runs()) == 2
+    with pytest.raises(LabError, match="No run"):
+        store.get_run(pruned)
+
+
+def test_bad_status_and_url_are_refused(store):
+    with pytest.raises(LabError):
+        _add(store, status="exploded")
+    with pytest.raises(LabError, match="database URL"):
+        RunStore("not a url")
+
+
+def test_survives_a_new_store_object(lab_home):
+    run_id = _add(RunStore())
+    assert RunStore().get_run(run_id)["kind"] == "train"  # persisted, not held in memory
+
+
+def _writer(url, n, queue):
+    store = RunStore(url)
+    ids = [_add(store, label=f"w{i}") for i in range(n)]
+    queue.put(ids)
+
+
+def _claimer(url, queue):
+    store = RunStore(url)
+    claimed = []
+    while (job := store.claim_next_job()) is not None:
+        claimed.append(job["id"])
+        store.finish_job(job["id"], "done")
+    queue.put(claimed)
+
+
+def _run_processes(target, args, count):
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=target, args=(*args, queue)) for _ in range(count)]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    return results
+
+
+def test_concurrent_writers_lose_nothing(store):
+    results = _run_processes(_writer, (store.url, 25), 4)
+    ids = [i for ids in results for i in ids]
+    assert len(ids) == len(set(ids)) == 100
+    assert sorted(r["id"] for r in store.list_runs()) == sorted(ids)
+
+
+def test_two_workers_never_claim_the_same_job(store):
+    jobs = [store.submit_job("train", {"n": i}) for i in range(30)]
+    claimed = _run_processes(_claimer, (store.url,), 3)
+    flat = [j for part in claimed for j in part]
+    assert sorted(flat) == jobs  # every job once, none twice
+    assert all(store.get_job(j)["status"] == "done" for j in jobs)
+
+
+def test_cancel_and_interrupted_jobs(store):
+    queued = store.submit_job("train", {})
+    store.request_cancel(queued)
+    assert store.get_job(queued)["status"] == "cancelled"
+    running = store.submit_job("train", {})
+    assert store.claim_next_job()["id"] == running
+    assert store.mark_interrupted(stale_after_s=3600) == []  # fresh heartbeat: still running
+    assert store.mark_interrupted(stale_after_s=-1) == [running]
+    job = store.get_job(running)
+    assert job["status"] == "interrupted" and "worker stopped" in job["error"]
