@@ -88,7 +88,7 @@ def get_baseline(dataset: str = "digits", model: str | dict = "lenet5", epochs: 
     run_config = {**config.to_dict(), "cache_key": key, "latency_batch": latency_batch,
                   "train_device": str(dev)}
     run_id = store.add_run("train", dataset, spec, run_config, record=record, method="baseline",
-                           label=f"{format_spec(spec)} baseline", extra={"history": history}, job_id=job_id)
+                           label=f"{format_spec(spec)} baseline ({epochs} ep, seed {seed})", extra={"history": history}, job_id=job_id)
     store.update_run(run_id, weights_path=save_run_model(net, run_id))
     if progress:
         progress({"fraction": 1.0, "message": f"Stored baseline run {run_id}"})

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from .baseline import as_record, get_baseline
 from .cli import ProgressBar, baseline_kwargs, common_args, emit, output_args, verb
+from .errors import LabError
 from .store import RunStore
 
 
@@ -55,4 +56,41 @@ def _registry(p):
         rows = ([{"kind": "dataset", "name": k, "about": v} for k, v in data.DESCRIPTIONS.items()] +
                 [{"kind": "model", "name": k, "about": v["description"]} for k, v in payload["models"].items()])
         emit(args, payload, rows)
+    p.set_defaults(handler=handler)
+
+
+@verb("jobs", "the background job queue: list jobs, run a worker, submit or cancel a job")
+def _jobs(p):
+    p.add_argument("action", choices=["list", "work", "submit", "cancel"])
+    p.add_argument("args", nargs="*", help="submit: KIND key=value ...; cancel: JOB_ID")
+    p.add_argument("--once", action="store_true", help="work: exit when the queue is empty")
+    output_args(p)
+
+    def handler(args):
+        import logging
+
+        from . import jobs
+        from .models import _parse_value
+        store = RunStore(args.db)
+        if args.action == "work":
+            logging.basicConfig(level=logging.INFO)
+            count = jobs.worker_loop(store, idle_exit_s=0 if args.once else jobs.IDLE_EXIT_S, once=args.once)
+            emit(args, {"jobs_run": count}, [{"jobs_run": count}])
+        elif args.action == "submit":
+            if not args.args:
+                raise LabError(f"jobs submit needs a kind. Known: {', '.join(jobs.job_kinds())}")
+            params = dict(item.split("=", 1) for item in args.args[1:])
+            params = {k: (v if k in ("model", "dataset", "data_dir", "device") else _parse_value(v))
+                      for k, v in params.items()}
+            job_id = jobs.submit(store, args.args[0], params)
+            emit(args, {"job_id": job_id}, [{"job_id": job_id}])
+        elif args.action == "cancel":
+            for job_id in args.args:
+                store.request_cancel(int(job_id))
+            emit(args, {"cancelled": args.args}, [{"cancel requested": ", ".join(args.args)}])
+        else:
+            jobs.recover_interrupted(store)
+            rows = [{k: j[k] for k in ("id", "kind", "status", "progress", "message", "error")}
+                    for j in store.list_jobs()]
+            emit(args, rows, rows)
     p.set_defaults(handler=handler)

@@ -175,3 +175,12 @@ def latency_of(record: dict, device: str = "cpu", batch_size: int | None = None)
     if not entries:
         return None
     return max(entries, key=lambda e: e["batch_size"])["median_ms"]
+
+
+def hardware_info() -> dict:
+    """What the lab will measure on: shown on Home and kept with every latency entry."""
+    info = {"cpu": device_name(torch.device("cpu")), "threads": torch.get_num_threads(),
+            "torch": torch.__version__, "cuda": []}
+    if torch.cuda.is_available():
+        info["cuda"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return info

@@ -1,19 +1,30 @@
-"""Compression Lab dashboard (minimal): train and show a baseline on the embedded digits data."""
+"""Compression Lab: the frame every page lives in (navigation + the shared sidebar).
+
+`make run` serves this file. Pages live in app_pages/ and only render and call `compression`.
+"""
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
 import streamlit as st  # noqa: E402
 
-from compression import as_record, get_baseline  # noqa: E402
+from dashboard.state import sidebar  # noqa: E402
 
-st.set_page_config(page_title="Compression Lab", layout="wide")
-st.title("Compression Lab")
-st.write("Explore neural-network compression trade-offs on the embedded digits data.")
-if st.button("Train the lenet5 baseline"):
-    with st.spinner("Training..."):
-        _, run = get_baseline("digits", "lenet5")
-    rec = as_record(run)
-    st.metric("Accuracy", f"{rec['accuracy']:.3f}")
-    st.metric("Params", f"{rec['params']:,}")
+st.set_page_config(page_title="Compression Lab", page_icon=str(ROOT / "assets" / "logo.png"), layout="wide")
+
+PAGES = Path(__file__).parent / "app_pages"
+pages = {
+    "Start": [st.Page(PAGES / "home.py", title="Home", icon=":material/home:", default=True),
+              st.Page(PAGES / "baseline.py", title="Baseline", icon=":material/model_training:")],
+    "Labs": [st.Page(PAGES / "prune.py", title="Prune", icon=":material/content_cut:"),
+             st.Page(PAGES / "distill.py", title="Distill", icon=":material/school:"),
+             st.Page(PAGES / "quantize.py", title="Quantize", icon=":material/compress:"),
+             st.Page(PAGES / "search.py", title="Search", icon=":material/travel_explore:")],
+    "Results": [st.Page(PAGES / "compare.py", title="Compare", icon=":material/scatter_plot:"),
+                st.Page(PAGES / "report.py", title="Report", icon=":material/summarize:")],
+}
+navigation = st.navigation(pages)
+sidebar()
+navigation.run()

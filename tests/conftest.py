@@ -14,6 +14,7 @@ def lab_home(tmp_path, monkeypatch):
     home = tmp_path / "lab"
     monkeypatch.setenv("COMPRESSION_LAB_HOME", str(home))
     monkeypatch.delenv("COMPRESSION_LAB_DB", raising=False)
+    monkeypatch.setenv("COMPRESSION_LAB_WORKER_IDLE_S", "5")  # workers started by tests do not linger
     return home
 
 
@@ -39,3 +40,15 @@ def cli_env(home) -> dict:
     env = dict(os.environ, COMPRESSION_LAB_HOME=str(home), PYTHONPATH=str(ROOT))
     env.pop("COMPRESSION_LAB_DB", None)
     return env
+
+
+def wait_for(predicate, timeout=120.0, every=0.2):
+    """Poll until predicate() is truthy; returns its value or fails the test."""
+    import time
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    pytest.fail(f"timed out after {timeout}s waiting for {predicate}")

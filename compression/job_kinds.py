@@ -1,0 +1,67 @@
+"""The built-in job kinds. Each validates its params at submit time and runs in the worker."""
+from __future__ import annotations
+
+import time
+
+from .baseline import get_baseline
+from .data import list_datasets
+from .errors import LabError, UnknownNameError
+from .jobs import JobContext, register_job
+from .models import parse_spec
+from .train import TrainConfig
+
+BASELINE_KEYS = ("dataset", "model", "epochs", "seed", "batch_size", "lr", "device", "data_dir", "download",
+                 "latency_batch")
+
+
+def _validate_baseline(params: dict) -> None:
+    dataset = params.get("dataset", "digits")
+    if dataset not in list_datasets():
+        raise UnknownNameError("dataset", dataset, list_datasets())
+    parse_spec(params.get("model", "lenet5"))
+    TrainConfig(epochs=int(params.get("epochs", 10)), batch_size=int(params.get("batch_size", 32)),
+                lr=float(params.get("lr", TrainConfig.lr)))
+    if int(params.get("latency_batch", 256)) < 1:
+        raise LabError("The latency batch must be at least 1")
+
+
+def baseline_args(params: dict) -> dict:
+    return {k: params[k] for k in BASELINE_KEYS if params.get(k) is not None}
+
+
+@register_job("train", validate=_validate_baseline)
+def train_job(params: dict, ctx: JobContext) -> dict:
+    _, run = get_baseline(**baseline_args(params), store=ctx.store, progress=ctx.progress,
+                          should_cancel=ctx.should_cancel, job_id=ctx.job_id, exclusive=ctx.exclusive)
+    return {"run_ids": [run["id"]]}
+
+
+# The teaching demo: small defaults on digits, every lab that exists, in one go.
+DEMO_BASELINES = ["lenet5", "mlp:hidden=64", "cnn:width=16"]
+
+
+def _validate_demo(params: dict) -> None:
+    _validate_baseline({**params, "model": DEMO_BASELINES[0]})
+
+
+@register_job("demo", validate=_validate_demo)
+def demo_job(params: dict, ctx: JobContext) -> dict:
+    start = time.perf_counter()
+    stages = [(f"baseline {spec}", _demo_baseline(spec)) for spec in DEMO_BASELINES]
+    run_ids = []
+    for i, (label, stage) in enumerate(stages):
+        lo, hi = i / len(stages), (i + 1) / len(stages)
+
+        def scaled(info, lo=lo, hi=hi, label=label):
+            ctx.progress({**info, "fraction": lo + (hi - lo) * info.get("fraction", 0.0), "stage": label,
+                          "message": f"[{label}] {info.get('message', '')}"})
+        run_ids += stage(params, ctx, scaled)
+    return {"run_ids": run_ids, "wall_s": time.perf_counter() - start}
+
+
+def _demo_baseline(spec: str):
+    def stage(params, ctx, progress):
+        _, run = get_baseline(**{**baseline_args(params), "model": spec}, store=ctx.store, progress=progress,
+                              should_cancel=ctx.should_cancel, job_id=ctx.job_id, exclusive=ctx.exclusive)
+        return [run["id"]]
+    return stage

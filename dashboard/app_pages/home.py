@@ -1,0 +1,29 @@
+import streamlit as st
+
+from compression.measure import hardware_info
+from dashboard.charts import runs_frame, tradeoff_chart
+from dashboard.components import job_panel, submit_job
+from dashboard.state import baseline_params, records
+
+st.title("Compression Lab")
+st.markdown("Make neural networks **smaller and faster** by pruning, distillation, quantization and "
+            "architecture search, and see what each costs in accuracy, **measured on this machine**.")
+hw = hardware_info()
+gpu = ", ".join(hw["cuda"]) or "none detected"
+st.caption(f"Hardware: CPU {hw['cpu']} · {hw['threads']} threads · GPU: {gpu} · torch {hw['torch']}")
+
+st.subheader("Teaching demo")
+st.write("One click runs every lab on the embedded digits data with small defaults. "
+         "Charts fill in as each run finishes.")
+if st.button("Run the teaching demo", type="primary"):
+    submit_job("demo", {**baseline_params(), "dataset": "digits", "epochs": 10})
+job_panel(("demo",), key="home")
+
+frame = runs_frame(records(dataset=st.session_state.get("dataset", "digits")))
+if frame.empty:
+    st.info("No runs yet. Run the teaching demo, or train a model on the Baseline page.")
+else:
+    left, right = st.columns(2)
+    left.plotly_chart(tradeoff_chart(frame, "params"), key="home-params")
+    right.plotly_chart(tradeoff_chart(frame, "latency_ms", title="Accuracy vs CPU latency (largest batch)"),
+                       key="home-latency")

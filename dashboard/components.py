@@ -1,0 +1,133 @@
+"""Shared widgets: metric cards, the live job panel, lab placeholders."""
+from __future__ import annotations
+
+import streamlit as st
+
+from compression import LabError
+from compression.jobs import ensure_worker, recover_interrupted, submit, worker_running
+from compression.measure import latency_of
+
+from .charts import training_curves
+from .state import get_store
+
+
+def human_bytes(n: float | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+
+
+def human_count(n: float | None) -> str:
+    if n is None:
+        return "-"
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= div:
+            return f"{n / div:.2f}{suffix}"
+    return f"{n:.0f}"
+
+
+def _ratio_delta(value, base, lower_is_better=True) -> str | None:
+    if not value or not base:
+        return None
+    ratio = base / value if lower_is_better else value / base
+    return f"{ratio:.2f}x {'smaller' if lower_is_better else ''}".strip()
+
+
+def metric_cards(record: dict, baseline: dict | None = None) -> None:
+    """Accuracy +- CI, params, size, MACs and latency as cards; deltas against a baseline if given."""
+    lo, hi = record["accuracy_ci"]
+    cols = st.columns(5)
+    acc_delta = None if baseline is None else f"{100 * (record['accuracy'] - baseline['accuracy']):+.1f} pt"
+    cols[0].metric("Accuracy", f"{record['accuracy']:.3f}", acc_delta,
+                   help=f"95% Wilson CI [{lo:.3f}, {hi:.3f}] on {record.get('n_test', '?')} test images")
+    cols[0].caption(f"95% CI [{lo:.3f}, {hi:.3f}]")
+    cols[1].metric("Parameters", human_count(record["params"]),
+                   None if baseline is None else _ratio_delta(record["params"], baseline["params"]),
+                   delta_color="off")
+    cols[1].caption(f"non-zero: {human_count(record['nonzero_params'])}")
+    cols[2].metric("Size", human_bytes(record["size_bytes"]),
+                   None if baseline is None else _ratio_delta(record["size_bytes"], baseline["size_bytes"]),
+                   delta_color="off")
+    cols[2].caption(f"gzip: {human_bytes(record['gzip_bytes'])}")
+    cols[3].metric("MACs / sample", human_count(record["macs"]))
+    batches = sorted({e["batch_size"] for e in record["latency"]})
+    big = latency_of(record, record["latency"][0]["device"] if record["latency"] else "cpu")
+    one = latency_of(record, "cpu", 1)
+    speed = None
+    if baseline is not None and big and latency_of(baseline, "cpu"):
+        speed = f"{latency_of(baseline, 'cpu') / big:.2f}x faster"
+    cols[4].metric(f"Latency, batch {batches[-1] if batches else '?'}", f"{big:.2f} ms" if big else "-", speed,
+                   delta_color="off")
+    cols[4].caption(f"batch 1: {one:.3f} ms" if one else "batch 1: -")
+
+
+def submit_job(kind: str, params: dict) -> int | None:
+    """Queue a job; bad input shows as a message, never a traceback."""
+    try:
+        job_id = submit(get_store(), kind, params)
+    except LabError as err:
+        st.error(str(err))
+        return None
+    st.toast(f"Job {job_id} queued")
+    return job_id
+
+
+def _eta_text(seconds: float | None) -> str:
+    if seconds is None:
+        return "ETA estimating..."
+    return f"ETA {seconds:.0f} s" if seconds < 120 else f"ETA {seconds / 60:.1f} min"
+
+
+def _render_job(job: dict, store) -> None:
+    status, jid = job["status"], job["id"]
+    if status in ("queued", "running"):
+        pct = job["progress"] or 0.0
+        text = (f"Job {jid} ({job['kind']}) is waiting in the queue" if status == "queued" else
+                f"Job {jid} ({job['kind']}): {job.get('message') or 'starting'} · {pct:.0%} · {_eta_text(job['eta_s'])}")
+        col, button = st.columns([6, 1])
+        col.progress(min(max(pct, 0.0), 1.0), text=text)
+        if button.button("Cancel", key=f"cancel-{jid}", disabled=bool(job["cancel_requested"])):
+            store.request_cancel(jid)
+            st.rerun(scope="fragment")
+        return
+    kept = len(store.list_runs(job_id=jid))
+    took = (job["finished_at"] or 0) - (job["started_at"] or job["finished_at"] or 0)
+    if status == "done":
+        st.success(f"Job {jid} ({job['kind']}) finished in {took:.1f} s; {kept} run(s) stored.")
+    elif status == "failed":
+        st.error(f"Job {jid} ({job['kind']}) failed: {job['error']}  \n{kept} finished run(s) were kept.")
+    else:  # cancelled or interrupted
+        st.warning(f"Job {jid} ({job['kind']}) {status}: {job['error']}  \n{kept} finished run(s) were kept.")
+
+
+@st.fragment(run_every=1.0)
+def job_panel(kinds: tuple[str, ...], key: str, show_curves: bool = True) -> None:
+    """The latest job of these kinds with progress, ETA and Cancel, plus the queue. Polls the store,
+    so a reload or a second tab shows the same; reruns the page when new results land."""
+    store = get_store()
+    recover_interrupted(store)
+    active = store.list_jobs(("queued", "running"))
+    if any(j["status"] == "queued" for j in active) and not worker_running():
+        ensure_worker(store)
+    if len(active) > 1:
+        st.caption("Queue: " + " · ".join(f"#{j['id']} {j['kind']} ({j['status']})" for j in reversed(active)))
+    latest = next((j for j in store.list_jobs(limit=100) if j["kind"] in kinds), None)
+    if latest is None:
+        return
+    _render_job(latest, store)
+    if show_curves and latest["status"] == "running" and latest.get("events"):
+        st.plotly_chart(training_curves(latest["events"]), key=f"curves-{key}")
+    signature = (latest["id"], latest["status"], len(store.list_runs(job_id=latest["id"])))
+    previous = st.session_state.get(f"job-signature-{key}")
+    st.session_state[f"job-signature-{key}"] = signature
+    if previous is not None and previous != signature and previous[0] == signature[0]:
+        st.rerun(scope="app")  # a run landed or the job ended: redraw the page's charts from the store
+
+
+def coming_soon(title: str, what: str) -> None:
+    st.title(title)
+    st.info(f"**Coming soon.** {what}")
+    st.caption("Until then, the Baseline page trains models and the Compare page puts every run side by side.")

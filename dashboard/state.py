@@ -1,0 +1,58 @@
+"""The sidebar's choices and the store, shared by every page."""
+from __future__ import annotations
+
+import streamlit as st
+
+from compression import RunStore, as_record
+from compression.data import DESCRIPTIONS as DATASETS
+from compression.measure import available_devices, hardware_info
+from compression.models import DESCRIPTIONS as MODELS
+from compression.paths import default_data_dir
+
+
+def get_store() -> RunStore:
+    return RunStore()  # cheap: the engine behind it is cached per database URL
+
+
+def sidebar() -> None:
+    """The shared sidebar: dataset, device, data folder and baseline model (kept in session_state)."""
+    with st.sidebar:
+        st.header("Setup")
+        st.selectbox("Dataset", list(DATASETS), key="dataset", help="digits is embedded and works offline",
+                     format_func=lambda d: f"{d} (default)" if d == "digits" else d)
+        st.caption(DATASETS[st.session_state.dataset])
+        hw = hardware_info()
+        labels = {"cpu": f"cpu ({hw['cpu']}, {hw['threads']} threads)"}
+        labels.update({"cuda": f"cuda ({name})" for name in hw["cuda"][:1]})
+        st.selectbox("Device", available_devices(), key="device", format_func=labels.get)
+        if st.session_state.dataset not in ("digits", "synthetic"):
+            st.text_input("Data folder", value=str(default_data_dir()), key="data_dir")
+            st.checkbox("Download if missing (needs internet)", key="download")
+        st.selectbox("Baseline model", list(MODELS), key="model_name",
+                     index=list(MODELS).index("lenet5"), help="the model every lab starts from")
+        st.caption(MODELS[st.session_state.model_name])
+        st.text_input("Model arguments", key="model_args", placeholder="e.g. width=64 or hidden=256-256")
+        c1, c2 = st.columns(2)
+        c1.number_input("Epochs", 1, 200, 10, key="epochs")
+        c2.number_input("Seed", 0, 10_000, 0, key="seed")
+        st.number_input("Latency batch", 1, 4096, 256, key="latency_batch",
+                        help="the throughput batch for latency; batch 1 is always measured too")
+
+
+def model_spec() -> str:
+    args = (st.session_state.get("model_args") or "").strip().replace(" ", "")
+    name = st.session_state.get("model_name", "lenet5")
+    return f"{name}:{args}" if args else name
+
+
+def baseline_params() -> dict:
+    """What picks the baseline: the same keys as the CLI's train verb."""
+    ss = st.session_state
+    return {"dataset": ss.get("dataset", "digits"), "model": model_spec(), "epochs": int(ss.get("epochs", 10)),
+            "seed": int(ss.get("seed", 0)), "device": ss.get("device", "cpu"),
+            "data_dir": ss.get("data_dir") or None, "download": bool(ss.get("download", False)),
+            "latency_batch": int(ss.get("latency_batch", 256))}
+
+
+def records(**filters) -> list[dict]:
+    return [as_record(r) for r in get_store().list_runs(**filters)]

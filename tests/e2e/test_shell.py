@@ -1,0 +1,56 @@
+"""End to end in a real browser: train a baseline through the UI, watch it, reload mid-job."""
+import pytest
+
+from compression import RunStore
+
+from .conftest import screenshot
+
+pytestmark = pytest.mark.e2e
+
+
+def _store(app_server):
+    import os
+    os.environ["COMPRESSION_LAB_HOME"] = str(app_server["home"])
+    return RunStore()
+
+
+def _goto(page, app_server, path=""):
+    page.goto(f"{app_server['url']}/{path}")
+    page.wait_for_selector("[data-testid='stSidebar']")
+
+
+def test_train_baseline_through_the_ui_and_reload_mid_job(page, app_server):
+    _goto(page, app_server, "baseline")
+    page.get_by_label("Epochs").fill("30")
+    page.get_by_label("Epochs").press("Enter")
+    page.get_by_role("button", name="Train baseline").click()
+    # the job shows with a progress bar and a Cancel button
+    page.get_by_text("Job 1 (train)").first.wait_for()
+    page.get_by_role("button", name="Cancel").wait_for()
+    page.reload()  # mid-job: the job is still shown, read back from the store
+    page.wait_for_selector("[data-testid='stSidebar']")
+    page.get_by_text("Job 1 (train)").first.wait_for(timeout=30_000)
+    store = _store(app_server)
+    assert store.get_job(1)["status"] in ("queued", "running", "done")
+    # when it finishes the metric cards and the training curves appear without a manual refresh
+    page.get_by_text("finished in").wait_for(timeout=120_000)
+    page.get_by_text("Parameters").first.wait_for()
+    page.wait_for_selector(".main-svg")
+    assert page.get_by_text("95% CI").count() >= 1
+    screenshot(page, "baseline")
+    assert store.get_job(1)["status"] == "done"
+
+
+def test_compare_draws_the_stored_runs(page, app_server):
+    _goto(page, app_server, "compare")
+    page.wait_for_selector(".main-svg")
+    page.wait_for_selector(".scatterlayer .point")
+    assert page.locator(".scatterlayer .point").count() >= 1
+    screenshot(page, "compare")
+
+
+def test_home_shows_hardware(page, app_server):
+    _goto(page, app_server)
+    page.get_by_text("Hardware: CPU").wait_for()
+    page.get_by_role("button", name="Run the teaching demo").wait_for()
+    screenshot(page, "home")

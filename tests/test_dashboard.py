@@ -1,0 +1,88 @@
+"""Every page through streamlit's AppTest, from the entry point, against a real run store."""
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from compression import RunStore, get_baseline
+from conftest import ROOT, wait_for
+
+APP = str(ROOT / "dashboard" / "app.py")
+PAGES = ["home", "baseline", "prune", "distill", "quantize", "search", "compare", "report"]
+
+
+def open_page(page: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    if page != "home":
+        at.switch_page(f"app_pages/{page}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+@pytest.fixture
+def two_runs(lab_home):
+    """A baseline and a child run, so charts and lineage have something to draw."""
+    store = RunStore()
+    _, run = get_baseline("synthetic", "mlp:hidden=16", epochs=2, latency_batch=16, latency_time=0.02)
+    record = dict(run["record"], accuracy=run["record"]["accuracy"] - 0.01, size_bytes=run["record"]["size_bytes"] // 4)
+    child = store.add_run("prune", "synthetic", run["model"], {"sparsity": 0.5}, parent_id=run["id"],
+                          record=record, method="global_l1", label="global_l1 50%")
+    return run["id"], child
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_on_an_empty_store(page):
+    at = open_page(page)
+    assert at.title, f"{page} shows no title"
+    assert at.sidebar.selectbox(key="dataset").value == "digits"  # the shared sidebar is there
+
+
+@pytest.mark.parametrize("page", ["home", "baseline", "compare", "report"])
+def test_pages_render_stored_runs(two_runs, page):
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.sidebar.selectbox(key="dataset").set_value("synthetic").run()
+    if page != "home":
+        at.switch_page(f"app_pages/{page}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def test_baseline_button_queues_a_train_job_that_the_worker_runs(lab_home):
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.sidebar.selectbox(key="dataset").set_value("synthetic").run()
+    at.sidebar.selectbox(key="model_name").set_value("mlp").run()
+    at.sidebar.text_input(key="model_args").set_value("hidden=16").run()
+    at.sidebar.number_input(key="epochs").set_value(2).run()
+    at.switch_page("app_pages/baseline.py").run()
+    store = RunStore()
+    assert store.list_jobs() == []
+    at.button[0].click().run()
+    jobs = store.list_jobs()
+    assert [(j["kind"], j["params"]["model"], j["params"]["epochs"]) for j in jobs] == [("train", "mlp:hidden=16", 2)]
+    # the click started a real worker process; it runs the job and stores the run
+    wait_for(lambda: store.get_job(jobs[0]["id"])["status"] in ("done", "failed"))
+    assert store.get_job(jobs[0]["id"])["status"] == "done", store.get_job(jobs[0]["id"])["error"]
+    assert len(store.list_runs(job_id=jobs[0]["id"])) == 1
+    at.run()
+    assert not at.exception
+    assert any(m.label == "Accuracy" for m in at.metric), "metric cards show after the job"
+
+
+def test_bad_model_argument_is_a_message_not_a_traceback(lab_home):
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.sidebar.text_input(key="model_args").set_value("depth=3").run()
+    at.switch_page("app_pages/baseline.py").run()
+    at.button[0].click().run()
+    assert not at.exception
+    assert any("Unknown argument" in e.value for e in at.error)
+    assert RunStore().list_jobs() == []
+
+
+def test_compare_deletes_selected_runs_and_keeps_the_rest(two_runs):
+    base, child = two_runs
+    at = open_page("compare")
+    assert len(at.dataframe) == 1
+    assert at.dataframe[0].value["run_id"].tolist() == [base, child]
+    assert any(b.label.startswith("Delete") and b.disabled for b in at.button)
+    assert RunStore().list_runs()  # nothing deleted without a selection
