@@ -42,7 +42,8 @@ def _stage_progress(progress: Progress | None, lo: float, hi: float, label: str)
 
 
 def get_baseline(dataset: str = "digits", model: str | dict = "lenet5", epochs: int = 10, seed: int = 0,
-                 *, batch_size: int = TrainConfig.batch_size, lr: float = TrainConfig.lr, device: str | None = None,
+                 *, batch_size: int = TrainConfig.batch_size, lr: float = TrainConfig.lr,
+                 optimizer: str = TrainConfig.optimizer, device: str | None = None,
                  data_dir: str | None = None, download: bool = False,
                  latency_batch: int = DEFAULT_LATENCY_BATCH, store: RunStore | None = None,
                  progress: Progress | None = None, should_cancel=None, job_id: int | None = None,
@@ -51,7 +52,7 @@ def get_baseline(dataset: str = "digits", model: str | dict = "lenet5", epochs: 
     as is (instant); else cached weights are loaded, or the model is trained, then measured."""
     store = store or RunStore()
     spec = parse_spec(model)
-    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, seed=seed)
     key = cache_key(dataset, spec, config)
     dev = resolve_device(device)
     for run in reversed(store.list_runs(kind="train", dataset=dataset, status="done")):

@@ -58,6 +58,7 @@ def common_args(p: argparse.ArgumentParser, model_default: str | None = "lenet5"
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     p.add_argument("--lr", type=float, default=TrainConfig.lr)
+    p.add_argument("--optimizer", default=TrainConfig.optimizer, choices=["adam", "sgd"])
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--download", action="store_true", help="download mnist/fashion_mnist/cifar10 if missing")
@@ -72,7 +73,7 @@ def output_args(p: argparse.ArgumentParser):
 
 def baseline_kwargs(args) -> dict:
     return dict(dataset=args.dataset, model=args.model, epochs=args.epochs, seed=args.seed,
-                batch_size=args.batch_size, lr=args.lr, device=args.device, data_dir=args.data_dir,
+                batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, device=args.device, data_dir=args.data_dir,
                 download=args.download, latency_batch=args.latency_batch)
 
 

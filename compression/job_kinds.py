@@ -10,7 +10,7 @@ from .jobs import JobContext, register_job
 from .models import parse_spec
 from .train import TrainConfig
 
-BASELINE_KEYS = ("dataset", "model", "epochs", "seed", "batch_size", "lr", "device", "data_dir", "download",
+BASELINE_KEYS = ("dataset", "model", "epochs", "seed", "batch_size", "lr", "optimizer", "device", "data_dir", "download",
                  "latency_batch")
 
 
@@ -20,7 +20,7 @@ def _validate_baseline(params: dict) -> None:
         raise UnknownNameError("dataset", dataset, list_datasets())
     parse_spec(params.get("model", "lenet5"))
     TrainConfig(epochs=int(params.get("epochs", 10)), batch_size=int(params.get("batch_size", 32)),
-                lr=float(params.get("lr", TrainConfig.lr)))
+                lr=float(params.get("lr", TrainConfig.lr)), optimizer=params.get("optimizer", "adam"))
     if int(params.get("latency_batch", 256)) < 1:
         raise LabError("The latency batch must be at least 1")
 

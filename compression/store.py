@@ -218,8 +218,10 @@ class RunStore:
     def finish_job(self, job_id: int, status: str, *, result=None, error=None) -> None:
         if status not in JOB_FINISHED:
             raise LabError(f"Not a final job status: {status}")
-        self.update_job(job_id, status=status, result=result, error=error, finished_at=time.time(),
-                        progress=1.0 if status == "done" else None, eta_s=0.0)
+        values = dict(status=status, result=result, error=error, finished_at=time.time(), eta_s=0.0)
+        if status == "done":
+            values["progress"] = 1.0  # other endings keep the progress they reached
+        self.update_job(job_id, **values)
 
     def request_cancel(self, job_id: int) -> None:
         """Queued jobs are cancelled at once; running ones stop at their next progress check."""
@@ -233,20 +235,14 @@ class RunStore:
             row = conn.execute(jobs_table.select().where(jobs_table.c.id == int(job_id))).first()
         if row is None:
             raise LabError(f"No job with id {job_id}")
-        job = _decode(row, _JSON_JOB)
-        if job["progress"] is None:
-            job["progress"] = 0.0
-        return job
+        return _decode(row, _JSON_JOB)
 
     def list_jobs(self, statuses: tuple[str, ...] | None = None, limit: int = 50) -> list[dict]:
         query = jobs_table.select().order_by(jobs_table.c.id.desc()).limit(limit)
         if statuses:
             query = query.where(jobs_table.c.status.in_(statuses))
         with self.engine.connect() as conn:
-            jobs = [_decode(row, _JSON_JOB) for row in conn.execute(query)]
-        for job in jobs:
-            job["progress"] = job["progress"] or 0.0
-        return jobs
+            return [_decode(row, _JSON_JOB) for row in conn.execute(query)]
 
     def mark_interrupted(self, stale_after_s: float, alive: callable = None) -> list[int]:
         """Running jobs whose worker stopped beating (killed, or the server restarted) -> interrupted."""

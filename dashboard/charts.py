@@ -74,7 +74,7 @@ def tradeoff_chart(frame: pd.DataFrame, cost: str = "params", log_x: bool = True
             marker=dict(size=10, color=PALETTE[i % len(PALETTE)], line=dict(width=1, color="white")),
             error_y=dict(type="data", symmetric=False, array=group["acc_hi"] - group["accuracy"],
                          arrayminus=group["accuracy"] - group["acc_lo"], thickness=1, width=3),
-            text=[_hover(row) for _, row in group.iterrows()], hoverinfo="text",
+            text=[_hover(row) for row in group.to_dict("records")], hoverinfo="text",
             customdata=group["run_id"]))
     if len(data):
         mask = pareto_mask(list(data[cost]), list(data["accuracy"]))

@@ -18,7 +18,8 @@ cost = c1.selectbox("Cost axis", list(COST_AXES), format_func=COST_AXES.get)
 device, batch = c2.selectbox("Latency on", latency_keys or [("cpu", 256)], index=len(latency_keys) - 1,
                              format_func=lambda k: f"{k[0]}, batch {k[1]}", disabled=cost != "latency_ms")
 log_x = c3.checkbox("log x", value=True)
-frame = runs_frame(all_records, device, batch)
+everything = runs_frame(all_records, device, batch)
+frame = everything
 
 f1, f2, f3, f4 = st.columns(4)
 filters = {"kind": f1, "dataset": f2, "model": f3, "technique": f4}
@@ -28,12 +29,12 @@ for column, col in filters.items():
     if picked:
         frame = frame[frame[column].isin(picked)]
 
+labels_by_id = dict(zip(frame["run_id"], frame["label"]))
 lineage_of = st.selectbox("Draw the lineage of", [None] + frame["run_id"].tolist()[::-1],
-                          format_func=lambda i: "(none)" if i is None else
-                          f"#{i} {frame.set_index('run_id').loc[i, 'label']}")
-highlight = lineage_ids(runs_frame(all_records), lineage_of) if lineage_of is not None else None
+                          format_func=lambda i: "(none)" if i is None else f"#{i} {labels_by_id[i]}")
+highlight = lineage_ids(everything, lineage_of) if lineage_of is not None else None
 if highlight and len(highlight) > 1:
-    labels = runs_frame(all_records).set_index("run_id").loc[highlight, "label"]
+    labels = everything.set_index("run_id").loc[highlight, "label"]
     st.caption("Lineage: " + " → ".join(labels))
 st.plotly_chart(tradeoff_chart(frame, cost, log_x=log_x, highlight=highlight), key="compare-chart")
 

@@ -1,0 +1,34 @@
+"""The stakeholder summary and the self-contained HTML report."""
+import re
+
+from compression.summary import versus_baseline
+from dashboard.report_html import build_report
+
+
+def _record(run_id, acc, size, gzip, ms, label):
+    return {"run_id": run_id, "kind": "train" if run_id == 1 else "prune", "parent_id": None if run_id == 1 else 1,
+            "label": label, "dataset": "digits", "model_name": "lenet5", "method": None, "status": "done",
+            "config": {"epochs": 10}, "accuracy": acc, "accuracy_ci": [acc - 0.01, acc + 0.01], "params": size // 4,
+            "nonzero_params": size // 4, "size_bytes": size, "gzip_bytes": gzip, "macs": 1000,
+            "latency": [{"device": "cpu", "batch_size": 256, "median_ms": ms, "iqr_ms": 0.1, "threads": 2}]}
+
+
+BASE = _record(1, 0.980, 82_000, 80_000, 4.6, "lenet5 baseline")
+SMALL = _record(2, 0.976, 20_000, 9_000, 2.0, "pruned 75%")
+SLOW = _record(3, 0.990, 164_000, 150_000, 9.2, "wider")
+
+
+def test_versus_baseline_in_plain_words():
+    summary = versus_baseline(SMALL, BASE)
+    assert summary["size_ratio"] == 82_000 / 20_000 and summary["speed_ratio"] == 4.6 / 2.0
+    assert round(summary["accuracy_delta_pt"], 6) == -0.4
+    assert summary["text"] == "4.1x smaller, 2.3x faster, \u22120.4 pt accuracy"
+    assert versus_baseline(SLOW, BASE)["text"] == "2.0x larger, 2.0x slower, +1.0 pt accuracy"
+
+
+def test_report_is_one_self_contained_file():
+    page = build_report([SMALL, SLOW], BASE)
+    assert "4.1x smaller, 2.3x faster" in page and "pruned 75%" in page
+    assert not re.search(r"<script[^>]+src=", page), "must not load scripts from the network"
+    assert "plotly" in page.lower() and page.count("Plotly.newPlot") == 3
+    assert len(page) > 1_000_000  # plotly.js itself is inlined
