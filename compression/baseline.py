@@ -8,6 +8,7 @@ from torch import nn
 
 from .artifacts import load_run_model, save_run_model
 from .data import load_dataset
+from .errors import LabError
 from .measure import DEFAULT_LATENCY_BATCH, measure
 from .models import build_model, format_spec, parse_spec
 from .paths import checkpoints_dir
@@ -94,3 +95,42 @@ def get_baseline(dataset: str = "digits", model: str | dict = "lenet5", epochs: 
     if progress:
         progress({"fraction": 1.0, "message": f"Stored baseline run {run_id}"})
     return net, store.get_run(run_id)
+
+
+def resolve_parent(store: RunStore, from_run: int | None = None, progress: Progress | None = None,
+                   should_cancel=None, job_id=None, exclusive=None, **baseline_kwargs) -> tuple[nn.Module, dict]:
+    """The model a technique starts from: any stored run (`from_run`), else the cached baseline."""
+    if from_run is not None:
+        run = store.get_run(from_run)
+        if run["status"] != "done":
+            raise LabError(f"Run {from_run} is {run['status']}, not done; it has no model to start from.")
+        return load_run_model(run["weights_path"]), run
+    return get_baseline(**baseline_kwargs, store=store, progress=progress, should_cancel=should_cancel,
+                        job_id=job_id, exclusive=exclusive)
+
+
+def measure_and_store(store: RunStore, model: nn.Module, data, parent: dict, *, kind: str, method: str,
+                      label: str, config: dict, extra: dict, baseline_record: dict, latency_batch: int,
+                      job_id=None, exclusive=None, latency_time: float = 0.3,
+                      input_dtype: torch.dtype = torch.float32) -> dict:
+    """Measure a technique's output in this process, next to its baseline, and store it as a child run."""
+    record = measure(model, data, latency_batch=latency_batch, exclusive=exclusive, min_run_time=latency_time,
+                     input_dtype=input_dtype)
+    record.update(speedups(record, baseline_record))
+    run_id = store.add_run(kind, parent["dataset"], parent["model"], config, parent_id=parent["id"],
+                           record=record, extra=extra, method=method, label=label, job_id=job_id)
+    store.update_run(run_id, weights_path=save_run_model(model, run_id))
+    return store.get_run(run_id)
+
+
+def speedups(record: dict, baseline_record: dict) -> dict:
+    """Measured latency speed-up (same process, same batch) and the speed-up MACs predict."""
+    from .measure import latency_of
+    out = {}
+    for entry in record["latency"]:
+        base = latency_of(baseline_record, entry["device"], entry["batch_size"])
+        if base and entry.get("median_ms"):
+            out[f"speedup_{entry['device']}_b{entry['batch_size']}"] = base / entry["median_ms"]
+    if record.get("effective_macs"):
+        out["speedup_predicted_macs"] = baseline_record["macs"] / record["effective_macs"]
+    return out

@@ -94,3 +94,38 @@ def _jobs(p):
                     for j in store.list_jobs()]
             emit(args, rows, rows)
     p.set_defaults(handler=handler)
+
+
+def _technique_bar(args, name):
+    return ProgressBar(not args.quiet, name)
+
+
+@verb("prune", "prune a baseline (or any run) to one or more sparsities, fine-tune, measure and store each")
+def _prune(p):
+    from .prune import METHODS, SCHEDULES
+    common_args(p)
+    p.add_argument("--from", dest="from_run", type=int, default=None, help="start from this stored run id")
+    p.add_argument("--method", default="global_l1", choices=list(METHODS))
+    p.add_argument("--sparsity", type=float, nargs="+", required=True)
+    p.add_argument("--finetune-epochs", type=int, default=5)
+    p.add_argument("--schedule", default="oneshot", choices=list(SCHEDULES))
+    p.add_argument("--steps", type=int, default=1, help="pruning steps for the iterative schedule")
+    p.add_argument("--layers", nargs="+", default=None, help="module names to prune (default: all conv/linear)")
+    p.add_argument("--skip-first-last", action="store_true")
+    p.add_argument("--round-to", type=int, default=None, choices=[8, 16])
+    p.add_argument("--sensitivity", action="store_true", help="also prune each layer alone at 30-90%%")
+    output_args(p)
+
+    def handler(args):
+        from .prune_lab import run_prune_sweep
+        bar = _technique_bar(args, "prune")
+        try:
+            out = run_prune_sweep(sparsities=args.sparsity, method=args.method, finetune_epochs=args.finetune_epochs,
+                                  schedule=args.schedule, steps=args.steps, layers=args.layers,
+                                  skip_first_last=args.skip_first_last, round_to=args.round_to,
+                                  with_sensitivity=args.sensitivity, from_run=args.from_run,
+                                  store=RunStore(args.db), progress=bar, **baseline_kwargs(args))
+        finally:
+            bar.close()
+        emit(args, out, [out["baseline"]] + out["results"])
+    p.set_defaults(handler=handler)

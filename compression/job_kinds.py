@@ -65,3 +65,25 @@ def _demo_baseline(spec: str):
                               should_cancel=ctx.should_cancel, job_id=ctx.job_id, exclusive=ctx.exclusive)
         return [run["id"]]
     return stage
+
+
+PRUNE_KEYS = ("sparsities", "method", "finetune_epochs", "schedule", "steps", "layers", "skip_first_last",
+              "round_to", "with_sensitivity", "from_run")
+
+
+def _validate_prune(params: dict) -> None:
+    from .prune_lab import validate_sweep
+    if params.get("from_run") is None:
+        _validate_baseline(params)
+    validate_sweep(params.get("sparsities") or [], params.get("method", "global_l1"),
+                   finetune_epochs=int(params.get("finetune_epochs", 5)), schedule=params.get("schedule", "oneshot"),
+                   steps=int(params.get("steps", 1)), round_to=params.get("round_to"))
+
+
+@register_job("prune", validate=_validate_prune)
+def prune_job(params: dict, ctx: JobContext) -> dict:
+    from .prune_lab import run_prune_sweep
+    out = run_prune_sweep(**{k: params[k] for k in PRUNE_KEYS if params.get(k) is not None},
+                          **baseline_args(params), store=ctx.store, progress=ctx.progress,
+                          should_cancel=ctx.should_cancel, job_id=ctx.job_id, exclusive=ctx.exclusive)
+    return {"run_ids": [r["run_id"] for r in out["results"]], "sensitivity": out.get("sensitivity")}

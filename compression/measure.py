@@ -80,6 +80,33 @@ def count_macs(model: nn.Module, input_shape) -> int:
     return int(counter.get_total_flops() // 2)
 
 
+def effective_macs(model: nn.Module, input_shape) -> int:
+    """MACs if zero weights cost nothing: each conv/linear's MACs scaled by its weight density.
+
+    This is what a sparse kernel could at best achieve; dense kernels still pay `macs`.
+    """
+    dense = count_macs(model, input_shape)
+    saved, hooks = [0.0], []
+
+    def hook(module, _inputs, output):
+        weight = module.weight
+        if weight.is_quantized or weight.numel() == 0:
+            return
+        per_out = weight[0].numel() if isinstance(module, nn.Conv2d) else module.in_features
+        layer_macs = output[0].numel() * per_out  # one sample: outputs x inputs feeding each output
+        saved[0] += layer_macs * (1 - torch.count_nonzero(weight).item() / weight.numel())
+    for module in model.modules():
+        if type(module) in (nn.Conv2d, nn.Linear):
+            hooks.append(module.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, *input_shape, device=_model_device(model)))
+    finally:
+        for h in hooks:
+            h.remove()
+    return max(int(dense - saved[0]), 0)
+
+
 def _model_device(model: nn.Module) -> torch.device:
     tensor = next(iter(model.parameters()), None)
     return tensor.device if tensor is not None else torch.device("cpu")
@@ -164,6 +191,7 @@ def measure(model: nn.Module, data: Dataset, devices: list[str] | None = None,
             "correct": correct, "n_test": n, "params": params, "nonzero_params": nonzero,
             "sparsity": 1 - nonzero / params if params else 0.0,
             "size_bytes": size, "gzip_bytes": gz, "macs": count_macs(model, data.input_shape),
+            "effective_macs": effective_macs(model, data.input_shape),
             "latency": latency}
 
 
