@@ -44,27 +44,45 @@ def _validate_demo(params: dict) -> None:
     _validate_baseline({**params, "model": DEMO_BASELINES[0]})
 
 
-@register_job("demo", validate=_validate_demo)
-def demo_job(params: dict, ctx: JobContext) -> dict:
-    start = time.perf_counter()
-    stages = [(f"baseline {spec}", _demo_baseline(spec)) for spec in DEMO_BASELINES]
-    run_ids = []
-    for i, (label, stage) in enumerate(stages):
-        lo, hi = i / len(stages), (i + 1) / len(stages)
-
-        def scaled(info, lo=lo, hi=hi, label=label):
-            ctx.progress({**info, "fraction": lo + (hi - lo) * info.get("fraction", 0.0), "stage": label,
-                          "message": f"[{label}] {info.get('message', '')}"})
-        run_ids += stage(params, ctx, scaled)
-    return {"run_ids": run_ids, "wall_s": time.perf_counter() - start}
-
-
 def _demo_baseline(spec: str):
     def stage(params, ctx, progress):
         _, run = get_baseline(**{**baseline_args(params), "model": spec}, store=ctx.store, progress=progress,
                               should_cancel=ctx.should_cancel, job_id=ctx.job_id, exclusive=ctx.exclusive)
         return [run["id"]]
     return stage
+
+
+def _demo_prune(method: str, sparsities: list[float]):
+    def stage(params, ctx, progress):
+        from .prune_lab import run_prune_sweep
+        out = run_prune_sweep(sparsities=sparsities, method=method, finetune_epochs=2,
+                              **{**baseline_args(params), "model": DEMO_BASELINES[0]}, store=ctx.store,
+                              progress=progress, should_cancel=ctx.should_cancel, job_id=ctx.job_id,
+                              exclusive=ctx.exclusive)
+        return [r["run_id"] for r in out["results"]]
+    return stage
+
+
+def demo_stages() -> list[tuple[str, callable]]:
+    """Each lab adds its stage here when it lands."""
+    return ([(f"baseline {spec}", _demo_baseline(spec)) for spec in DEMO_BASELINES] +
+            [("prune global_l1", _demo_prune("global_l1", [0.5, 0.8, 0.9])),
+             ("prune channel_l1", _demo_prune("channel_l1", [0.5]))])
+
+
+@register_job("demo", validate=_validate_demo)
+def demo_job(params: dict, ctx: JobContext) -> dict:
+    start = time.perf_counter()
+    stages = demo_stages()
+    run_ids = []
+    for i, (label, stage) in enumerate(stages):
+        lo, hi = i / len(stages), (i + 1) / len(stages)
+
+        def scaled(info, lo=lo, hi=hi, label=label):
+            ctx.progress({**info, "fraction": lo + (hi - lo) * info.get("fraction", 0.0),
+                          "stage": info.get("stage", label), "message": f"[{label}] {info.get('message', '')}"})
+        run_ids += stage(params, ctx, scaled)
+    return {"run_ids": run_ids, "wall_s": time.perf_counter() - start}
 
 
 PRUNE_KEYS = ("sparsities", "method", "finetune_epochs", "schedule", "steps", "layers", "skip_first_last",

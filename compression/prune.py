@@ -219,3 +219,27 @@ def sensitivity(model: nn.Module, data: Dataset, sparsities: list[float], struct
 def masks_of(model: nn.Module) -> dict[str, torch.Tensor]:
     """The zero pattern of each prunable weight (for tests and export)."""
     return {name: (m.weight != 0) for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+
+
+def prunable_layers_of(spec, dataset: str = "digits") -> list[str]:
+    """Layer names of a model spec, for the layer picker (builds the model on the data set's shape)."""
+    from .data import load_dataset
+    from .models import build_model
+    data = load_dataset(dataset)
+    return prunable_layers(build_model(spec, data.input_shape, data.num_classes))
+
+
+def parse_sparsities(text: str) -> list[float]:
+    """'0.3, 0.5 0.7' or '30%, 50%' -> [0.3, 0.5, 0.7]; bad items give a clear message."""
+    values = []
+    for item in text.replace(",", " ").split():
+        try:
+            value = float(item.rstrip("%")) / (100 if item.endswith("%") else 1)
+        except ValueError:
+            raise LabError(f"'{item}' is not a sparsity: write numbers like 0.5 or 50%") from None
+        if not 0 <= value < 1:
+            raise LabError(f"Sparsity must be in [0, 1), got {item}")
+        values.append(value)
+    if not values:
+        raise LabError("The sweep is empty: give at least one sparsity, e.g. 0.5 0.7 0.9")
+    return values

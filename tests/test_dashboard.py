@@ -86,3 +86,39 @@ def test_compare_deletes_selected_runs_and_keeps_the_rest(two_runs):
     assert at.dataframe[0].value["run_id"].tolist() == [base, child]
     assert any(b.label.startswith("Delete") and b.disabled for b in at.button)
     assert RunStore().list_runs()  # nothing deleted without a selection
+
+
+def _synthetic_app():
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.sidebar.selectbox(key="dataset").set_value("synthetic").run()
+    at.sidebar.selectbox(key="model_name").set_value("mlp").run()
+    at.sidebar.text_input(key="model_args").set_value("hidden=16").run()
+    return at
+
+
+def test_prune_form_queues_a_sweep_and_refuses_bad_sparsities(lab_home):
+    at = _synthetic_app()
+    at.switch_page("app_pages/prune.py").run()
+    at.text_input[0].set_value("0.5, 1.5")
+    at.button[0].click().run()
+    assert not at.exception
+    assert any("Sparsity must be in [0, 1)" in e.value for e in at.error)
+    assert RunStore().list_jobs() == []
+    at.text_input[0].set_value("0.5, 80%")
+    at.selectbox[0].set_value("channel_l1")
+    at.button[0].click().run()
+    job = RunStore().list_jobs()[0]
+    assert job["kind"] == "prune" and job["params"]["sparsities"] == [0.5, 0.8]
+    assert job["params"]["method"] == "channel_l1" and job["params"]["model"] == "mlp:hidden=16"
+    RunStore().request_cancel(job["id"])
+
+
+def test_prune_page_draws_stored_sweeps(lab_home):
+    from compression.prune_lab import run_prune_sweep
+    run_prune_sweep(sparsities=[0.5, 0.9], method="global_l1", finetune_epochs=0, with_sensitivity=True,
+                    dataset="synthetic", model="mlp:hidden=16", epochs=1, latency_batch=8, latency_time=0.02)
+    at = _synthetic_app()
+    at.switch_page("app_pages/prune.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(at.get("plotly_chart")) >= 6  # sparsity, params, latency, speed-up, per-layer, sensitivity

@@ -1,4 +1,75 @@
-from dashboard.components import coming_soon
+import streamlit as st
 
-coming_soon("Prune", "Unstructured and structured pruning to the sparsities you choose, with fine-tuning, "
-            "sweeps and per-layer sensitivity; measured latency next to the speed-up MACs predict.")
+from compression import LabError
+from compression.prune import METHODS, parse_sparsities, prunable_layers_of
+from dashboard.charts import runs_frame, tradeoff_chart
+from dashboard.charts_prune import accuracy_vs_sparsity, layer_sparsity_bars, sensitivity_heatmap, speedup_bars
+from dashboard.components import job_panel, submit_job
+from dashboard.state import baseline_params, records
+
+st.title("Prune")
+st.write("Remove weights (unstructured) or whole channels (structured) from the sidebar's baseline, fine-tune, "
+         "and see what it costs in accuracy and what it buys in size and **measured** speed.")
+params = baseline_params()
+with st.expander("What each method does", expanded=False):
+    for method in METHODS.values():
+        st.markdown(f"**{method.name}**: {method.about}")
+
+with st.form("prune-form"):
+    c1, c2, c3 = st.columns(3)
+    method = c1.selectbox("Method", list(METHODS), index=list(METHODS).index("global_l1"))
+    sparsity_text = c2.text_input("Sparsities", "0.3, 0.5, 0.7, 0.9", help="one run per value, each in [0, 1)")
+    finetune = c3.number_input("Fine-tune epochs", 0, 100, 3)
+    c4, c5, c6 = st.columns(3)
+    schedule = c4.radio("Schedule", ["oneshot", "iterative"], horizontal=True,
+                        help="iterative prunes in steps on the AGP cubic schedule, fine-tuning in between")
+    steps = c5.number_input("Steps (iterative)", 1, 20, 3)
+    round_to = c6.selectbox("Round channels to (structured)", [None, 8, 16], format_func=lambda v: str(v) if v else "no rounding")
+    try:
+        layer_names = prunable_layers_of(params["model"], params["dataset"])
+    except LabError as err:
+        layer_names = []
+        st.error(str(err))
+    layers = st.multiselect("Layers to prune (empty = every conv and linear)", layer_names)
+    c7, c8 = st.columns(2)
+    skip = c7.checkbox("Skip the first and last layers")
+    with_sensitivity = c8.checkbox("Also run the per-layer sensitivity analysis")
+    submitted = st.form_submit_button("Prune", type="primary")
+st.caption(f"_{METHODS[method].about}_")
+if submitted:
+    try:
+        sparsities = parse_sparsities(sparsity_text)
+    except LabError as err:
+        st.error(str(err))
+    else:
+        submit_job("prune", {**params, "sparsities": sparsities, "method": method, "finetune_epochs": int(finetune),
+                             "schedule": schedule, "steps": int(steps), "round_to": round_to, "layers": layers or None,
+                             "skip_first_last": skip, "with_sensitivity": with_sensitivity})
+job_panel(("prune",), key="prune")
+
+pruned = [r for r in records(kind="prune", dataset=params["dataset"]) if r["status"] == "done"]
+if not pruned:
+    st.info("No pruned runs on this dataset yet. Choose sparsities and press **Prune**.")
+    st.stop()
+parents = {r["run_id"]: r for r in records(dataset=params["dataset"])}
+parent_ids = sorted({r["parent_id"] for r in pruned if r["parent_id"] in parents}, reverse=True)
+parent_id = st.selectbox("Results for parent run", parent_ids, format_func=lambda i: f"#{i} {parents[i]['label']}")
+parent = parents[parent_id]
+children = [r for r in pruned if r["parent_id"] == parent_id]
+
+st.plotly_chart(accuracy_vs_sparsity(children, parent), key="prune-acc")
+left, right = st.columns(2)
+frame = runs_frame([parent] + children)
+left.plotly_chart(tradeoff_chart(frame, "nonzero_params", highlight=[parent_id],
+                                 title="Accuracy vs non-zero parameters"), key="prune-params")
+right.plotly_chart(tradeoff_chart(frame, "latency_ms", highlight=[parent_id],
+                                  title="Accuracy vs CPU latency (largest batch)"), key="prune-latency")
+st.plotly_chart(speedup_bars(children, parent), key="prune-speedup")
+st.caption("Dense kernels multiply zeros as fast as any other number: unstructured sparsity shows in the gzip "
+           "size, not in latency. Removing channels shrinks the matrices themselves, so it runs faster.")
+chosen = st.selectbox("Per-layer view of", children[::-1], format_func=lambda r: f"#{r['run_id']} {r['label']}")
+st.plotly_chart(layer_sparsity_bars(chosen["layers"], f"Per-layer sparsity of {chosen['label']}"), key="prune-layers")
+for kind in ("weight", "channel"):
+    rows = (parent.get(f"sensitivity_{kind}") or [])
+    if rows:
+        st.plotly_chart(sensitivity_heatmap(rows), key=f"prune-sens-{kind}")
