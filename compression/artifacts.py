@@ -1,6 +1,10 @@
 """Saving and loading model weights under the lab folder."""
 from __future__ import annotations
 
+import functools
+import io
+import uuid
+import warnings
 from pathlib import Path
 
 import torch
@@ -16,20 +20,58 @@ def weights_dir() -> Path:
     return path
 
 
-def save_run_model(model: nn.Module, run_id: int) -> str:
-    """The whole module, so structurally pruned or quantized models load without a spec.
+def _drop_unpicklable_reprs(model: nn.Module) -> None:
+    """torchao's quantize_ sets each layer's extra_repr to a functools.partial, which pickle rejects."""
+    for module in model.modules():
+        if isinstance(module.__dict__.get("extra_repr"), functools.partial):
+            del module.extra_repr
 
-    These files are written by the lab itself; user uploads never go through load_run_model.
+
+def save_model(model: nn.Module, example: torch.Tensor) -> str:
+    """Save the whole model so structurally pruned or quantized models load without a spec.
+
+    Tries a pickled module that must load back; FX-quantized graphs that do not unpickle are saved as
+    TorchScript instead. Returns the path; called before the run is stored, so no run lacks weights.
+    These files are written by the lab itself: user uploads never go through load_run_model.
     """
-    path = weights_dir() / f"run_{run_id}.pt"
-    torch.save(model, path)
+    _drop_unpicklable_reprs(model)
+    with warnings.catch_warnings():  # deprecation notes of torch.jit and storages: not the user's concern
+        warnings.simplefilter("ignore")
+        return _save(model, example)
+
+
+def _save(model: nn.Module, example: torch.Tensor) -> str:
+    buffer = io.BytesIO()
+    try:
+        torch.save(model, buffer)
+        torch.load(io.BytesIO(buffer.getvalue()), weights_only=False)
+        path = weights_dir() / f"{uuid.uuid4().hex}.pt"
+        path.write_bytes(buffer.getvalue())
+        return str(path)
+    except Exception:
+        pass
+    path = weights_dir() / f"{uuid.uuid4().hex}.ts"
+    try:
+        with torch.no_grad():
+            torch.jit.save(torch.jit.trace(model.eval(), example.to(_dtype_of(model))), str(path))
+    except Exception as err:
+        raise LabError(f"Could not save this model ({type(err).__name__}: {str(err).splitlines()[0][:120]})") from None
     return str(path)
+
+
+def _dtype_of(model: nn.Module) -> torch.dtype:
+    floats = [p.dtype for p in model.parameters() if p.dtype.is_floating_point]
+    return floats[0] if floats else torch.float32
 
 
 def load_run_model(path: str | None) -> nn.Module:
     if not path or not Path(path).exists():
         raise LabError(f"The weights of this run are missing ({path}); re-run it to recreate them.")
-    return torch.load(path, map_location="cpu", weights_only=False).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if path.endswith(".ts"):
+            return torch.jit.load(path, map_location="cpu").eval()
+        return torch.load(path, map_location="cpu", weights_only=False).eval()
 
 
 def load_state_dict_file(path: str | Path) -> dict:

@@ -6,7 +6,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .artifacts import load_run_model, save_run_model
+from .artifacts import load_run_model, save_model
 from .data import load_dataset
 from .errors import LabError
 from .measure import DEFAULT_LATENCY_BATCH, measure
@@ -90,8 +90,8 @@ def get_baseline(dataset: str = "digits", model: str | dict = "lenet5", epochs: 
     run_config = {**config.to_dict(), "cache_key": key, "latency_batch": latency_batch,
                   "train_device": str(dev)}
     run_id = store.add_run("train", dataset, spec, run_config, record=record, method="baseline",
-                           label=f"{format_spec(spec)} baseline ({epochs} ep, seed {seed})", extra={"history": history}, job_id=job_id)
-    store.update_run(run_id, weights_path=save_run_model(net, run_id))
+                           label=f"{format_spec(spec)} baseline ({epochs} ep, seed {seed})", extra={"history": history},
+                           job_id=job_id, weights_path=save_model(net, data.x_test[:1]))
     if progress:
         progress({"fraction": 1.0, "message": f"Stored baseline run {run_id}"})
     return net, store.get_run(run_id)
@@ -112,14 +112,23 @@ def resolve_parent(store: RunStore, from_run: int | None = None, progress: Progr
 def measure_and_store(store: RunStore, model: nn.Module, data, parent: dict, *, kind: str, method: str,
                       label: str, config: dict, extra: dict, baseline_record: dict, latency_batch: int,
                       job_id=None, exclusive=None, latency_time: float = 0.3,
-                      input_dtype: torch.dtype = torch.float32) -> dict:
-    """Measure a technique's output in this process, next to its baseline, and store it as a child run."""
+                      input_dtype: torch.dtype = torch.float32, float_model: nn.Module | None = None) -> dict:
+    """Measure a technique's output in this process, next to its baseline, and store it as a child run.
+
+    `float_model`: the model before quantization; int8 kernels do its multiply-accumulates, which the
+    flop counter cannot see in the quantized model.
+    """
     record = measure(model, data, latency_batch=latency_batch, exclusive=exclusive, min_run_time=latency_time,
                      input_dtype=input_dtype)
+    if float_model is not None and not record["macs"]:
+        from .measure import count_macs, effective_macs
+        record["macs"] = count_macs(float_model, data.input_shape)
+        record["effective_macs"] = effective_macs(float_model, data.input_shape)
+        record["macs_note"] = "counted on the float model: the int8 kernels do the same multiply-accumulates"
     record.update(speedups(record, baseline_record))
     run_id = store.add_run(kind, parent["dataset"], parent["model"], config, parent_id=parent["id"],
-                           record=record, extra=extra, method=method, label=label, job_id=job_id)
-    store.update_run(run_id, weights_path=save_run_model(model, run_id))
+                           record=record, extra=extra, method=method, label=label, job_id=job_id,
+                           weights_path=save_model(model, data.x_test[:1]))
     return store.get_run(run_id)
 
 

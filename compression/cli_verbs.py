@@ -1,6 +1,8 @@
 """The CLI's verbs. Each adds its arguments and a handler that calls the backend."""
 from __future__ import annotations
 
+import sys
+
 from .baseline import as_record, get_baseline
 from .cli import ProgressBar, baseline_kwargs, common_args, emit, output_args, verb
 from .errors import LabError
@@ -128,4 +130,61 @@ def _prune(p):
         finally:
             bar.close()
         emit(args, out, [out["baseline"]] + out["results"])
+    p.set_defaults(handler=handler)
+
+
+@verb("quantize", "quantize a baseline (or any run) with one or more methods; measure and store each")
+def _quantize(p):
+    from .quantize import METHODS
+    common_args(p)
+    p.add_argument("--from", dest="from_run", type=int, default=None, help="start from this stored run id")
+    p.add_argument("--method", nargs="+", required=True, choices=list(METHODS))
+    p.add_argument("--calibration-batches", type=int, default=8)
+    output_args(p)
+
+    def handler(args):
+        from .quantize_lab import run_quantize
+        bar = _technique_bar(args, "quantize")
+        try:
+            out = run_quantize(methods=args.method, calibration_batches=args.calibration_batches,
+                               from_run=args.from_run, store=RunStore(args.db), progress=bar, **baseline_kwargs(args))
+        finally:
+            bar.close()
+        for item in out["unavailable"]:
+            print(f"note: {item['method']} unavailable: {item['reason']}", file=sys.stderr)
+        emit(args, out, [out["baseline"]] + out["results"])
+    p.set_defaults(handler=handler)
+
+
+@verb("pipeline", "chain techniques, e.g. --steps prune:channel_l1=0.5,finetune:5,quantize:static_int8")
+def _pipeline(p):
+    common_args(p)
+    p.add_argument("--from", dest="from_run", type=int, default=None, help="start from this stored run id")
+    p.add_argument("--steps", required=True)
+    p.add_argument("--calibration-batches", type=int, default=8)
+    output_args(p)
+
+    def handler(args):
+        from .pipeline import run_pipeline
+        bar = _technique_bar(args, "pipeline")
+        try:
+            out = run_pipeline(steps=args.steps, calibration_batches=args.calibration_batches, from_run=args.from_run,
+                               store=RunStore(args.db), progress=bar, **baseline_kwargs(args))
+        finally:
+            bar.close()
+        emit(args, out, [out["baseline"]] + out["stages"])
+    p.set_defaults(handler=handler)
+
+
+@verb("export", "export a stored run's model as a state dict, a loadable module, or ONNX")
+def _export(p):
+    p.add_argument("run_id", type=int)
+    p.add_argument("--format", default="state_dict", choices=["state_dict", "module", "onnx"])
+    p.add_argument("--out", required=True, help="output file")
+    output_args(p)
+
+    def handler(args):
+        from .export import export_run
+        info = export_run(RunStore(args.db), args.run_id, args.format, args.out)
+        emit(args, info, [info])
     p.set_defaults(handler=handler)

@@ -52,10 +52,10 @@ def _demo_baseline(spec: str):
     return stage
 
 
-def _demo_prune(method: str, sparsities: list[float]):
+def _demo_prune(method: str, sparsities: list[float], **options):
     def stage(params, ctx, progress):
         from .prune_lab import run_prune_sweep
-        out = run_prune_sweep(sparsities=sparsities, method=method, finetune_epochs=2,
+        out = run_prune_sweep(sparsities=sparsities, method=method, **options,
                               **{**baseline_args(params), "model": DEMO_BASELINES[0]}, store=ctx.store,
                               progress=progress, should_cancel=ctx.should_cancel, job_id=ctx.job_id,
                               exclusive=ctx.exclusive)
@@ -66,8 +66,9 @@ def _demo_prune(method: str, sparsities: list[float]):
 def demo_stages() -> list[tuple[str, callable]]:
     """Each lab adds its stage here when it lands."""
     return ([(f"baseline {spec}", _demo_baseline(spec)) for spec in DEMO_BASELINES] +
-            [("prune global_l1", _demo_prune("global_l1", [0.5, 0.8, 0.9])),
-             ("prune channel_l1", _demo_prune("channel_l1", [0.5]))])
+            [("prune global_l1", _demo_prune("global_l1", [0.5, 0.8, 0.9], finetune_epochs=6,
+                                              schedule="iterative", steps=3)),  # gradual: one-shot 90% lost 19 pt
+             ("prune channel_l1", _demo_prune("channel_l1", [0.5], finetune_epochs=4))])
 
 
 @register_job("demo", validate=_validate_demo)
@@ -105,3 +106,45 @@ def prune_job(params: dict, ctx: JobContext) -> dict:
                           **baseline_args(params), store=ctx.store, progress=ctx.progress,
                           should_cancel=ctx.should_cancel, job_id=ctx.job_id, exclusive=ctx.exclusive)
     return {"run_ids": [r["run_id"] for r in out["results"]], "sensitivity": out.get("sensitivity")}
+
+
+def _validate_technique_parent(params: dict) -> None:
+    if params.get("from_run") is None:
+        _validate_baseline(params)
+
+
+def _validate_quantize(params: dict) -> None:
+    from .quantize import availability
+    _validate_technique_parent(params)
+    if not params.get("methods"):
+        raise LabError("Pick at least one quantization method")
+    for method in params["methods"]:
+        availability(method)
+    if int(params.get("calibration_batches", 8)) <= 0:
+        raise LabError(f"The calibration batch count must be at least 1, got {params.get('calibration_batches')}")
+
+
+@register_job("quantize", validate=_validate_quantize)
+def quantize_job(params: dict, ctx: JobContext) -> dict:
+    from .quantize_lab import run_quantize
+    out = run_quantize(methods=params["methods"], calibration_batches=int(params.get("calibration_batches", 8)),
+                       from_run=params.get("from_run"), **baseline_args(params), store=ctx.store,
+                       progress=ctx.progress, should_cancel=ctx.should_cancel, job_id=ctx.job_id,
+                       exclusive=ctx.exclusive)
+    return {"run_ids": [r["run_id"] for r in out["results"]], "unavailable": out["unavailable"]}
+
+
+def _validate_pipeline(params: dict) -> None:
+    from .pipeline import parse_steps
+    _validate_technique_parent(params)
+    parse_steps(params.get("steps") or [])
+
+
+@register_job("pipeline", validate=_validate_pipeline)
+def pipeline_job(params: dict, ctx: JobContext) -> dict:
+    from .pipeline import run_pipeline
+    out = run_pipeline(steps=params["steps"], calibration_batches=int(params.get("calibration_batches", 8)),
+                       from_run=params.get("from_run"), **baseline_args(params), store=ctx.store,
+                       progress=ctx.progress, should_cancel=ctx.should_cancel, job_id=ctx.job_id,
+                       exclusive=ctx.exclusive)
+    return {"run_ids": [r["run_id"] for r in out["stages"]]}

@@ -4,11 +4,16 @@ from __future__ import annotations
 import copy
 import gzip
 import io
+import logging
 import math
 
 import torch
 from torch import nn
-from torch.utils import benchmark
+
+# torch.utils.benchmark imports cpp_extension, which warns "No CUDA runtime is found" on every start
+# on CUDA builds of torch run on CPU-only machines; it changes nothing here.
+logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+from torch.utils import benchmark  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode
 
 from .data import Dataset
@@ -37,6 +42,13 @@ def count_params(model: nn.Module) -> tuple[int, int]:
     return total, nonzero
 
 
+def plain_tensor(t: torch.Tensor) -> torch.Tensor:
+    """A plain float tensor: torch.ao quantized tensors and torchao's int8 subclasses are dequantized."""
+    if t.is_quantized or (type(t) not in (torch.Tensor, nn.Parameter) and hasattr(t, "dequantize")):
+        return t.dequantize()
+    return t
+
+
 def _weights(model: nn.Module):
     """Every learnable tensor, including packed int8 weights of quantized modules."""
     state = model.state_dict()
@@ -44,9 +56,9 @@ def _weights(model: nn.Module):
         if name.endswith("_mask") or name.endswith("_orig"):
             continue  # torch.nn.utils.prune keeps weight_orig + weight_mask; the module's weight is the product
         if isinstance(value, torch.Tensor) and not _is_buffer(model, name):
-            yield value.dequantize() if value.is_quantized else value
+            yield plain_tensor(value)
         elif isinstance(value, tuple):  # packed params of quantized Linear: (weight, bias)
-            yield from (v.dequantize() if v.is_quantized else v for v in value if isinstance(v, torch.Tensor))
+            yield from (plain_tensor(v) for v in value if isinstance(v, torch.Tensor))
     for module in model.modules():  # pruned weights live as attributes, not in the state dict
         if hasattr(module, "weight_mask"):
             yield module.weight
@@ -69,12 +81,20 @@ def serialized_size(model: nn.Module) -> tuple[int, int]:
     return len(raw), len(gzip.compress(raw, compresslevel=6))
 
 
+def _example(model: nn.Module, input_shape) -> torch.Tensor:
+    floats = [p.dtype for p in model.parameters() if p.dtype.is_floating_point]
+    return torch.zeros(1, *input_shape, device=_model_device(model), dtype=floats[0] if floats else torch.float32)
+
+
 def count_macs(model: nn.Module, input_shape) -> int:
-    """Multiply-accumulates for one sample, from torch.utils.flop_counter (FLOPs / 2)."""
+    """Multiply-accumulates for one sample, from torch.utils.flop_counter (FLOPs / 2).
+
+    torch.ao's int8 kernels are invisible to the counter (0); callers use the float model's count.
+    """
     counter = FlopCounterMode(display=False)
     try:
         with counter, torch.no_grad():
-            model.eval()(torch.zeros(1, *input_shape, device=_model_device(model)))
+            model.eval()(_example(model, input_shape))
     except Exception:  # some quantized kernels cannot run under the counter's dispatch mode
         return 0
     return int(counter.get_total_flops() // 2)
@@ -89,8 +109,8 @@ def effective_macs(model: nn.Module, input_shape) -> int:
     saved, hooks = [0.0], []
 
     def hook(module, _inputs, output):
-        weight = module.weight
-        if weight.is_quantized or weight.numel() == 0:
+        weight = plain_tensor(module.weight)
+        if weight.numel() == 0:
             return
         per_out = weight[0].numel() if isinstance(module, nn.Conv2d) else module.in_features
         layer_macs = output[0].numel() * per_out  # one sample: outputs x inputs feeding each output
@@ -100,7 +120,9 @@ def effective_macs(model: nn.Module, input_shape) -> int:
             hooks.append(module.register_forward_hook(hook))
     try:
         with torch.no_grad():
-            model.eval()(torch.zeros(1, *input_shape, device=_model_device(model)))
+            model.eval()(_example(model, input_shape))
+    except Exception:  # kernels the hooks cannot follow: no sparsity to account for
+        return dense
     finally:
         for h in hooks:
             h.remove()
@@ -212,3 +234,22 @@ def hardware_info() -> dict:
     if torch.cuda.is_available():
         info["cuda"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     return info
+
+
+def paired_speedup(baseline: nn.Module, candidate: nn.Module, input_shape, batch_size: int, device: str = "cpu",
+                   rounds: int = 7, min_run_time: float = 0.2, threads: int | None = None,
+                   candidate_dtype: torch.dtype = torch.float32) -> dict:
+    """Speed-up of `candidate` over `baseline`, timed in alternating rounds (A, B, A, B, ...).
+
+    Interleaving cancels slow drifts in machine load, so the ratio holds on a shared, noisy
+    machine better than two separate timings do. Returns the median ratio and its spread.
+    """
+    ratios = []
+    for _ in range(rounds):
+        a = measure_latency(baseline, input_shape, device, batch_size, threads, min_run_time)["median_ms"]
+        b = measure_latency(candidate, input_shape, device, batch_size, threads, min_run_time,
+                            candidate_dtype)["median_ms"]
+        ratios.append(a / b)
+    ratios.sort()
+    return {"device": device, "batch_size": batch_size, "threads": threads or torch.get_num_threads(),
+            "speedup": ratios[len(ratios) // 2], "min": ratios[0], "max": ratios[-1], "rounds": rounds}

@@ -27,7 +27,7 @@ def summary_row(rec: dict) -> dict:
 
 
 def format_table(records: list[dict]) -> str:
-    rows = [summary_row(r) if "accuracy" in r or "run_id" in r else r for r in records]
+    rows = [summary_row(r) if "accuracy" in r else r for r in records]
     if not rows:
         return "(nothing)"
     headers = list(rows[0])

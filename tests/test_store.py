@@ -1,5 +1,8 @@
 """The run store on a real SQLite file: lineage, deletion, jobs, and several writing processes."""
-import multiprocessing as mp
+import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -44,36 +47,18 @@ def test_survives_a_new_store_object(lab_home):
     assert RunStore().get_run(run_id)["kind"] == "train"  # persisted, not held in memory
 
 
-def _writer(url, n, queue):
-    store = RunStore(url)
-    ids = [_add(store, label=f"w{i}") for i in range(n)]
-    queue.put(ids)
-
-
-def _claimer(url, queue):
-    store = RunStore(url)
-    claimed = []
-    while (job := store.claim_next_job()) is not None:
-        claimed.append(job["id"])
-        store.finish_job(job["id"], "done")
-    queue.put(claimed)
-
-
-def _run_processes(target, args, count):
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    procs = [ctx.Process(target=target, args=(*args, queue)) for _ in range(count)]
-    for p in procs:
-        p.start()
-    results = [queue.get(timeout=120) for _ in procs]
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
-    return results
+def _run_processes(*args, count: int) -> list[list[int]]:
+    """Start `count` real processes of tests/store_worker.py at once; return what each printed."""
+    script = Path(__file__).with_name("store_worker.py")
+    procs = [subprocess.Popen([sys.executable, str(script), *map(str, args)], stdout=subprocess.PIPE, text=True)
+             for _ in range(count)]
+    outputs = [p.communicate(timeout=180)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0] * count
+    return [json.loads(out) for out in outputs]
 
 
 def test_concurrent_writers_lose_nothing(store):
-    results = _run_processes(_writer, (store.url, 25), 4)
+    results = _run_processes("writer", store.url, 25, count=4)
     ids = [i for ids in results for i in ids]
     assert len(ids) == len(set(ids)) == 100
     assert sorted(r["id"] for r in store.list_runs()) == sorted(ids)
@@ -81,7 +66,7 @@ def test_concurrent_writers_lose_nothing(store):
 
 def test_two_workers_never_claim_the_same_job(store):
     jobs = [store.submit_job("train", {"n": i}) for i in range(30)]
-    claimed = _run_processes(_claimer, (store.url,), 3)
+    claimed = _run_processes("claimer", store.url, count=3)
     flat = [j for part in claimed for j in part]
     assert sorted(flat) == jobs  # every job once, none twice
     assert all(store.get_job(j)["status"] == "done" for j in jobs)

@@ -14,7 +14,9 @@ if not all_records:
 
 latency_keys = sorted({(e["device"], e["batch_size"]) for r in all_records for e in r.get("latency", [])})
 c1, c2, c3 = st.columns([2, 2, 1])
-cost = c1.selectbox("Cost axis", list(COST_AXES), format_func=COST_AXES.get)
+cost = c1.selectbox("Cost axis", list(COST_AXES), index=list(COST_AXES).index("nonzero_params"),
+                    format_func=COST_AXES.get, help="non-zero parameters show unstructured pruning; "
+                    "parameters and latency show what really got smaller and faster")
 device, batch = c2.selectbox("Latency on", latency_keys or [("cpu", 256)], index=len(latency_keys) - 1,
                              format_func=lambda k: f"{k[0]}, batch {k[1]}", disabled=cost != "latency_ms")
 log_x = c3.checkbox("log x", value=True)

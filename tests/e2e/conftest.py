@@ -75,7 +75,14 @@ def page(browser, app_server):
 
 
 def screenshot(page, name: str) -> Path:
+    """The whole page: Streamlit scrolls inside its main section, so grow the viewport to fit it."""
     SHOTS.mkdir(exist_ok=True)
     path = SHOTS / f"{name}.png"
+    size = page.viewport_size
+    height = page.evaluate("document.querySelector('[data-testid=stMain]')?.scrollHeight || 0")
+    if height > size["height"]:
+        page.set_viewport_size({"width": size["width"], "height": min(height + 50, 8000)})
+        page.wait_for_timeout(800)  # plotly re-lays out on resize
     page.screenshot(path=str(path), full_page=True)
+    page.set_viewport_size(size)
     return path
