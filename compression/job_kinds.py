@@ -68,7 +68,29 @@ def demo_stages() -> list[tuple[str, callable]]:
     return ([(f"baseline {spec}", _demo_baseline(spec)) for spec in DEMO_BASELINES] +
             [("prune global_l1", _demo_prune("global_l1", [0.5, 0.8, 0.9], finetune_epochs=6,
                                               schedule="iterative", steps=3)),  # gradual: one-shot 90% lost 19 pt
-             ("prune channel_l1", _demo_prune("channel_l1", [0.5], finetune_epochs=4))])
+             ("prune channel_l1", _demo_prune("channel_l1", [0.5], finetune_epochs=4)),
+             ("quantize", _demo_quantize(["dynamic_int8", "static_int8"])),
+             ("pipeline", _demo_pipeline("prune:channel_l1=0.5,finetune:3,quantize:static_int8"))])
+
+
+def _demo_quantize(methods: list[str]):
+    def stage(params, ctx, progress):
+        from .quantize_lab import run_quantize
+        out = run_quantize(methods=methods, **{**baseline_args(params), "model": DEMO_BASELINES[0]}, store=ctx.store,
+                           progress=progress, should_cancel=ctx.should_cancel, job_id=ctx.job_id,
+                           exclusive=ctx.exclusive)
+        return [r["run_id"] for r in out["results"]]
+    return stage
+
+
+def _demo_pipeline(steps: str):
+    def stage(params, ctx, progress):
+        from .pipeline import run_pipeline
+        out = run_pipeline(steps=steps, **{**baseline_args(params), "model": "cnn:width=16"}, store=ctx.store,
+                           progress=progress, should_cancel=ctx.should_cancel, job_id=ctx.job_id,
+                           exclusive=ctx.exclusive)
+        return [r["run_id"] for r in out["stages"]]
+    return stage
 
 
 @register_job("demo", validate=_validate_demo)

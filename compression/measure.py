@@ -230,7 +230,7 @@ def latency_of(record: dict, device: str = "cpu", batch_size: int | None = None)
 def hardware_info() -> dict:
     """What the lab will measure on: shown on Home and kept with every latency entry."""
     info = {"cpu": device_name(torch.device("cpu")), "threads": torch.get_num_threads(),
-            "torch": torch.__version__, "cuda": []}
+            "torch": torch.__version__, "cuda": [], "cpu_simd": cpu_simd()}
     if torch.cuda.is_available():
         info["cuda"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     return info
@@ -253,3 +253,14 @@ def paired_speedup(baseline: nn.Module, candidate: nn.Module, input_shape, batch
     ratios.sort()
     return {"device": device, "batch_size": batch_size, "threads": threads or torch.get_num_threads(),
             "speedup": ratios[len(ratios) // 2], "min": ratios[0], "max": ratios[-1], "rounds": rounds}
+
+
+def cpu_simd() -> list[str]:
+    """The CPU's vector extensions that decide int8/bf16 speed (VNNI and AMX speed up int8 a lot)."""
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return []
+    return [flag for flag in wanted if flag in flags]

@@ -122,3 +122,34 @@ def test_prune_page_draws_stored_sweeps(lab_home):
     at.switch_page("app_pages/prune.py").run()
     assert not at.exception, [e.value for e in at.exception]
     assert len(at.get("plotly_chart")) >= 6  # sparsity, params, latency, speed-up, per-layer, sensitivity
+
+
+def test_quantize_page_queues_jobs_and_builds_pipelines(lab_home):
+    at = _synthetic_app()
+    at.switch_page("app_pages/quantize.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    submit = next(b for b in at.button if b.label == "Quantize")
+    submit.click().run()
+    job = RunStore().list_jobs()[0]
+    assert job["kind"] == "quantize" and job["params"]["methods"] == ["dynamic_int8", "static_int8"]
+    RunStore().request_cancel(job["id"])
+    add = next(b for b in at.button if b.label == "Add stage")
+    add.click().run()  # prune channel_l1 0.5
+    run = next(b for b in at.button if b.label == "Run pipeline")
+    run.click().run()
+    job = RunStore().list_jobs()[0]
+    assert job["kind"] == "pipeline" and job["params"]["steps"] == "prune:channel_l1=0.5"
+    RunStore().request_cancel(job["id"])
+
+
+def test_quantize_page_shows_results(lab_home):
+    from compression.pipeline import run_pipeline
+    from compression.quantize_lab import run_quantize
+    kwargs = dict(dataset="synthetic", model="mlp:hidden=16", epochs=1, latency_batch=8, latency_time=0.02)
+    run_quantize(methods=["dynamic_int8"], **kwargs)
+    run_pipeline(steps="prune:global_l1=0.5,quantize:dynamic_int8", **kwargs)
+    at = _synthetic_app()
+    at.switch_page("app_pages/quantize.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(m.label == "Size" for m in at.metric)
+    assert len(at.get("plotly_chart")) >= 3

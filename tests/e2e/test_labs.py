@@ -18,7 +18,7 @@ def test_teaching_demo_fills_the_charts(page, app_server):
     page.get_by_text("ETA").first.wait_for(timeout=60_000)
     page.get_by_text("finished in").wait_for(timeout=240_000)
     page.wait_for_selector(".main-svg")
-    assert page.locator(".scatterlayer .point").count() >= 7  # 3 baselines + 4 pruned runs, drawn
+    assert page.locator(".scatterlayer .point").count() >= 12  # baselines, pruned, quantized, pipeline stages
     screenshot(page, "home-after-demo")
     _open(page, app_server, "compare")
     page.wait_for_selector(".scatterlayer .point")
