@@ -21,7 +21,8 @@ Progress = Callable[[dict], None]
 
 def as_record(run: dict) -> dict:
     """The flat record the CLI prints and every chart reads: run metadata + measurement."""
-    out = {"run_id": run["id"], "kind": run["kind"], "parent_id": run["parent_id"], "status": run["status"],
+    out = {"run_id": run["id"], "kind": run["kind"], "parent_id": run["parent_id"], "job_id": run.get("job_id"),
+           "status": run["status"],
            "dataset": run["dataset"], "model": run["model"], "model_name": format_spec(run["model"]),
            "method": run.get("method"), "label": run.get("label"), "config": run["config"]}
     out.update(run.get("record") or {})
@@ -112,7 +113,8 @@ def resolve_parent(store: RunStore, from_run: int | None = None, progress: Progr
 def measure_and_store(store: RunStore, model: nn.Module, data, parent: dict, *, kind: str, method: str,
                       label: str, config: dict, extra: dict, baseline_record: dict, latency_batch: int,
                       job_id=None, exclusive=None, latency_time: float = 0.3,
-                      input_dtype: torch.dtype = torch.float32, float_model: nn.Module | None = None) -> dict:
+                      input_dtype: torch.dtype = torch.float32, float_model: nn.Module | None = None,
+                      model_spec: dict | None = None) -> dict:
     """Measure a technique's output in this process, next to its baseline, and store it as a child run.
 
     `float_model`: the model before quantization; int8 kernels do its multiply-accumulates, which the
@@ -126,7 +128,7 @@ def measure_and_store(store: RunStore, model: nn.Module, data, parent: dict, *, 
         record["effective_macs"] = effective_macs(float_model, data.input_shape)
         record["macs_note"] = "counted on the float model: the int8 kernels do the same multiply-accumulates"
     record.update(speedups(record, baseline_record))
-    run_id = store.add_run(kind, parent["dataset"], parent["model"], config, parent_id=parent["id"],
+    run_id = store.add_run(kind, parent["dataset"], model_spec or parent["model"], config, parent_id=parent["id"],
                            record=record, extra=extra, method=method, label=label, job_id=job_id,
                            weights_path=save_model(model, data.x_test[:1]))
     return store.get_run(run_id)

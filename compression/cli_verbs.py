@@ -188,3 +188,35 @@ def _export(p):
         info = export_run(RunStore(args.db), args.run_id, args.format, args.out)
         emit(args, info, [info])
     p.set_defaults(handler=handler)
+
+
+@verb("distill", "distil a student from a teacher, next to the same student trained without it, over seeds")
+def _distill(p):
+    p.add_argument("--dataset", default="digits")
+    p.add_argument("--teacher", required=True, help="a model spec (trains or loads its baseline) or a run id")
+    p.add_argument("--student", required=True, help="a model spec, e.g. mlp:hidden=16")
+    p.add_argument("--temperature", type=float, nargs="+", default=[4.0], help="one or more: a sweep")
+    p.add_argument("--alpha", type=float, default=0.9)
+    p.add_argument("--label-fraction", type=float, default=1.0)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--epochs", type=int, default=20, help="student epochs")
+    p.add_argument("--teacher-epochs", type=int, default=10)
+    p.add_argument("--device", default=None)
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--download", action="store_true")
+    p.add_argument("--latency-batch", type=int, default=256)
+    output_args(p)
+
+    def handler(args):
+        from .distill_lab import run_distill
+        bar = _technique_bar(args, "distill")
+        try:
+            out = run_distill(teacher=args.teacher, student=args.student, dataset=args.dataset,
+                              temperatures=args.temperature, alpha=args.alpha, label_fraction=args.label_fraction,
+                              seeds=args.seeds, epochs=args.epochs, epochs_teacher=args.teacher_epochs,
+                              device=args.device, data_dir=args.data_dir, download=args.download,
+                              latency_batch=args.latency_batch, store=RunStore(args.db), progress=bar)
+        finally:
+            bar.close()
+        emit(args, out, [out["teacher"]] + out["student_plain"] + out["student_kd"])
+    p.set_defaults(handler=handler)

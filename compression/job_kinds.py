@@ -69,8 +69,20 @@ def demo_stages() -> list[tuple[str, callable]]:
             [("prune global_l1", _demo_prune("global_l1", [0.5, 0.8, 0.9], finetune_epochs=6,
                                               schedule="iterative", steps=3)),  # gradual: one-shot 90% lost 19 pt
              ("prune channel_l1", _demo_prune("channel_l1", [0.5], finetune_epochs=4)),
+             ("distill", _demo_distill()),
              ("quantize", _demo_quantize(["dynamic_int8", "static_int8"])),
              ("pipeline", _demo_pipeline("prune:channel_l1=0.5,finetune:3,quantize:static_int8"))])
+
+
+def _demo_distill():
+    def stage(params, ctx, progress):
+        from .distill_lab import run_distill
+        out = run_distill(teacher=DEMO_BASELINES[0], student="mlp:hidden=16", dataset=params.get("dataset", "digits"),
+                          label_fraction=0.1, seeds=[0], epochs=30, epochs_teacher=int(params.get("epochs", 10)),
+                          latency_batch=int(params.get("latency_batch", 256)), store=ctx.store, progress=progress,
+                          should_cancel=ctx.should_cancel, job_id=ctx.job_id, exclusive=ctx.exclusive)
+        return [r["run_id"] for r in out["student_plain"] + out["student_kd"]]
+    return stage
 
 
 def _demo_quantize(methods: list[str]):
@@ -170,3 +182,30 @@ def pipeline_job(params: dict, ctx: JobContext) -> dict:
                        progress=ctx.progress, should_cancel=ctx.should_cancel, job_id=ctx.job_id,
                        exclusive=ctx.exclusive)
     return {"run_ids": [r["run_id"] for r in out["stages"]]}
+
+
+DISTILL_KEYS = ("teacher", "student", "dataset", "temperatures", "alpha", "label_fraction", "seeds", "epochs",
+                "epochs_teacher", "device", "data_dir", "download", "latency_batch")
+
+
+def _validate_distill(params: dict) -> None:
+    from .distill import DistillConfig
+    parse_spec(params.get("student", ""))
+    teacher = params.get("teacher", "")
+    if not (isinstance(teacher, int) or str(teacher).isdigit()):
+        parse_spec(teacher)
+    if not params.get("seeds") or not params.get("temperatures"):
+        raise LabError("Give at least one seed and one temperature")
+    for t in params["temperatures"]:
+        DistillConfig(float(t), float(params.get("alpha", 0.9)), float(params.get("label_fraction", 1.0)),
+                      int(params.get("epochs", 20)))
+
+
+@register_job("distill", validate=_validate_distill)
+def distill_job(params: dict, ctx: JobContext) -> dict:
+    from .distill_lab import run_distill
+    out = run_distill(**{k: params[k] for k in DISTILL_KEYS if params.get(k) is not None}, store=ctx.store,
+                      progress=ctx.progress, should_cancel=ctx.should_cancel, job_id=ctx.job_id,
+                      exclusive=ctx.exclusive)
+    return {"run_ids": [r["run_id"] for r in out["student_plain"] + out["student_kd"]],
+            "gap_closed": out["gap_closed"], "sweep": out["sweep"]}

@@ -153,3 +153,20 @@ def test_quantize_page_shows_results(lab_home):
     assert not at.exception, [e.value for e in at.exception]
     assert any(m.label == "Size" for m in at.metric)
     assert len(at.get("plotly_chart")) >= 3
+
+
+def test_distill_page_queues_a_study_and_shows_results(lab_home):
+    at = _synthetic_app()
+    at.switch_page("app_pages/distill.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    next(b for b in at.button if b.label == "Distill").click().run()
+    job = RunStore().list_jobs()[0]
+    assert job["kind"] == "distill" and job["params"]["student"] == "mlp:hidden=16"
+    assert job["params"]["seeds"] == [0, 1, 2] and job["params"]["label_fraction"] == 0.1
+    RunStore().request_cancel(job["id"])
+    from compression.distill_lab import run_distill
+    run_distill(teacher="mlp:hidden=32", student="mlp:hidden=4", dataset="synthetic", seeds=[0], epochs=2,
+                epochs_teacher=1, latency_batch=8, latency_time=0.02)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(m.label.startswith("KD student") for m in at.metric)
