@@ -220,3 +220,54 @@ def _distill(p):
             bar.close()
         emit(args, out, [out["teacher"]] + out["student_plain"] + out["student_kd"])
     p.set_defaults(handler=handler)
+
+
+def _search_config(args):
+    from .search import SearchConfig
+    return SearchConfig(dataset=args.dataset, space=args.space, strategy=args.strategy, trials=args.trials,
+                        epochs=args.epochs, objective=args.objective, max_params=args.max_params,
+                        max_macs=args.max_macs, early_stop=args.early_stop, seed=args.seed,
+                        latency_batch=args.latency_batch)
+
+
+@verb("search", "a small architecture search on Optuna: accuracy vs a cost, every trial a stored run")
+def _search(p):
+    from .search import OBJECTIVES, STRATEGIES
+    p.add_argument("--dataset", default="digits")
+    p.add_argument("--space", default="cnn", choices=["cnn", "mlp"])
+    p.add_argument("--strategy", default="random", choices=list(STRATEGIES))
+    p.add_argument("--trials", type=int, default=20)
+    p.add_argument("--epochs", type=int, default=3, help="epochs per trial (low fidelity)")
+    p.add_argument("--objective", default="params", choices=list(OBJECTIVES))
+    p.add_argument("--max-params", type=int, default=None)
+    p.add_argument("--max-macs", type=int, default=None)
+    p.add_argument("--early-stop", action="store_true", help="Optuna's median pruner (objective none only)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--latency-batch", type=int, default=64)
+    p.add_argument("--study", default=None, help="study name (default: generated); an existing one resumes")
+    output_args(p)
+
+    def handler(args):
+        from .search import run_search
+        bar = _technique_bar(args, "search")
+        try:
+            out = run_search(_search_config(args), RunStore(args.db), args.study, progress=bar)
+        finally:
+            bar.close()
+        emit(args, out, [t for t in out["trials"] if "accuracy" in t])
+    p.set_defaults(handler=handler)
+
+
+@verb("worker", "join a running search: run its trials from this process (or machine) until the budget is used")
+def _worker(p):
+    p.add_argument("--study", required=True)
+    output_args(p)
+
+    def handler(args):
+        from .search import load_config, work
+        store = RunStore(args.db)
+        study, config = load_config(args.study, store)
+        work(study, config, store, progress=_technique_bar(args, "worker"))
+        mine = len(study.get_trials(deepcopy=False))
+        emit(args, {"study": args.study, "trials_in_study": mine}, [{"study": args.study, "trials": mine}])
+    p.set_defaults(handler=handler)

@@ -209,3 +209,21 @@ def distill_job(params: dict, ctx: JobContext) -> dict:
                       exclusive=ctx.exclusive)
     return {"run_ids": [r["run_id"] for r in out["student_plain"] + out["student_kd"]],
             "gap_closed": out["gap_closed"], "sweep": out["sweep"]}
+
+
+SEARCH_KEYS = ("dataset", "space", "choices", "strategy", "trials", "epochs", "objective", "max_params", "max_macs",
+               "early_stop", "seed", "latency_batch")
+
+
+def _search_config(params: dict):
+    from .search import SearchConfig
+    return SearchConfig(**{k: params[k] for k in SEARCH_KEYS if params.get(k) is not None})
+
+
+@register_job("search", validate=lambda params: _search_config(params))
+def search_job(params: dict, ctx: JobContext) -> dict:
+    from .search import run_search
+    out = run_search(_search_config(params), ctx.store, params.get("study"), progress=ctx.progress,
+                     should_cancel=ctx.should_cancel, job_id=ctx.job_id)
+    return {"study": out["study"], "pareto": out["pareto"], "hypervolume": out["hypervolume"],
+            "zoo_hypervolume": out["zoo_hypervolume"], "run_ids": [t["run_id"] for t in out["trials"] if t.get("run_id")]}

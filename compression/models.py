@@ -181,3 +181,27 @@ def mobilenet_v3_small(input_shape, num_classes):
     first = model.features[0][0]
     model.features[0][0] = nn.Conv2d(input_shape[0], first.out_channels, 3, 1, 1, bias=False)
     return model
+
+
+_ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "hardswish": nn.Hardswish}
+
+
+@register_model("CNN found by architecture search: channels per stage, kernel, depthwise, activation, head width")
+def searched_cnn(input_shape, num_classes, channels=(16, 32), kernel=3, depthwise=False, activation="relu", head=0):
+    if activation not in _ACTIVATIONS:
+        raise ValueError(f"unknown activation '{activation}' (known: {', '.join(_ACTIVATIONS)})")
+    channels = [channels] if isinstance(channels, int) else list(channels)
+    act, layers, cin, size = _ACTIVATIONS[activation], [], input_shape[0], min(input_shape[1:])
+    for i, cout in enumerate(channels):
+        if depthwise and i > 0:  # depthwise k x k then pointwise 1x1
+            layers += [nn.Conv2d(cin, cin, kernel, 1, kernel // 2, groups=cin, bias=False), nn.BatchNorm2d(cin), act(),
+                       nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout), act()]
+        else:
+            layers += [nn.Conv2d(cin, cout, kernel, 1, kernel // 2, bias=False), nn.BatchNorm2d(cout), act()]
+        if i < len(channels) - 1 and size >= 4:
+            layers.append(nn.MaxPool2d(2))
+            size //= 2
+        cin = cout
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    layers += [nn.Linear(cin, head), act(), nn.Linear(head, num_classes)] if head else [nn.Linear(cin, num_classes)]
+    return nn.Sequential(*layers)
