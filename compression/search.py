@@ -91,7 +91,8 @@ class RegularizedEvolutionSampler(optuna.samplers.BaseSampler):
         best = [c for c, v in zip(contestants, values)  # non-dominated within the tournament
                 if not any(_dominates(w, v, study.directions) for w in values if w is not v)]
         parent = self._rng.choice(best)
-        return dict(parent.params), self._rng.choice(list(parent.params))
+        mutable = [k for k, d in parent.distributions.items() if len(getattr(d, "choices", (0, 1))) > 1]
+        return dict(parent.params), (self._rng.choice(mutable) if mutable else None)
 
     def sample_independent(self, study, trial, name, distribution):
         if trial.number not in self._plans:
