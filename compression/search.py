@@ -284,7 +284,19 @@ def run_search(config: SearchConfig, store: RunStore | None = None, study_name: 
     check_feasible(config, data)
     zoo = zoo_records(config, store, progress)
     study = create_study(config, store, study_name)
+    study.set_user_attr("zoo", [{k: z[k] for k in ("run_id", "label", "model_name", "val_accuracy", "cost", "feasible")}
+                                for z in zoo])
     work(study, config, store, progress, should_cancel, job_id)
     if progress:
         progress({"fraction": 1.0, "message": f"{len(study.trials)} trials in {study.study_name}"})
     return summarize(study, config, store, zoo)
+
+
+def list_studies(store: RunStore) -> list[str]:
+    return [s.study_name for s in optuna.get_all_study_summaries(storage=_storage(store.url))][::-1]
+
+
+def study_summary(study_name: str, store: RunStore) -> dict:
+    """The live state of a study (trials so far, its zoo, both hypervolumes), for the Search page."""
+    study, config = load_config(study_name, store)
+    return summarize(study, config, store, study.user_attrs.get("zoo", []))

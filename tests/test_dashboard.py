@@ -170,3 +170,23 @@ def test_distill_page_queues_a_study_and_shows_results(lab_home):
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert any(m.label.startswith("KD student") for m in at.metric)
+
+
+def test_search_page_queues_a_search_and_shows_the_front(lab_home):
+    at = _synthetic_app()
+    at.switch_page("app_pages/search.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("architectures" in c.value for c in at.caption)
+    next(b for b in at.button if b.label == "Search").click().run()
+    job = RunStore().list_jobs()[0]
+    assert job["kind"] == "search" and job["params"]["space"] == "cnn" and job["params"]["trials"] == 12
+    RunStore().request_cancel(job["id"])
+    from compression.search import SearchConfig, run_search
+    run_search(SearchConfig(dataset="synthetic", space="mlp", trials=3, epochs=1, latency_batch=8))
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(m.label == "Hypervolume (found)" for m in at.metric)
+    next(b for b in at.button if b.label == "Retrain fully").click().run()
+    promoted = RunStore().list_jobs()[0]
+    assert promoted["kind"] == "train" and promoted["params"]["model"].startswith("mlp:hidden=")
+    RunStore().request_cancel(promoted["id"])
