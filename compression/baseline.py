@@ -122,7 +122,7 @@ def measure_and_store(store: RunStore, model: nn.Module, data, parent: dict, *, 
     """
     record = measure(model, data, latency_batch=latency_batch, exclusive=exclusive, min_run_time=latency_time,
                      input_dtype=input_dtype)
-    if float_model is not None and not record["macs"]:
+    if float_model is not None:  # quantization changes the arithmetic's precision, not its count
         from .measure import count_macs, effective_macs
         record["macs"] = count_macs(float_model, data.input_shape)
         record["effective_macs"] = effective_macs(float_model, data.input_shape)

@@ -29,11 +29,12 @@ def human_count(n: float | None) -> str:
     return f"{n:.0f}"
 
 
-def _ratio_delta(value, base, lower_is_better=True) -> str | None:
+def _ratio_delta(value, base) -> str | None:
+    """'4.10x smaller' or '1.30x larger': a ratio below 1 is said the other way round."""
     if not value or not base:
         return None
-    ratio = base / value if lower_is_better else value / base
-    return f"{ratio:.2f}x {'smaller' if lower_is_better else ''}".strip()
+    ratio = base / value
+    return f"{ratio:.2f}x smaller" if ratio >= 1 else f"{1 / ratio:.2f}x larger"
 
 
 def metric_cards(record: dict, baseline: dict | None = None) -> None:
@@ -58,7 +59,8 @@ def metric_cards(record: dict, baseline: dict | None = None) -> None:
     one = latency_of(record, "cpu", 1)
     speed = None
     if baseline is not None and big and latency_of(baseline, "cpu"):
-        speed = f"{latency_of(baseline, 'cpu') / big:.2f}x faster"
+        ratio = latency_of(baseline, "cpu") / big
+        speed = f"{ratio:.2f}x faster" if ratio >= 1 else f"{1 / ratio:.2f}x slower"
     cols[4].metric(f"Latency, batch {batches[-1] if batches else '?'}", f"{big:.2f} ms" if big else "-", speed,
                    delta_color="off")
     cols[4].caption(f"batch 1: {one:.3f} ms" if one else "batch 1: -")

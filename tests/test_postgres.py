@@ -1,0 +1,63 @@
+"""The run store and a search across two worker processes, against a real PostgreSQL server."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+
+from compression import RunStore
+from compression.search import SearchConfig, create_study
+
+from conftest import ROOT, cli_env
+from postgres_server import PostgresServer
+
+
+@pytest.fixture(scope="module")
+def pg_url():
+    try:
+        server = PostgresServer()
+    except (FileNotFoundError, subprocess.CalledProcessError) as err:
+        if os.environ.get("COMPRESSION_LAB_REQUIRE_POSTGRES"):
+            pytest.fail(f"PostgreSQL is required here (CI) but could not start: {err}")
+        pytest.skip(f"no PostgreSQL server here ({err}); .ci/run installs Debian's postgresql")
+    yield server.url
+    server.stop()
+
+
+def _workers(role, url, *args, count):
+    script = Path(__file__).with_name("store_worker.py")
+    procs = [subprocess.Popen([sys.executable, str(script), role, url, *map(str, args)], stdout=subprocess.PIPE,
+                              text=True) for _ in range(count)]
+    return [(p.communicate(timeout=180)[0], p.returncode) for p in procs]
+
+
+def test_store_on_postgres_round_trips_lineage_and_concurrent_writers(pg_url):
+    import json
+    store = RunStore(pg_url)
+    base = store.add_run("train", "digits", {"name": "lenet5", "args": {}}, {}, record={"accuracy": 0.98})
+    child = store.add_run("prune", "digits", {"name": "lenet5", "args": {}}, {}, parent_id=base, record={"accuracy": 0.97})
+    assert [r["id"] for r in store.lineage(child)] == [base, child]
+    results = _workers("writer", pg_url, 20, count=3)
+    assert all(code == 0 for _, code in results)
+    ids = [i for out, _ in results for i in json.loads(out)]
+    assert len(set(ids)) == 60 and {r["id"] for r in store.list_runs()} >= set(ids)
+    jobs = [store.submit_job("train", {"n": i}) for i in range(20)]
+    claimed = [i for out, _ in _workers("claimer", pg_url, count=3) for i in json.loads(out)]
+    assert sorted(claimed) == jobs
+
+
+def test_two_workers_share_a_search_on_postgres(pg_url, lab_home):
+    store = RunStore(pg_url)
+    config = SearchConfig(dataset="synthetic", space="mlp", trials=6, epochs=1, latency_batch=8)
+    create_study(config, store, "pg-split")
+    procs = [subprocess.Popen([sys.executable, "-m", "compression", "worker", "--study", "pg-split", "--db", pg_url,
+                               "--quiet", "--json"], cwd=ROOT, env=cli_env(lab_home), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    trials = optuna.load_study(study_name="pg-split", storage=pg_url).get_trials()
+    assert len(trials) >= 6 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert len(store.list_runs(kind="search_trial")) == len(trials)
