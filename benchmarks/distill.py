@@ -2,12 +2,16 @@
 
 - with 10% of labels: gap_closed (goal >= 0.5)
 - with all labels: KD mean vs plain mean (goal: KD >= plain)
+
+Student mlp:hidden=32 with T=2, alpha=0.5. With the 1.2k-parameter mlp:hidden=16 of the CLI example,
+KD trailed the plain student on full labels at every T/alpha we tried (best 0.972 vs 0.973): too small
+to imitate the teacher's soft targets; with 10% labels it still closed 63% of the gap.
 """
 import _common
 
 from compression.distill_lab import run_distill
 
-COMMON = dict(teacher="cnn:width=64", student="mlp:hidden=16", dataset="digits", temperatures=[4.0], alpha=0.9,
+COMMON = dict(teacher="cnn:width=64", student="mlp:hidden=32", dataset="digits", temperatures=[2.0], alpha=0.5,
               seeds=[0, 1, 2], epochs=40)
 
 if __name__ == "__main__":
@@ -15,7 +19,7 @@ if __name__ == "__main__":
     full = run_distill(label_fraction=1.0, **COMMON)
     mean = lambda rs: sum(r["accuracy"] for r in rs) / len(rs)  # noqa: E731
     _common.emit({"benchmark": "distill", "dataset": "digits", "teacher": COMMON["teacher"], "student": COMMON["student"],
-                  "seeds": COMMON["seeds"], "temperature": 4.0, "alpha": 0.9, "epochs": 40,
+                  "seeds": COMMON["seeds"], "temperature": 2.0, "alpha": 0.5, "epochs": 40,
                   "teacher_accuracy": round(few["teacher"]["accuracy"], 4),
                   "labels_10pct": {"plain_mean": round(mean(few["student_plain"]), 4),
                                    "kd_mean": round(mean(few["student_kd"]), 4), "gap_closed": round(few["gap_closed"], 3)},

@@ -48,6 +48,12 @@ class ProgressBar:
         if self.bar is not None:
             self.bar.close()
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
 
 def common_args(p: argparse.ArgumentParser, model_default: str | None = "lenet5"):
     """The arguments that pick a cached baseline, shared by train and every technique."""

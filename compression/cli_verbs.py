@@ -15,11 +15,8 @@ def _train(p):
     output_args(p)
 
     def handler(args):
-        bar = ProgressBar(not args.quiet, "train")
-        try:
+        with ProgressBar(not args.quiet, "train") as bar:
             _, run = get_baseline(**baseline_kwargs(args), store=RunStore(args.db), progress=bar)
-        finally:
-            bar.close()
         emit(args, as_record(run))
     p.set_defaults(handler=handler)
 
@@ -98,10 +95,6 @@ def _jobs(p):
     p.set_defaults(handler=handler)
 
 
-def _technique_bar(args, name):
-    return ProgressBar(not args.quiet, name)
-
-
 @verb("prune", "prune a baseline (or any run) to one or more sparsities, fine-tune, measure and store each")
 def _prune(p):
     from .prune import METHODS, SCHEDULES
@@ -120,15 +113,12 @@ def _prune(p):
 
     def handler(args):
         from .prune_lab import run_prune_sweep
-        bar = _technique_bar(args, "prune")
-        try:
+        with ProgressBar(not args.quiet, "prune") as bar:
             out = run_prune_sweep(sparsities=args.sparsity, method=args.method, finetune_epochs=args.finetune_epochs,
                                   schedule=args.schedule, steps=args.steps, layers=args.layers,
                                   skip_first_last=args.skip_first_last, round_to=args.round_to,
                                   with_sensitivity=args.sensitivity, from_run=args.from_run,
                                   store=RunStore(args.db), progress=bar, **baseline_kwargs(args))
-        finally:
-            bar.close()
         emit(args, out, [out["baseline"]] + out["results"])
     p.set_defaults(handler=handler)
 
@@ -144,12 +134,9 @@ def _quantize(p):
 
     def handler(args):
         from .quantize_lab import run_quantize
-        bar = _technique_bar(args, "quantize")
-        try:
+        with ProgressBar(not args.quiet, "quantize") as bar:
             out = run_quantize(methods=args.method, calibration_batches=args.calibration_batches,
                                from_run=args.from_run, store=RunStore(args.db), progress=bar, **baseline_kwargs(args))
-        finally:
-            bar.close()
         for item in out["unavailable"]:
             print(f"note: {item['method']} unavailable: {item['reason']}", file=sys.stderr)
         emit(args, out, [out["baseline"]] + out["results"])
@@ -166,12 +153,9 @@ def _pipeline(p):
 
     def handler(args):
         from .pipeline import run_pipeline
-        bar = _technique_bar(args, "pipeline")
-        try:
+        with ProgressBar(not args.quiet, "pipeline") as bar:
             out = run_pipeline(steps=args.steps, calibration_batches=args.calibration_batches, from_run=args.from_run,
                                store=RunStore(args.db), progress=bar, **baseline_kwargs(args))
-        finally:
-            bar.close()
         emit(args, out, [out["baseline"]] + out["stages"])
     p.set_defaults(handler=handler)
 
@@ -209,15 +193,12 @@ def _distill(p):
 
     def handler(args):
         from .distill_lab import run_distill
-        bar = _technique_bar(args, "distill")
-        try:
+        with ProgressBar(not args.quiet, "distill") as bar:
             out = run_distill(teacher=args.teacher, student=args.student, dataset=args.dataset,
                               temperatures=args.temperature, alpha=args.alpha, label_fraction=args.label_fraction,
                               seeds=args.seeds, epochs=args.epochs, epochs_teacher=args.teacher_epochs,
                               device=args.device, data_dir=args.data_dir, download=args.download,
                               latency_batch=args.latency_batch, store=RunStore(args.db), progress=bar)
-        finally:
-            bar.close()
         emit(args, out, [out["teacher"]] + out["student_plain"] + out["student_kd"])
     p.set_defaults(handler=handler)
 
@@ -249,11 +230,8 @@ def _search(p):
 
     def handler(args):
         from .search import run_search
-        bar = _technique_bar(args, "search")
-        try:
+        with ProgressBar(not args.quiet, "search") as bar:
             out = run_search(_search_config(args), RunStore(args.db), args.study, progress=bar)
-        finally:
-            bar.close()
         emit(args, out, [t for t in out["trials"] if "accuracy" in t])
     p.set_defaults(handler=handler)
 
@@ -267,7 +245,7 @@ def _worker(p):
         from .search import load_config, work
         store = RunStore(args.db)
         study, config = load_config(args.study, store)
-        work(study, config, store, progress=_technique_bar(args, "worker"))
+        work(study, config, store, progress=ProgressBar(not args.quiet, "worker"))
         mine = len(study.get_trials(deepcopy=False))
         emit(args, {"study": args.study, "trials_in_study": mine}, [{"study": args.study, "trials": mine}])
     p.set_defaults(handler=handler)

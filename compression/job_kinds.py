@@ -31,9 +31,13 @@ def baseline_args(params: dict) -> dict:
 
 @register_job("train", validate=_validate_baseline)
 def train_job(params: dict, ctx: JobContext) -> dict:
-    _, run = get_baseline(**baseline_args(params), store=ctx.store, progress=ctx.progress,
-                          should_cancel=ctx.should_cancel, job_id=ctx.job_id, exclusive=ctx.exclusive)
+    _, run = get_baseline(**baseline_args(params), **ctx.backend_kwargs())
     return {"run_ids": [run["id"]]}
+
+
+def _stage_kwargs(ctx: JobContext, progress) -> dict:
+    """A demo stage reports into its slice of the demo's progress bar."""
+    return {**ctx.backend_kwargs(), "progress": progress}
 
 
 # The teaching demo: small defaults on digits, every lab that exists, in one go.
@@ -46,8 +50,7 @@ def _validate_demo(params: dict) -> None:
 
 def _demo_baseline(spec: str):
     def stage(params, ctx, progress):
-        _, run = get_baseline(**{**baseline_args(params), "model": spec}, store=ctx.store, progress=progress,
-                              should_cancel=ctx.should_cancel, job_id=ctx.job_id, exclusive=ctx.exclusive)
+        _, run = get_baseline(**{**baseline_args(params), "model": spec}, **_stage_kwargs(ctx, progress))
         return [run["id"]]
     return stage
 
@@ -56,9 +59,7 @@ def _demo_prune(method: str, sparsities: list[float], **options):
     def stage(params, ctx, progress):
         from .prune_lab import run_prune_sweep
         out = run_prune_sweep(sparsities=sparsities, method=method, **options,
-                              **{**baseline_args(params), "model": DEMO_BASELINES[0]}, store=ctx.store,
-                              progress=progress, should_cancel=ctx.should_cancel, job_id=ctx.job_id,
-                              exclusive=ctx.exclusive)
+                              **{**baseline_args(params), "model": DEMO_BASELINES[0]}, **_stage_kwargs(ctx, progress))
         return [r["run_id"] for r in out["results"]]
     return stage
 
@@ -79,8 +80,7 @@ def _demo_distill():
         from .distill_lab import run_distill
         out = run_distill(teacher=DEMO_BASELINES[0], student="mlp:hidden=16", dataset=params.get("dataset", "digits"),
                           label_fraction=0.1, seeds=[0], epochs=30, epochs_teacher=int(params.get("epochs", 10)),
-                          latency_batch=int(params.get("latency_batch", 256)), store=ctx.store, progress=progress,
-                          should_cancel=ctx.should_cancel, job_id=ctx.job_id, exclusive=ctx.exclusive)
+                          latency_batch=int(params.get("latency_batch", 256)), **_stage_kwargs(ctx, progress))
         return [r["run_id"] for r in out["student_plain"] + out["student_kd"]]
     return stage
 
@@ -88,9 +88,8 @@ def _demo_distill():
 def _demo_quantize(methods: list[str]):
     def stage(params, ctx, progress):
         from .quantize_lab import run_quantize
-        out = run_quantize(methods=methods, **{**baseline_args(params), "model": DEMO_BASELINES[0]}, store=ctx.store,
-                           progress=progress, should_cancel=ctx.should_cancel, job_id=ctx.job_id,
-                           exclusive=ctx.exclusive)
+        out = run_quantize(methods=methods, **{**baseline_args(params), "model": DEMO_BASELINES[0]},
+                           **_stage_kwargs(ctx, progress))
         return [r["run_id"] for r in out["results"]]
     return stage
 
@@ -98,9 +97,8 @@ def _demo_quantize(methods: list[str]):
 def _demo_pipeline(steps: str):
     def stage(params, ctx, progress):
         from .pipeline import run_pipeline
-        out = run_pipeline(steps=steps, **{**baseline_args(params), "model": "cnn:width=16"}, store=ctx.store,
-                           progress=progress, should_cancel=ctx.should_cancel, job_id=ctx.job_id,
-                           exclusive=ctx.exclusive)
+        out = run_pipeline(steps=steps, **{**baseline_args(params), "model": "cnn:width=16"},
+                           **_stage_kwargs(ctx, progress))
         return [r["run_id"] for r in out["stages"]]
     return stage
 
@@ -137,8 +135,7 @@ def _validate_prune(params: dict) -> None:
 def prune_job(params: dict, ctx: JobContext) -> dict:
     from .prune_lab import run_prune_sweep
     out = run_prune_sweep(**{k: params[k] for k in PRUNE_KEYS if params.get(k) is not None},
-                          **baseline_args(params), store=ctx.store, progress=ctx.progress,
-                          should_cancel=ctx.should_cancel, job_id=ctx.job_id, exclusive=ctx.exclusive)
+                          **baseline_args(params), **ctx.backend_kwargs())
     return {"run_ids": [r["run_id"] for r in out["results"]], "sensitivity": out.get("sensitivity")}
 
 
@@ -162,9 +159,7 @@ def _validate_quantize(params: dict) -> None:
 def quantize_job(params: dict, ctx: JobContext) -> dict:
     from .quantize_lab import run_quantize
     out = run_quantize(methods=params["methods"], calibration_batches=int(params.get("calibration_batches", 8)),
-                       from_run=params.get("from_run"), **baseline_args(params), store=ctx.store,
-                       progress=ctx.progress, should_cancel=ctx.should_cancel, job_id=ctx.job_id,
-                       exclusive=ctx.exclusive)
+                       from_run=params.get("from_run"), **baseline_args(params), **ctx.backend_kwargs())
     return {"run_ids": [r["run_id"] for r in out["results"]], "unavailable": out["unavailable"]}
 
 
@@ -178,9 +173,7 @@ def _validate_pipeline(params: dict) -> None:
 def pipeline_job(params: dict, ctx: JobContext) -> dict:
     from .pipeline import run_pipeline
     out = run_pipeline(steps=params["steps"], calibration_batches=int(params.get("calibration_batches", 8)),
-                       from_run=params.get("from_run"), **baseline_args(params), store=ctx.store,
-                       progress=ctx.progress, should_cancel=ctx.should_cancel, job_id=ctx.job_id,
-                       exclusive=ctx.exclusive)
+                       from_run=params.get("from_run"), **baseline_args(params), **ctx.backend_kwargs())
     return {"run_ids": [r["run_id"] for r in out["stages"]]}
 
 
@@ -204,9 +197,7 @@ def _validate_distill(params: dict) -> None:
 @register_job("distill", validate=_validate_distill)
 def distill_job(params: dict, ctx: JobContext) -> dict:
     from .distill_lab import run_distill
-    out = run_distill(**{k: params[k] for k in DISTILL_KEYS if params.get(k) is not None}, store=ctx.store,
-                      progress=ctx.progress, should_cancel=ctx.should_cancel, job_id=ctx.job_id,
-                      exclusive=ctx.exclusive)
+    out = run_distill(**{k: params[k] for k in DISTILL_KEYS if params.get(k) is not None}, **ctx.backend_kwargs())
     return {"run_ids": [r["run_id"] for r in out["student_plain"] + out["student_kd"]],
             "gap_closed": out["gap_closed"], "sweep": out["sweep"]}
 

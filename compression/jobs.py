@@ -74,6 +74,11 @@ class JobContext:
             self._last_write = now
         self.check_cancel()
 
+    def backend_kwargs(self) -> dict:
+        """What every technique function takes from the job: store, progress, cancel, job id, exclusivity."""
+        return {"store": self.store, "progress": self.progress, "should_cancel": self.should_cancel,
+                "job_id": self.job_id, "exclusive": self.exclusive}
+
     def should_cancel(self) -> bool:
         now = time.perf_counter()
         if not self._cancelled and now - self._last_cancel_check > 0.3:

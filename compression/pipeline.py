@@ -94,7 +94,8 @@ def run_pipeline(*, steps, calibration_batches: int = 8, from_run: int | None = 
         stage_progress = lambda info, lo=lo, width=width: report(  # noqa: E731
             lo + width * 0.8 * info.get("epoch", 0) / max(info.get("epochs", 1), 1), f"stage {i + 1}: epoch "
             f"{info.get('epoch')}/{info.get('epochs')}")
-        input_dtype, extra, float_model = torch.float32, {"stage": i + 1, "step": step}, model
+        input_dtype, extra = torch.float32, {"stage": i + 1, "step": step}
+        float_model = model if step["kind"] == "quantize" else None  # its MACs stand for the int8 model's
         if step["kind"] == "prune":
             name = f"prune {step['method']} {step['sparsity']:.0%}"
             model, prune_report = prune_model(model, data, PruneConfig(method=step["method"], sparsity=step["sparsity"],

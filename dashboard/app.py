@@ -3,6 +3,7 @@
 `make run` serves this file. Pages live in app_pages/ and only render and call `compression`.
 """
 import sys
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,5 +27,7 @@ pages = {
                 st.Page(PAGES / "report.py", title="Report", icon=":material/summarize:")],
 }
 navigation = st.navigation(pages)
+# a new token per full run lets the job panel tell its own timer reruns from full page runs
+st.session_state["page_run_token"] = uuid.uuid4().hex
 sidebar()
 navigation.run()

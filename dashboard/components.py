@@ -125,8 +125,13 @@ def job_panel(kinds: tuple[str, ...], key: str, show_curves: bool = True) -> Non
     signature = (latest["id"], latest["status"], len(store.list_runs(job_id=latest["id"])))
     previous = st.session_state.get(f"job-signature-{key}")
     st.session_state[f"job-signature-{key}"] = signature
-    if previous is not None and previous != signature and previous[0] == signature[0]:
-        st.rerun(scope="app")  # a run landed or the job ended: redraw the page's charts from the store
+    token = st.session_state.get("page_run_token")
+    timer_rerun = st.session_state.get(f"job-token-{key}") == token  # same full run: the fragment's timer
+    st.session_state[f"job-token-{key}"] = token
+    if timer_rerun and previous is not None and previous != signature and previous[0] == signature[0]:
+        # a run landed or the job ended: redraw the page's charts. Only from the timer: a full run
+        # already reads fresh data, and rerunning it would swallow the click that started it.
+        st.rerun(scope="app")
 
 
 def coming_soon(title: str, what: str) -> None:

@@ -135,6 +135,7 @@ def test_quantize_page_queues_jobs_and_builds_pipelines(lab_home):
     RunStore().request_cancel(job["id"])
     add = next(b for b in at.button if b.label == "Add stage")
     add.click().run()  # prune channel_l1 0.5
+    assert not at.exception, [e.value for e in at.exception]
     run = next(b for b in at.button if b.label == "Run pipeline")
     run.click().run()
     job = RunStore().list_jobs()[0]

@@ -122,3 +122,11 @@ def test_finetune_keeps_unstructured_zeros(lab_home):
 def test_bad_pipelines_are_refused(steps, message):
     with pytest.raises(LabError, match=message):
         parse_steps(steps)
+
+
+def test_pipeline_prune_stage_reports_its_own_macs(lab_home):
+    out = run_pipeline(steps="prune:channel_l1=0.5,quantize:dynamic_int8", dataset="synthetic", model="cnn:width=16",
+                       epochs=1, latency_batch=8, latency_time=0.02)
+    pruned, quantized = out["stages"]
+    assert pruned["macs"] < 0.5 * out["baseline"]["macs"]  # channels really removed: MACs fall
+    assert quantized["macs"] == pruned["macs"]  # int8 does the same multiply-accumulates

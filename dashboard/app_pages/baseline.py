@@ -1,5 +1,8 @@
 import streamlit as st
 
+from compression import LabError
+from compression.upload import import_weights
+
 from dashboard.charts import training_curves
 from dashboard.components import job_panel, metric_cards, submit_job
 from dashboard.state import baseline_params, records
@@ -14,7 +17,19 @@ if st.button("Train baseline", type="primary"):
     submit_job("train", params)
 job_panel(("train",), key="baseline")
 
-runs = [r for r in records(kind="train", dataset=params["dataset"]) if r["status"] == "done"]
+with st.expander("Or upload trained weights for this model"):
+    st.caption(f"A PyTorch state dict (.pt) for {params['model']} on {params['dataset']}. It is read with "
+               "torch.load(weights_only=True): no code in the file can run.")
+    upload = st.file_uploader("State dict", type=["pt", "pth", "bin"])
+    if upload is not None and st.button("Import and measure"):
+        try:
+            rec = import_weights(upload.getvalue(), upload.name, params["model"], params["dataset"],
+                                 latency_batch=params["latency_batch"])
+            st.success(f"Stored as run #{rec['run_id']}: accuracy {rec['accuracy']:.3f}")
+        except LabError as err:
+            st.error(str(err))
+
+runs = [r for r in records(dataset=params["dataset"]) if r["status"] == "done" and r["kind"] in ("train", "upload")]
 if not runs:
     st.info("No baseline on this dataset yet: press **Train baseline**.")
     st.stop()

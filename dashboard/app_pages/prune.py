@@ -52,7 +52,8 @@ if not pruned:
     st.info("No pruned runs on this dataset yet. Choose sparsities and press **Prune**.")
     st.stop()
 parents = {r["run_id"]: r for r in records(dataset=params["dataset"])}
-parent_ids = sorted({r["parent_id"] for r in pruned if r["parent_id"] in parents}, reverse=True)
+newest_first = sorted(pruned, key=lambda r: -r["run_id"])
+parent_ids = list(dict.fromkeys(r["parent_id"] for r in newest_first if r["parent_id"] in parents))
 parent_id = st.selectbox("Results for parent run", parent_ids, format_func=lambda i: f"#{i} {parents[i]['label']}")
 parent = parents[parent_id]
 children = [r for r in pruned if r["parent_id"] == parent_id]

@@ -54,3 +54,14 @@ def test_home_shows_hardware(page, app_server):
     page.get_by_text("Hardware: CPU").wait_for()
     page.get_by_role("button", name="Run the teaching demo").wait_for()
     screenshot(page, "home")
+
+
+def test_a_corrupt_upload_gets_a_message_not_a_traceback(page, app_server, tmp_path):
+    _goto(page, app_server, "baseline")
+    page.get_by_text("Or upload trained weights").click()
+    bad = tmp_path / "weights.pt"
+    bad.write_bytes(b"\x00not a checkpoint" * 64)
+    page.locator("input[type=file]").set_input_files(str(bad))
+    page.get_by_role("button", name="Import and measure").click()
+    page.get_by_text("not a valid PyTorch state dict").wait_for(timeout=30_000)
+    assert page.get_by_text("Traceback").count() == 0

@@ -1,0 +1,61 @@
+"""Uploaded weights: a good file becomes a run; corrupt, hostile and mismatched files get a clear message."""
+import io
+import os
+import pickle
+
+import pytest
+import torch
+
+from compression import LabError, RunStore, build_model
+from compression.upload import import_weights
+
+
+def _state_bytes(state) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/compression-lab-pwned",))
+
+
+def test_a_valid_state_dict_becomes_a_measured_run(lab_home, synthetic):
+    model = build_model("mlp:hidden=8", synthetic.input_shape, synthetic.num_classes)
+    record = import_weights(_state_bytes(model.state_dict()), "mine.pt", "mlp:hidden=8", "synthetic",
+                            latency_batch=4, latency_time=0.01)
+    assert record["kind"] == "upload" and record["params"] == sum(p.numel() for p in model.parameters())
+    assert RunStore().get_run(record["run_id"])["weights_path"]
+
+
+@pytest.mark.parametrize("blob,message", [
+    (b"", "empty"),
+    (b"\x00garbage" * 100, "not a valid PyTorch state dict"),
+    (pickle.dumps(_Exploit()), "not a valid PyTorch state dict"),
+])
+def test_corrupt_and_hostile_files_are_refused(lab_home, blob, message):
+    with pytest.raises(LabError, match=message):
+        import_weights(blob, "bad.pt", "mlp:hidden=8", "synthetic")
+    assert not os.path.exists("/tmp/compression-lab-pwned")
+    assert RunStore().list_runs() == []
+
+
+def test_a_torch_saved_exploit_is_not_executed(lab_home):
+    blob = _state_bytes({"weight": _Exploit()})
+    with pytest.raises(LabError, match="not a valid PyTorch state dict"):
+        import_weights(blob, "evil.pt", "mlp:hidden=8", "synthetic")
+    assert not os.path.exists("/tmp/compression-lab-pwned")
+
+
+def test_mismatched_and_non_finite_weights_are_refused(lab_home, synthetic):
+    other = build_model("mlp:hidden=16", synthetic.input_shape, synthetic.num_classes)
+    with pytest.raises(LabError, match="wrong shape"):
+        import_weights(_state_bytes(other.state_dict()), "other.pt", "mlp:hidden=8", "synthetic")
+    model = build_model("mlp:hidden=8", synthetic.input_shape, synthetic.num_classes)
+    state = model.state_dict()
+    state["1.weight"][0, 0] = float("nan")
+    with pytest.raises(LabError, match="NaN or Inf"):
+        import_weights(_state_bytes(state), "nan.pt", "mlp:hidden=8", "synthetic")
+    with pytest.raises(LabError, match="missing"):
+        import_weights(_state_bytes({"x": torch.zeros(1)}), "x.pt", "mlp:hidden=8", "synthetic")
