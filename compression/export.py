@@ -24,8 +24,8 @@ def export_run(store: RunStore, run_id: int, fmt: str, out: str) -> dict:
         else:
             torch.save(model, path)
     elif fmt == "onnx":
-        from .measure import _example
-        example = _example(model, load_dataset(run["dataset"]).input_shape)
+        from .measure import example_input
+        example = example_input(model, load_dataset(run["dataset"]).input_shape)
         try:
             torch.onnx.export(model, (example,), str(path), dynamo=False, input_names=["input"],
                               output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})

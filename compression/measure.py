@@ -81,7 +81,7 @@ def serialized_size(model: nn.Module) -> tuple[int, int]:
     return len(raw), len(gzip.compress(raw, compresslevel=6))
 
 
-def _example(model: nn.Module, input_shape) -> torch.Tensor:
+def example_input(model: nn.Module, input_shape) -> torch.Tensor:
     floats = [p.dtype for p in model.parameters() if p.dtype.is_floating_point]
     return torch.zeros(1, *input_shape, device=_model_device(model), dtype=floats[0] if floats else torch.float32)
 
@@ -94,7 +94,7 @@ def count_macs(model: nn.Module, input_shape) -> int:
     counter = FlopCounterMode(display=False)
     try:
         with counter, torch.no_grad():
-            model.eval()(_example(model, input_shape))
+            model.eval()(example_input(model, input_shape))
     except Exception:  # some quantized kernels cannot run under the counter's dispatch mode
         return 0
     return int(counter.get_total_flops() // 2)
@@ -120,7 +120,7 @@ def effective_macs(model: nn.Module, input_shape) -> int:
             hooks.append(module.register_forward_hook(hook))
     try:
         with torch.no_grad():
-            model.eval()(_example(model, input_shape))
+            model.eval()(example_input(model, input_shape))
     except Exception:  # kernels the hooks cannot follow: no sparsity to account for
         return dense
     finally:

@@ -11,7 +11,6 @@ from torch import nn
 
 from .baseline import as_record, measure_and_store
 from .errors import CancelledError, LabError
-from .prune import METHODS as PRUNE_METHODS
 from .prune import PruneConfig, prune_model
 from .quantize import METHODS as QUANT_METHODS
 from .quantize import quantize_model
@@ -125,5 +124,3 @@ def run_pipeline(*, steps, calibration_batches: int = 8, from_run: int | None = 
     report(1.0, f"Stored {len(stages)} stage(s)")
     return {"baseline": {**as_record(store.get_run(stages[0]["parent_id"])), **baseline_record}, "stages": stages}
 
-
-__all__ = ["parse_steps", "run_pipeline", "finetune", "PRUNE_METHODS"]

@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 from .data import Dataset
-from .errors import LabError, UnknownNameError
+from .errors import CancelledError, LabError, UnknownNameError
 from .train import TrainConfig, accuracy, train
 
 
@@ -204,7 +204,6 @@ def sensitivity(model: nn.Module, data: Dataset, sparsities: list[float], struct
     for name in layers or prunable_layers(model):
         for s in sparsities:
             if should_cancel and should_cancel():
-                from .errors import CancelledError
                 raise CancelledError("cancelled by the user")
             try:
                 pruned, _ = prune_model(model, data, PruneConfig(method=method, sparsity=s, layers=(name,),

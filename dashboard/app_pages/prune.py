@@ -7,6 +7,8 @@ from dashboard.charts_prune import accuracy_vs_sparsity, layer_sparsity_bars, se
 from dashboard.components import job_panel, submit_job
 from dashboard.state import baseline_params, records
 
+layer_names_of = st.cache_data(prunable_layers_of, show_spinner=False)  # builds the model: once per spec
+
 st.title("Prune")
 st.write("Remove weights (unstructured) or whole channels (structured) from the sidebar's baseline, fine-tune, "
          "and see what it costs in accuracy and what it buys in size and **measured** speed.")
@@ -26,7 +28,7 @@ with st.form("prune-form"):
     steps = c5.number_input("Steps (iterative)", 1, 20, 3)
     round_to = c6.selectbox("Round channels to (structured)", [None, 8, 16], format_func=lambda v: str(v) if v else "no rounding")
     try:
-        layer_names = prunable_layers_of(params["model"], params["dataset"])
+        layer_names = layer_names_of(params["model"], params["dataset"])
     except LabError as err:
         layer_names = []
         st.error(str(err))
