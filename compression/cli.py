@@ -55,8 +55,10 @@ class ProgressBar:
         self.close()
 
 
-def common_args(p: argparse.ArgumentParser, model_default: str | None = "lenet5"):
+def common_args(p: argparse.ArgumentParser, model_default: str | None = "lenet5", from_run: bool = False):
     """The arguments that pick a cached baseline, shared by train and every technique."""
+    if from_run:
+        p.add_argument("--from", dest="from_run", type=int, default=None, help="start from this stored run id")
     p.add_argument("--dataset", default="digits")
     if model_default is not None:
         p.add_argument("--model", default=model_default, help="spec: NAME or NAME:key=value,...")

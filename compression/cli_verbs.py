@@ -98,8 +98,7 @@ def _jobs(p):
 @verb("prune", "prune a baseline (or any run) to one or more sparsities, fine-tune, measure and store each")
 def _prune(p):
     from .prune import METHODS, SCHEDULES
-    common_args(p)
-    p.add_argument("--from", dest="from_run", type=int, default=None, help="start from this stored run id")
+    common_args(p, from_run=True)
     p.add_argument("--method", default="global_l1", choices=list(METHODS))
     p.add_argument("--sparsity", type=float, nargs="+", required=True)
     p.add_argument("--finetune-epochs", type=int, default=5)
@@ -126,8 +125,7 @@ def _prune(p):
 @verb("quantize", "quantize a baseline (or any run) with one or more methods; measure and store each")
 def _quantize(p):
     from .quantize import METHODS
-    common_args(p)
-    p.add_argument("--from", dest="from_run", type=int, default=None, help="start from this stored run id")
+    common_args(p, from_run=True)
     p.add_argument("--method", nargs="+", required=True, choices=list(METHODS))
     p.add_argument("--calibration-batches", type=int, default=8)
     output_args(p)
@@ -145,8 +143,7 @@ def _quantize(p):
 
 @verb("pipeline", "chain techniques, e.g. --steps prune:channel_l1=0.5,finetune:5,quantize:static_int8")
 def _pipeline(p):
-    common_args(p)
-    p.add_argument("--from", dest="from_run", type=int, default=None, help="start from this stored run id")
+    common_args(p, from_run=True)
     p.add_argument("--steps", required=True)
     p.add_argument("--calibration-batches", type=int, default=8)
     output_args(p)
