@@ -130,3 +130,12 @@ def test_pipeline_prune_stage_reports_its_own_macs(lab_home):
     pruned, quantized = out["stages"]
     assert pruned["macs"] < 0.5 * out["baseline"]["macs"]  # channels really removed: MACs fall
     assert quantized["macs"] == pruned["macs"]  # int8 does the same multiply-accumulates
+
+
+def test_the_int8_engine_is_chosen_by_measurement_and_recorded(mlp, synthetic):
+    from compression.quantize import int8_engine
+    engine = int8_engine()
+    assert engine in torch.backends.quantized.supported_engines
+    assert torch.backends.quantized.engine == engine  # set for the process: packed weights belong to it
+    _, report = quantize_model(mlp, synthetic, "dynamic_int8")
+    assert report["engine"] == engine and engine in report["kernels"]
