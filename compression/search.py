@@ -22,7 +22,7 @@ from .measure import count_macs, count_params, measure, measure_latency
 from .models import build_model, format_spec
 from .pareto import pareto_mask
 from .search_space import arch_to_spec, smallest_arch, space_size, suggest, validate_space
-from .store import RunStore
+from .store import RunStore, worker_name
 from .train import TrainConfig, accuracy, train
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -157,6 +157,7 @@ def make_objective(config: SearchConfig, study_name: str, store: RunStore, data,
         arch = suggest(trial, config.space, config.choices)
         spec = arch_to_spec(config.space, arch)
         trial.set_user_attr("arch", arch)
+        trial.set_user_attr("worker", worker_name())  # host:pid, to see how trials spread over workers
         torch.manual_seed(config.seed + trial.number)
         model = build_model(spec, data.input_shape, data.num_classes)
         reason = _violation(config, model, data)
