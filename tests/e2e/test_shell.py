@@ -30,6 +30,10 @@ def test_train_baseline_through_the_ui_and_reload_mid_job(page, app_server):
     page.reload()  # mid-job: the job is still shown, read back from the store
     page.wait_for_selector("[data-testid='stSidebar']")
     page.get_by_text("Job 1 (train)").first.wait_for(timeout=30_000)
+    second_tab = page.context.browser.new_context().new_page()  # another browser session, same server
+    second_tab.goto(f"{app_server['url']}/baseline")
+    second_tab.get_by_text("Job 1 (train)").first.wait_for(timeout=30_000)
+    second_tab.context.close()
     store = _store(app_server)
     assert store.get_job(1)["status"] in ("queued", "running", "done")
     # when it finishes the metric cards and the training curves appear without a manual refresh
