@@ -1,11 +1,9 @@
-"""Shared by the benchmarks: a throwaway lab folder, the project on sys.path, one JSON line out."""
+"""Shared by the benchmarks: a throwaway lab folder, one JSON line out. (The project is installed with
+`pip install -e .` by make, so `import compression` works from here.)"""
 import json
 import os
-import sys
 import tempfile
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("COMPRESSION_LAB_HOME", tempfile.mkdtemp(prefix="bench-lab-"))
 
 

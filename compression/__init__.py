@@ -1,35 +1,46 @@
-"""Compression Lab's backend: data, models, training, measurement, techniques and the run store.
+"""Compression Lab's backend. Never imports Streamlit; progress leaves it only through callbacks.
 
-Never imports Streamlit; progress leaves it only through callbacks. Each lab is one function that
-measures its results next to their parent in the same process and stores them as child runs.
+Layers, imported one way: core (data, models, train, measure, timing) <- techniques (nn.Module in, nn.Module out)
+<- labs (configs, RunContext, stored runs) <- jobs <- cli, and the dashboard. The store serves labs and jobs.
+
+    import compression
+    pruned = compression.prune(model, loader, method="channel_l1", sparsity=0.5)
+    compression.speedup(model, pruned, torch.randn(64, 3, 32, 32))    # paired, with a 95% CI
 """
-from .baseline import as_record, get_baseline
-from .data import Dataset, list_datasets, load_dataset
+from .api import distill, measure, prune, quantize, speedup
+from .core.data import Dataset, list_datasets, load_dataset
+from .core.measure import latency_of, wilson_interval
+from .core.models import build_model, format_spec, list_models, parse_spec
+from .core.train import TrainConfig, accuracy, train
 from .errors import CancelledError, DatasetNotFoundError, DivergedError, LabError, UnknownNameError
-from .measure import available_devices, latency_of, measure, paired_speedup, wilson_interval
-from .models import build_model, format_spec, list_models, model_args, parse_spec
+from .labs.baseline import get_baseline
+from .labs.configs import (BaselineConfig, DistillLabConfig, PipelineLabConfig, PruneLabConfig, QuantizeLabConfig,
+                           SearchConfig)
+from .labs.context import RunContext
+from .labs.distill import run_distill
+from .labs.pipeline import run_pipeline
+from .labs.prune import run_prune
+from .labs.quantize import run_quantize
+from .labs.records import as_record
 from .store import RunStore
-from .train import TrainConfig, accuracy, train
-
-
-def __getattr__(name):  # the labs import torch-pruning, optuna and torchao: load them on first use
-    lazy = {"run_prune_sweep": ("prune_lab", "run_prune_sweep"), "run_distill": ("distill_lab", "run_distill"),
-            "run_quantize": ("quantize_lab", "run_quantize"), "run_pipeline": ("pipeline", "run_pipeline"),
-            "run_search": ("search", "run_search"), "SearchConfig": ("search", "SearchConfig")}
-    if name in lazy:
-        import importlib
-        module, attr = lazy[name]
-        return getattr(importlib.import_module(f".{module}", __name__), attr)
-    raise AttributeError(f"module 'compression' has no attribute '{name}'")
-
 
 __all__ = [
-    "as_record", "get_baseline",
-    "Dataset", "list_datasets", "load_dataset",
-    "CancelledError", "DatasetNotFoundError", "DivergedError", "LabError", "UnknownNameError",
-    "available_devices", "latency_of", "measure", "paired_speedup", "wilson_interval",
-    "build_model", "format_spec", "list_models", "model_args", "parse_spec",
-    "RunStore",
-    "TrainConfig", "accuracy", "train",
-    "run_prune_sweep", "run_distill", "run_quantize", "run_pipeline", "run_search", "SearchConfig",
+    # model-first
+    "prune", "quantize", "distill", "measure", "speedup",
+    # data, models, training
+    "Dataset", "list_datasets", "load_dataset", "build_model", "format_spec", "list_models", "parse_spec",
+    "TrainConfig", "accuracy", "train", "latency_of", "wilson_interval",
+    # errors
+    "LabError", "CancelledError", "DatasetNotFoundError", "DivergedError", "UnknownNameError",
+    # labs: a typed config and a RunContext in, stored runs out
+    "RunStore", "RunContext", "as_record", "get_baseline", "BaselineConfig", "PruneLabConfig", "QuantizeLabConfig",
+    "PipelineLabConfig", "DistillLabConfig", "SearchConfig", "run_prune", "run_quantize", "run_pipeline",
+    "run_distill", "run_search",
 ]
+
+
+def __getattr__(name):  # the search lab imports Optuna: loaded on first use
+    if name == "run_search":
+        from .labs.search import run_search
+        return run_search
+    raise AttributeError(f"module 'compression' has no attribute '{name}'")

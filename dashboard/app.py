@@ -2,16 +2,14 @@
 
 `make run` serves this file. Pages live in app_pages/ and only render and call `compression`.
 """
-import sys
 import uuid
 from pathlib import Path
 
+import streamlit as st
+
+from dashboard.state import sidebar  # `pip install -e .` (make's first step) makes the dashboard importable
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import streamlit as st  # noqa: E402
-
-from dashboard.state import sidebar  # noqa: E402
 
 st.set_page_config(page_title="Compression Lab", page_icon=str(ROOT / "assets" / "logo.png"), layout="wide")
 

@@ -6,8 +6,8 @@ import json
 import pandas as pd
 import plotly.graph_objects as go
 
-from compression.measure import latency_of
-from compression.pareto import pareto_mask
+from compression.core.measure import latency_of
+from compression.core.pareto import pareto_mask
 
 COST_AXES = {  # column -> axis title
     "params": "parameters",

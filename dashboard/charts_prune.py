@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from compression.measure import latency_of
+from compression.core.measure import latency_of
 
 from .charts import PALETTE
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from compression.pareto import pareto_mask
+from compression.core.pareto import pareto_mask
 
 from .charts import PALETTE
 

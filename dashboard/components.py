@@ -4,8 +4,8 @@ from __future__ import annotations
 import streamlit as st
 
 from compression import LabError
-from compression.jobs import ensure_worker, recover_interrupted, submit, worker_running
-from compression.measure import latency_of
+from compression.core.measure import latency_of
+from compression.jobs import recover_interrupted, submit
 
 from .charts import training_curves
 from .state import get_store
@@ -110,10 +110,8 @@ def job_panel(kinds: tuple[str, ...], key: str, show_curves: bool = True) -> Non
     """The latest job of these kinds with progress, ETA and Cancel, plus the queue. Polls the store,
     so a reload or a second tab shows the same; reruns the page when new results land."""
     store = get_store()
-    recover_interrupted(store)
+    recover_interrupted(store)  # reads and marks dead workers' jobs; starting workers is submit's job
     active = store.list_jobs(("queued", "running"))
-    if any(j["status"] == "queued" for j in active) and not worker_running():
-        ensure_worker(store)
     if len(active) > 1:
         st.caption("Queue: " + " · ".join(f"#{j['id']} {j['kind']} ({j['status']})" for j in reversed(active)))
     latest = next((j for j in store.list_jobs(limit=100) if j["kind"] in kinds), None)

@@ -6,7 +6,7 @@ import html
 
 import plotly.io as pio
 
-from compression.summary import versus_baseline
+from compression.labs.summary import versus_baseline
 
 from .charts import runs_frame, tradeoff_chart
 from .components import human_bytes, human_count

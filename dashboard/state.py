@@ -4,9 +4,9 @@ from __future__ import annotations
 import streamlit as st
 
 from compression import RunStore, as_record
-from compression.data import DESCRIPTIONS as DATASETS
-from compression.measure import available_devices, hardware_info
-from compression.models import DESCRIPTIONS as MODELS
+from compression.core.data import DATASETS
+from compression.core.measure import available_devices, hardware_info
+from compression.core.models import MODELS
 from compression.paths import default_data_dir
 
 
@@ -18,9 +18,9 @@ def sidebar() -> None:
     """The shared sidebar: dataset, device, data folder and baseline model (kept in session_state)."""
     with st.sidebar:
         st.header("Setup")
-        st.selectbox("Dataset", list(DATASETS), key="dataset", help="digits is embedded and works offline",
+        st.selectbox("Dataset", DATASETS.names(), key="dataset", help="digits is embedded and works offline",
                      format_func=lambda d: f"{d} (default)" if d == "digits" else d)
-        st.caption(DATASETS[st.session_state.dataset])
+        st.caption(DATASETS.about(st.session_state.dataset))
         hw = hardware_info()
         labels = {"cpu": f"cpu ({hw['cpu']}, {hw['threads']} threads)"}
         labels.update({"cuda": f"cuda ({name})" for name in hw["cuda"][:1]})
@@ -28,9 +28,9 @@ def sidebar() -> None:
         if st.session_state.dataset not in ("digits", "synthetic"):
             st.text_input("Data folder", value=str(default_data_dir()), key="data_dir")
             st.checkbox("Download if missing (needs internet)", key="download")
-        st.selectbox("Baseline model", list(MODELS), key="model_name",
-                     index=list(MODELS).index("lenet5"), help="the model every lab starts from")
-        st.caption(MODELS[st.session_state.model_name])
+        st.selectbox("Baseline model", MODELS.names(), key="model_name",
+                     index=MODELS.names().index("lenet5"), help="the model every lab starts from")
+        st.caption(MODELS.about(st.session_state.model_name))
         st.text_input("Model arguments", key="model_args", placeholder="e.g. width=64 or hidden=256-256")
         c1, c2 = st.columns(2)
         c1.number_input("Epochs", 1, 200, 10, key="epochs")

@@ -1,11 +1,9 @@
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 
 @pytest.fixture(autouse=True)
@@ -37,7 +35,7 @@ def synthetic():
 
 
 def cli_env(home) -> dict:
-    env = dict(os.environ, COMPRESSION_LAB_HOME=str(home), PYTHONPATH=str(ROOT))
+    env = dict(os.environ, COMPRESSION_LAB_HOME=str(home))
     env.pop("COMPRESSION_LAB_DB", None)
     return env
 

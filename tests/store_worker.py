@@ -5,11 +5,8 @@ replaces sys.modules['__main__'], which multiprocessing's spawn would re-run in 
 """
 import json
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from compression import RunStore  # noqa: E402
+from compression import RunStore
 
 
 def writer(store: RunStore, count: int) -> list[int]:

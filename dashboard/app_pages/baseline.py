@@ -1,7 +1,7 @@
 import streamlit as st
 
 from compression import LabError
-from compression.upload import import_weights
+from compression.labs.upload import check_upload
 
 from dashboard.charts import training_curves
 from dashboard.components import job_panel, metric_cards, submit_job
@@ -15,7 +15,7 @@ st.caption(f"{params['model']} on {params['dataset']} · {params['epochs']} epoc
            f"· {params['device']}")
 if st.button("Train baseline", type="primary"):
     submit_job("train", params)
-job_panel(("train",), key="baseline")
+job_panel(("train", "upload"), key="baseline")
 
 with st.expander("Or upload trained weights for this model"):
     st.caption(f"A PyTorch state dict (.pt) for {params['model']} on {params['dataset']}. It is read with "
@@ -23,11 +23,13 @@ with st.expander("Or upload trained weights for this model"):
     upload = st.file_uploader("State dict", type=["pt", "pth", "bin"])
     if upload is not None and st.button("Import and measure"):
         try:
-            rec = import_weights(upload.getvalue(), upload.name, params["model"], params["dataset"],
-                                 latency_batch=params["latency_batch"])
-            st.success(f"Stored as run #{rec['run_id']}: accuracy {rec['accuracy']:.3f}")
+            path = check_upload(upload.getvalue(), upload.name, params["model"], params["dataset"])
         except LabError as err:
             st.error(str(err))
+        else:  # measuring is a job: the web process never times a model
+            submit_job("upload", {"dataset": params["dataset"], "model": params["model"], "path": path,
+                                  "filename": upload.name, "latency_batch": params["latency_batch"],
+                                  "device": params["device"]})
 
 runs = [r for r in records(dataset=params["dataset"]) if r["status"] == "done" and r["kind"] in ("train", "upload")]
 if not runs:

@@ -1,8 +1,7 @@
-import statistics
-
 import streamlit as st
 
-from compression.models import DESCRIPTIONS as MODELS
+from compression.core.models import MODELS
+from compression.labs.distill import study_summary
 from dashboard.charts import runs_frame, tradeoff_chart
 from dashboard.components import job_panel, submit_job
 from dashboard.state import baseline_params, model_spec, records
@@ -25,7 +24,7 @@ with st.form("distill-form"):
     teacher = c1.selectbox("Teacher", options, format_func=lambda o: "the sidebar's baseline model (trained or cached)"
                            if o == "sidebar" else f"#{o} {next(r['label'] for r in teachers if r['run_id'] == o)}",
                            help=f"the sidebar's model is {model_spec()}")
-    student_name = c2.selectbox("Student model", list(MODELS), index=list(MODELS).index("mlp"))
+    student_name = c2.selectbox("Student model", MODELS.names(), index=MODELS.names().index("mlp"))
     student_args = c2.text_input("Student arguments", "hidden=16")
     c3, c4, c5 = st.columns(3)
     temperatures = c3.multiselect("Temperatures T", [1.0, 2.0, 4.0, 8.0, 16.0], default=[4.0],
@@ -54,16 +53,13 @@ study = st.selectbox("Study", studies, format_func=lambda k: f"job {k[1]}: teach
                      f"{by_id[k[0]]['label'] if k[0] in by_id else '(deleted)'}")
 group = [r for r in students if (r["parent_id"], r["job_id"]) == study]
 teacher_rec = by_id.get(study[0])
-plain = [r["accuracy"] for r in group if r["method"] == "student_plain"]
+summary = study_summary(group, teacher_rec)
 cols = st.columns(4)
-cols[0].metric("Teacher accuracy", f"{teacher_rec['accuracy']:.3f}" if teacher_rec else "-")
-cols[1].metric("Plain student (mean)", f"{statistics.mean(plain):.3f}" if plain else "-")
-for i, temp in enumerate(sorted({r["temperature"] for r in group if r["method"] == "student_kd"})[:2]):
-    kd = [r["accuracy"] for r in group if r["method"] == "student_kd" and r["temperature"] == temp]
-    gap = (teacher_rec["accuracy"] - statistics.mean(plain)) if teacher_rec and plain else 0
-    closed = (statistics.mean(kd) - statistics.mean(plain)) / gap if gap else None
-    cols[2 + i].metric(f"KD student T={temp:g} (mean)", f"{statistics.mean(kd):.3f}",
-                       f"gap closed {closed:.0%}" if closed is not None else None)
+cols[0].metric("Teacher accuracy", f"{summary['teacher_accuracy']:.3f}" if teacher_rec else "-")
+cols[1].metric("Plain student (mean)", f"{summary['plain_mean']:.3f}" if summary["plain_mean"] is not None else "-")
+for i, kd in enumerate(summary["kd"][:2]):
+    cols[2 + i].metric(f"KD student T={kd['temperature']:g} (mean)", f"{kd['kd_mean']:.3f}",
+                       f"gap closed {kd['gap_closed']:.0%}" if kd["gap_closed"] is not None else None)
 frame = runs_frame(([teacher_rec] if teacher_rec else []) + group)
 st.plotly_chart(tradeoff_chart(frame, "params", title="Accuracy vs parameters: teacher, plain and KD students "
                                "(each seed a point, 95% CI)"), key="distill-chart")

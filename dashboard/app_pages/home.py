@@ -1,6 +1,6 @@
 import streamlit as st
 
-from compression.measure import hardware_info
+from compression.core.measure import hardware_info
 from dashboard.charts import runs_frame, tradeoff_chart
 from dashboard.components import job_panel, submit_job
 from dashboard.state import baseline_params, records

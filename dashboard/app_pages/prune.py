@@ -1,7 +1,8 @@
 import streamlit as st
 
 from compression import LabError
-from compression.prune import METHODS, parse_sparsities, prunable_layers_of
+from compression.labs.prune import prunable_layers_of
+from compression.techniques.prune import METHODS, parse_sparsities
 from dashboard.charts import runs_frame, tradeoff_chart
 from dashboard.charts_prune import accuracy_vs_sparsity, layer_sparsity_bars, sensitivity_heatmap, speedup_bars
 from dashboard.components import job_panel, submit_job
@@ -19,7 +20,7 @@ with st.expander("What each method does", expanded=False):
 
 with st.form("prune-form"):
     c1, c2, c3 = st.columns(3)
-    method = c1.selectbox("Method", list(METHODS), index=list(METHODS).index("global_l1"))
+    method = c1.selectbox("Method", METHODS.names(), index=METHODS.names().index("global_l1"), format_func=METHODS.label)
     sparsity_text = c2.text_input("Sparsities", "0.3, 0.5, 0.7, 0.9", help="one run per value, each in [0, 1)")
     finetune = c3.number_input("Fine-tune epochs", 0, 100, 3)
     c4, c5, c6 = st.columns(3)

@@ -1,9 +1,9 @@
 import streamlit as st
 
 from compression import LabError
-from compression.prune import METHODS as PRUNE_METHODS
-from compression.quantize import METHODS, availability
-from compression.summary import versus_baseline
+from compression.labs.summary import versus_baseline
+from compression.techniques.prune import METHODS as PRUNE_METHODS
+from compression.techniques.quantize import METHODS, availability
 from dashboard.charts import lineage_ids, runs_frame, tradeoff_chart
 from dashboard.components import job_panel, metric_cards, submit_job
 from dashboard.state import baseline_params, get_store, records
@@ -18,19 +18,20 @@ with st.expander("What each method does", expanded=False):
         reason = availability(m.name, "cpu" if m.real_int8 else device)
         st.markdown(f"**{m.name}** ({m.kernels}): {m.about}" + (f"  \n:orange[Unavailable here: {reason}]" if reason else ""))
 
+all_runs = records(dataset=params["dataset"])  # read once per rerun; both tabs filter it
+by_id = {r["run_id"]: r for r in all_runs}
 quant_tab, pipe_tab = st.tabs(["Quantize", "Pipeline builder"])
 with quant_tab:
     with st.form("quantize-form"):
-        methods = st.multiselect("Methods", list(METHODS), default=["dynamic_int8", "static_int8"])
+        methods = st.multiselect("Methods", METHODS.names(), default=["dynamic_int8", "static_int8"],
+                                 format_func=METHODS.label)
         calibration = st.number_input("Calibration batches (static int8)", 1, 100, 8,
                                       help="batches of training data whose activation ranges set the int8 scales")
         if st.form_submit_button("Quantize", type="primary"):
             submit_job("quantize", {**params, "methods": methods, "calibration_batches": int(calibration)})
     job_panel(("quantize",), key="quantize")
-    runs = [r for r in records(kind="quantize", dataset=params["dataset"]) if r["status"] == "done"
-            and not r["config"].get("pipeline")]
+    runs = [r for r in all_runs if r["kind"] == "quantize" and r["status"] == "done" and not r["config"].get("pipeline")]
     if runs:
-        by_id = {r["run_id"]: r for r in records(dataset=params["dataset"])}
         for run in runs[::-1][:6]:
             parent = by_id.get(run["parent_id"])
             st.markdown(f"**#{run['run_id']} {run['label']}** · {run.get('kernels', '')}"
@@ -54,13 +55,14 @@ with pipe_tab:
     c1, c2, c3 = st.columns([1, 2, 1])
     kind = c1.selectbox("Stage", ["prune", "finetune", "quantize"])
     if kind == "prune":
-        method = c2.selectbox("Pruning method", list(PRUNE_METHODS), index=list(PRUNE_METHODS).index("channel_l1"))
+        method = c2.selectbox("Pruning method", PRUNE_METHODS.names(), index=PRUNE_METHODS.names().index("channel_l1"),
+                              format_func=PRUNE_METHODS.label)
         value = c2.slider("Sparsity", 0.05, 0.95, 0.5, 0.05)
         text = f"prune:{method}={value}"
     elif kind == "finetune":
         text = f"finetune:{c2.number_input('Epochs', 1, 100, 5)}"
     else:
-        text = f"quantize:{c2.selectbox('Quantization method', list(METHODS), index=1)}"
+        text = f"quantize:{c2.selectbox('Quantization method', METHODS.names(), index=1, format_func=METHODS.label)}"
     if c3.button("Add stage"):
         steps.append(text)
     if c3.button("Clear", disabled=not steps):
@@ -69,13 +71,13 @@ with pipe_tab:
     if st.button("Run pipeline", type="primary", disabled=not steps):
         submit_job("pipeline", {**params, "steps": ",".join(steps)})
     job_panel(("pipeline",), key="pipeline")
-    stages = [r for r in records(dataset=params["dataset"]) if r["config"].get("pipeline") and r["status"] == "done"]
+    stages = [r for r in all_runs if r["config"].get("pipeline") and r["status"] == "done"]
     if stages:
         last = st.selectbox("Pipeline ending at", [r["run_id"] for r in stages][::-1],
                             format_func=lambda i: next(f"#{i} {r['label']}" for r in stages if r["run_id"] == i))
-        frame = runs_frame(records(dataset=params["dataset"]))
+        frame = runs_frame(all_runs)
         path = lineage_ids(frame, last)
         st.plotly_chart(tradeoff_chart(frame[frame["run_id"].isin(path)], "size_bytes", highlight=path,
                                        title="Every stage of the pipeline, in order"), key="pipe-chart")
-        chain = [r for r in records(dataset=params["dataset"]) if r["run_id"] in path]
+        chain = [r for r in all_runs if r["run_id"] in path]
         st.dataframe(runs_frame(chain).drop(columns=["config"]), hide_index=True)

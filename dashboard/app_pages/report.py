@@ -1,7 +1,7 @@
 import pandas as pd
 import streamlit as st
 
-from compression.summary import versus_baseline
+from compression.labs.summary import versus_baseline
 from dashboard.charts import runs_frame, tradeoff_chart
 from dashboard.report_html import build_report
 from dashboard.state import records

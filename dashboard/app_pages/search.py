@@ -2,9 +2,11 @@ import pandas as pd
 import streamlit as st
 
 from compression import LabError, RunStore
-from compression.models import format_spec
-from compression.search import OBJECTIVES, STRATEGIES, list_studies, study_summary
-from compression.search_space import DEFAULT_SPACES, space_size
+from compression.core.models import format_spec
+from compression.labs.promote import ACTIONS, promotion
+from compression.labs.search import list_studies, study_summary
+from compression.search.space import DEFAULT_SPACES, space_size
+from compression.search.strategies import OBJECTIVES, STRATEGIES
 from dashboard.charts_search import search_pareto
 from dashboard.components import job_panel, submit_job
 from dashboard.state import baseline_params
@@ -30,10 +32,10 @@ except LabError as err:
     st.error(str(err))
 with st.form("search-form"):
     c1, c2, c3, c4 = st.columns(4)
-    strategy = c1.selectbox("Strategy", STRATEGIES)
+    strategy = c1.selectbox("Strategy", STRATEGIES.names(), format_func=STRATEGIES.label)
     trials = c2.number_input("Trials", 1, 500, 12)
     epochs = c3.number_input("Epochs per trial", 1, 50, 3)
-    objective = c4.selectbox("Cost objective", OBJECTIVES, format_func=lambda o: "accuracy only" if o == "none" else o)
+    objective = c4.selectbox("Cost objective", OBJECTIVES.names(), format_func=OBJECTIVES.label)
     c5, c6 = st.columns(2)
     max_params = c5.number_input("Constraint: max parameters (0 = none)", 0, 10_000_000, 0, step=1000)
     early = c6.checkbox("Stop bad trials early (Optuna's median pruner; accuracy-only objective)")
@@ -71,17 +73,11 @@ pick = st.selectbox("Trial", sorted(done, key=lambda r: r not in summary["pareto
                     + (" (on the front)" if r in summary["pareto"] else ""))
 if pick is not None:
     spec = format_spec(done[pick]["model"])
-    base = {**params, "dataset": config["dataset"], "model": spec}
-    b1, b2, b3, b4 = st.columns(4)
-    if b1.button("Retrain fully"):
-        submit_job("train", base)
-    if b2.button("Distil into it"):
-        submit_job("distill", {"teacher": params["model"], "student": spec, "dataset": config["dataset"],
-                               "temperatures": [4.0], "seeds": [0], "epochs": params["epochs"] * 3,
-                               "label_fraction": 1.0, "latency_batch": params["latency_batch"]})
-    if b3.button("Prune it"):
-        submit_job("prune", {**base, "sparsities": [0.5, 0.7], "method": "channel_l1", "finetune_epochs": 3})
-    if b4.button("Quantize it"):
-        submit_job("quantize", {**base, "methods": ["dynamic_int8", "static_int8"]})
+    for column, (action, title) in zip(st.columns(len(ACTIONS)), ACTIONS.items()):
+        if column.button(title):
+            try:
+                submit_job(*promotion(action, spec, config["dataset"], params))
+            except LabError as err:
+                st.error(str(err))
     st.caption("Each promotion trains the architecture fully with the sidebar's epochs first (a cached baseline), "
                "then runs the technique; results appear on their pages and in Compare.")

@@ -1,0 +1,158 @@
+"""The CLI's verbs: one per lab, made from the lab catalogue and its config, plus the store's verbs."""
+from __future__ import annotations
+
+import sys
+
+from ..core.data import DATASETS
+from ..core.models import MODELS, model_args, parse_value
+from ..errors import LabError
+from ..labs.catalog import LABS, Lab
+from ..labs.context import RunContext
+from ..labs.records import as_record
+from ..store import RunStore
+from .base import ProgressBar, add_config_arguments, config_from_args, emit, output_args, verb
+
+LAB_HELP = {
+    "train": "train (or load from the cache) a baseline, measure it and store it",
+    "prune": "prune a baseline (or any run) to one or more sparsities, fine-tune, measure and store each",
+    "quantize": "quantize a baseline (or any run) with one or more methods; measure and store each",
+    "pipeline": "chain techniques, e.g. --steps prune:channel_l1=0.5,finetune:5,quantize:static_int8",
+    "distill": "distil a student from a teacher, next to the same student trained without it, over seeds",
+    "search": "a small architecture search on Optuna: accuracy vs a cost, every trial a stored run",
+}
+
+
+def _lab_verb(name: str, lab: Lab):
+    def add(p):
+        add_config_arguments(p, lab.config)
+        output_args(p)
+
+        def handler(args):
+            config = config_from_args(lab.config, args)
+            with ProgressBar(not args.quiet, name) as bar:
+                out = lab.run(config, RunContext(store=RunStore(args.db), progress=bar))
+            for item in out.get("unavailable", []):
+                print(f"note: {item['method']} unavailable: {item['reason']}", file=sys.stderr)
+            emit(args, out, lab.rows(out))
+        p.set_defaults(handler=handler)
+    verb(name, LAB_HELP[name])(add)
+
+
+for _name in LAB_HELP:
+    _lab_verb(_name, LABS[_name])
+
+
+@verb("runs", "list, show or delete stored runs")
+def _runs(p):
+    p.add_argument("action", choices=["list", "show", "delete"])
+    p.add_argument("ids", nargs="*", type=int)
+    p.add_argument("--kind")
+    p.add_argument("--dataset")
+    output_args(p)
+
+    def handler(args):
+        store = RunStore(args.db)
+        if args.action == "list":
+            records = [as_record(r) for r in store.list_runs(kind=args.kind, dataset=args.dataset)]
+            emit(args, records, records)
+        elif args.action == "show":
+            records = [as_record(store.get_run(i)) for i in args.ids]
+            emit(args, records[0] if len(records) == 1 else records, records)
+        else:
+            for run_id in args.ids:
+                store.get_run(run_id)  # an unknown id is an error, before anything is deleted
+            deleted = store.delete_runs(args.ids)
+            emit(args, {"deleted": deleted}, [{"deleted": deleted}])
+    p.set_defaults(handler=handler)
+
+
+@verb("registry", "list the registered data sets and models")
+def _registry(p):
+    output_args(p)
+
+    def handler(args):
+        payload = {"datasets": {n: DATASETS.about(n) for n in DATASETS},
+                   "models": {n: {"description": MODELS.about(n), "args": model_args(n)} for n in MODELS}}
+        rows = ([{"kind": "dataset", "name": k, "about": v} for k, v in payload["datasets"].items()] +
+                [{"kind": "model", "name": k, "about": v["description"]} for k, v in payload["models"].items()])
+        emit(args, payload, rows)
+    p.set_defaults(handler=handler)
+
+
+def _job_params(items: list[str]) -> dict:
+    params = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise LabError(f"Bad job parameter '{item}': write key=value")
+        params[key] = value if key in ("model", "teacher", "student", "steps", "data_dir", "device") \
+            else parse_value(value)
+    return params
+
+
+@verb("jobs", "the background job queue: list jobs, run a worker, submit or cancel a job")
+def _jobs(p):
+    p.add_argument("action", choices=["list", "work", "submit", "cancel"])
+    p.add_argument("args", nargs="*", help="submit: KIND key=value ...; cancel: JOB_ID")
+    p.add_argument("--once", action="store_true", help="work: exit when the queue is empty")
+    output_args(p)
+
+    def handler(args):
+        import logging
+
+        from .. import jobs
+        store = RunStore(args.db)
+        if args.action == "work":
+            logging.basicConfig(level=logging.INFO)
+            count = jobs.worker_loop(store, idle_exit_s=0 if args.once else jobs.queue.IDLE_EXIT_S, once=args.once)
+            emit(args, {"jobs_run": count}, [{"jobs_run": count}])
+        elif args.action == "submit":
+            if not args.args:
+                raise LabError(f"jobs submit needs a kind. Known: {', '.join(jobs.job_kinds())}")
+            job_id = jobs.submit(store, args.args[0], _job_params(args.args[1:]))
+            emit(args, {"job_id": job_id}, [{"job_id": job_id}])
+        elif args.action == "cancel":
+            if not args.args:
+                raise LabError("jobs cancel needs a job id")
+            for job_id in args.args:
+                if not job_id.isdigit():
+                    raise LabError(f"'{job_id}' is not a job id")
+                store.request_cancel(int(job_id))
+            emit(args, {"cancelled": args.args}, [{"cancel requested": ", ".join(args.args)}])
+        else:
+            jobs.recover_interrupted(store)
+            rows = [{k: j[k] for k in ("id", "kind", "status", "progress", "message", "error")}
+                    for j in store.list_jobs()]
+            emit(args, rows, rows)
+    p.set_defaults(handler=handler)
+
+
+@verb("export", "export a stored run's model as a state dict, a loadable module, or ONNX")
+def _export(p):
+    from ..labs.export import FORMATS
+    p.add_argument("run_id", type=int)
+    p.add_argument("--format", default="state_dict", choices=FORMATS.names())
+    p.add_argument("--out", required=True, help="output file")
+    output_args(p)
+
+    def handler(args):
+        from ..labs.export import export_run
+        info = export_run(RunStore(args.db), args.run_id, args.format, args.out)
+        emit(args, info, [info])
+    p.set_defaults(handler=handler)
+
+
+@verb("worker", "join a running search: run its trials from this process (or machine) until the budget is used")
+def _worker(p):
+    p.add_argument("--study", required=True)
+    output_args(p)
+
+    def handler(args):
+        from ..labs.search import finished_trials, load_config, work
+        store = RunStore(args.db)
+        study, config = load_config(args.study, store)
+        work(study, config, RunContext(store=store, progress=ProgressBar(not args.quiet, "worker")))
+        done = finished_trials(study)
+        emit(args, {"study": args.study, "trials_in_study": len(study.get_trials(deepcopy=False)),
+                    "finished_trials": done}, [{"study": args.study, "finished trials": done}])
+    p.set_defaults(handler=handler)

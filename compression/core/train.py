@@ -1,0 +1,163 @@
+"""The one training / evaluation loop, over in-memory tensors.
+
+Why not a DataLoader: on small data the per-sample `__getitem__` + collate costs more than the
+model itself; slicing a shuffled index tensor is several times faster (benchmarks/trainer.py).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import Dataset
+from ..errors import CancelledError, DivergedError, LabError
+
+# on_epoch(info) gets {"epoch", "epochs", "train_loss", "val_accuracy", "elapsed_s", ...}
+EpochCallback = Callable[[dict], None]
+CancelCheck = Callable[[], bool]
+# loss_fn(model, logits, targets, batch_indices) -> scalar loss; the default is cross-entropy
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 5e-3
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.1  # lifted lenet5 on digits from ~0.96 to ~0.98 over 4 seeds
+    optimizer: str = "adam"  # adam | sgd
+    schedule: str = "cosine"  # cosine | constant; cosine settles the last epochs (less seed noise)
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.epochs < 0:
+            raise LabError(f"epochs must be >= 0, got {self.epochs}")
+        if self.batch_size < 1:
+            raise LabError(f"batch size must be >= 1, got {self.batch_size}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise LabError(f"learning rate must be a positive number, got {self.lr}")
+        if not 0 <= self.label_smoothing < 1:
+            raise LabError(f"label smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.optimizer not in ("adam", "sgd"):
+            raise LabError(f"Unknown optimizer '{self.optimizer}'. Known: adam, sgd")
+        if self.schedule not in ("cosine", "constant"):
+            raise LabError(f"Unknown schedule '{self.schedule}'. Known: cosine, constant")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+SMALL_INPUT = 28 * 28  # below this many values per sample, kernel launches cost more than CPU cores save
+
+
+def resolve_device(device: str | None = None, data: Dataset | None = None) -> torch.device:
+    """`auto` (or None) picks CUDA only where it pays: digits-sized inputs trained 2x slower on an H100 than
+    on 2 CPU cores, launch-bound. Explicit choices are checked."""
+    if device in (None, "auto"):
+        small = data is not None and math.prod(data.input_shape) < SMALL_INPUT
+        return torch.device("cuda" if torch.cuda.is_available() and not small else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise LabError("CUDA was asked for, but no CUDA device is available here; use --device cpu")
+    if device not in ("cpu",) and not device.startswith("cuda"):
+        raise LabError(f"Unknown device '{device}'. Known: cpu, cuda")
+    return torch.device(device)
+
+
+def _make_optimizer(model: nn.Module, config: TrainConfig):
+    """Fused optimizers update all tensors in one kernel: 1.3x faster steps on lenet5/digits (CPU)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    cls, kwargs = ((torch.optim.SGD, {"momentum": 0.9}) if config.optimizer == "sgd" else (torch.optim.Adam, {}))
+    try:
+        return cls(params, lr=config.lr, weight_decay=config.weight_decay, fused=True, **kwargs)
+    except (RuntimeError, TypeError):  # a device or dtype without a fused kernel
+        return cls(params, lr=config.lr, weight_decay=config.weight_decay, **kwargs)
+
+
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, device: torch.device | str = "cpu",
+            batch_size: int = 1024) -> torch.Tensor:
+    """Logits for all of x, in eval mode; the model's train/eval state is restored after."""
+    was_training = model.training
+    model.eval()
+    device = torch.device(device)
+    outs = [model(x[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)]
+    model.train(was_training)
+    return torch.cat(outs) if outs else torch.empty(0)
+
+
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device="cpu") -> float:
+    if len(y) == 0:
+        return float("nan")
+    return (predict(model, x, device).argmax(1) == y).float().mean().item()
+
+
+def train(model: nn.Module, data: Dataset, config: TrainConfig, device: str | torch.device = "cpu",
+          on_epoch: EpochCallback | None = None, should_cancel: CancelCheck | None = None,
+          loss_fn: LossFn | None = None, after_step: Callable[[nn.Module], None] | None = None,
+          ) -> list[dict]:
+    """Train `model` in place; returns the per-epoch history.
+
+    `after_step` runs after every optimizer step (pruning uses it to keep masked weights at zero).
+    A NaN or Inf loss raises DivergedError; `should_cancel()` returning True raises CancelledError.
+    """
+    device = torch.device(device)
+    torch.manual_seed(config.seed)
+    model.to(device).train()
+    optimizer = _make_optimizer(model, config)
+    steps = config.epochs * math.ceil(len(data.y_train) / config.batch_size)
+    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(steps, 1))
+                 if config.schedule == "cosine" else None)
+    loss_fn = loss_fn or (lambda _model, logits, targets, _idx:
+                          F.cross_entropy(logits, targets, label_smoothing=config.label_smoothing))
+    use_amp = device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    x_train, y_train = data.x_train.to(device), data.y_train.to(device)
+    shuffle = torch.Generator().manual_seed(config.seed)
+    history, start = [], time.perf_counter()
+    for epoch in range(1, config.epochs + 1):
+        order = torch.randperm(len(y_train), generator=shuffle).to(device)
+        total, seen = 0.0, 0
+        for i in range(0, len(order), config.batch_size):
+            if should_cancel and should_cancel():
+                raise CancelledError("cancelled by the user")
+            idx = order[i:i + config.batch_size]
+            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                logits = model(x_train[idx])
+                loss = loss_fn(model, logits.float(), y_train[idx], idx)
+            if not torch.isfinite(loss):
+                raise DivergedError(f"Training diverged: the loss became {loss.item()} in epoch {epoch}. "
+                                    "Try a lower learning rate.")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            if scheduler:
+                scheduler.step()
+            if after_step:
+                after_step(model)
+            total += loss.item() * len(idx)
+            seen += len(idx)
+        info = {"epoch": epoch, "epochs": config.epochs, "train_loss": total / max(seen, 1),
+                "val_accuracy": accuracy(model, data.x_val, data.y_val, device),
+                "elapsed_s": time.perf_counter() - start}
+        history.append(info)
+        if on_epoch:
+            on_epoch(info)
+    model.eval()
+    return history
+
+
+def cache_key(dataset: str, spec: dict, config: TrainConfig) -> str:
+    blob = json.dumps({"dataset": dataset, "model": spec, "config": config.to_dict(), "v": 1},
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -1,0 +1,21 @@
+"""The built-in job kinds: one per lab, made from the lab catalogue. A job's params are the lab's config as a
+dict, checked by the same dataclass as the CLI's flags at submit time (an unknown key is an error)."""
+from __future__ import annotations
+
+from ..labs.catalog import LABS, Lab
+from .queue import JobContext, register_job
+
+
+def _register(name: str, lab: Lab) -> None:
+    def validate(params: dict) -> dict:
+        return lab.config.from_dict(params).to_dict()
+
+    def run(params: dict, ctx: JobContext) -> dict:
+        out = lab.run(lab.config.from_dict(params), ctx.run_context())
+        return {"run_ids": lab.created(out), **lab.summary(out)}
+
+    register_job(name, validate=validate)(run)
+
+
+for _name, _lab in LABS.items():
+    _register(_name, _lab)

@@ -1,0 +1,226 @@
+"""Background jobs: a queue in the run store, a worker process that runs them one at a time,
+progress with an ETA, cancel, and recovery of jobs whose worker died.
+
+Why a process, not a thread: it can be cancelled or killed without touching the web server, and a
+crash in it cannot take the server down. The store is the only channel, so a reload or a second
+browser tab sees the same job.
+"""
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..errors import CancelledError, LabError
+from ..labs.context import RunContext
+from ..paths import PROJECT_ROOT, lab_home
+from ..registry import Registry
+from ..store import RunStore, worker_name
+
+HEARTBEAT_S = 2.0
+STALE_AFTER_S = 20.0  # no heartbeat for this long: the worker is gone
+IDLE_EXIT_S = float(os.environ.get("COMPRESSION_LAB_WORKER_IDLE_S", 600))  # idle worker exits; next submit starts one
+log = logging.getLogger("compression.jobs")
+
+JobFn = Callable[[dict, "JobContext"], dict]
+
+
+@dataclass(frozen=True)
+class JobKind:
+    run: JobFn                                           # run(params, ctx) -> result dict
+    validate: Callable[[dict], dict | None] | None = None  # params -> normalised params (or None: keep)
+
+
+JOB_KINDS: Registry[JobKind] = Registry("job kind")
+
+
+def register_job(kind: str, validate: Callable[[dict], dict | None] | None = None):
+    """A job kind: `fn(params, ctx) -> result dict`; `validate(params)` runs at submit time and may return the
+    normalised params (a lab's config.to_dict()), which are what the queue stores."""
+    def wrap(fn):
+        JOB_KINDS.register(kind, JobKind(fn, validate))
+        return fn
+    return wrap
+
+
+def job_kinds() -> list[str]:
+    return JOB_KINDS.names()
+
+
+@dataclass
+class JobContext:
+    """What a running job gets: progress reporting, cancel checks and the store."""
+    store: RunStore
+    job_id: int
+    started: float = field(default_factory=time.perf_counter)
+    _last_write: float = 0.0
+    _last_cancel_check: float = 0.0
+    _cancelled: bool = False
+    exclusive: bool = True  # one worker per lab folder: no other job runs while latency is measured
+
+    def progress(self, info: dict) -> None:
+        """Write fraction, message and ETA (throttled); every epoch also becomes a curve event."""
+        fraction = float(info.get("fraction", 0.0))
+        elapsed = time.perf_counter() - self.started
+        eta = elapsed * (1 - fraction) / fraction if fraction > 0.02 else None
+        now = time.perf_counter()
+        if "epoch" in info:
+            event = {k: v for k, v in info.items() if isinstance(v, (int, float, str)) or v is None}
+            self.store.append_job_event(self.job_id, event)
+        if now - self._last_write > 0.25 or fraction >= 1.0 or "epoch" in info:
+            self.store.update_job(self.job_id, progress=min(fraction, 1.0), message=info.get("message"),
+                                  eta_s=eta, heartbeat_at=time.time())
+            self._last_write = now
+        self.check_cancel()
+
+    def run_context(self) -> RunContext:
+        """What every lab takes from the job: store, progress, cancel, job id, exclusivity."""
+        return RunContext(store=self.store, progress=self.progress, should_cancel=self.should_cancel,
+                          job_id=self.job_id, exclusive=self.exclusive)
+
+    def should_cancel(self) -> bool:
+        now = time.perf_counter()
+        if not self._cancelled and now - self._last_cancel_check > 0.3:
+            self._last_cancel_check = now
+            self._cancelled = bool(self.store.get_job(self.job_id)["cancel_requested"])
+        return self._cancelled
+
+    def check_cancel(self) -> None:
+        if self.should_cancel():
+            raise CancelledError("cancelled by the user")
+
+
+def validate_job(kind: str, params: dict) -> dict:
+    """The params as the queue stores them: checked (and normalised) by the kind's config now, so bad input is
+    reported at submit time, not minutes later in the worker."""
+    validate = JOB_KINDS.get(kind).validate
+    checked = validate(params) if validate else None
+    return params if checked is None else checked
+
+
+def submit(store: RunStore, kind: str, params: dict, start_worker: bool = True) -> int:
+    """Validate now (bad input is reported at once), queue, and make sure a worker is running."""
+    params = validate_job(kind, params)
+    job_id = store.submit_job(kind, params)
+    if start_worker:
+        ensure_worker(store)
+    return job_id
+
+
+def run_job(store: RunStore, job: dict) -> str:
+    """Run one claimed job to its end; returns the final status. Never raises for job errors."""
+    ctx = JobContext(store, job["id"])
+    beating = threading.Event()
+
+    def heartbeat():  # proves the worker is alive even inside one long epoch
+        while not beating.wait(HEARTBEAT_S):
+            store.update_job(job["id"], heartbeat_at=time.time())
+    threading.Thread(target=heartbeat, daemon=True).start()
+    try:
+        result = JOB_KINDS.get(job["kind"]).run(job["params"], ctx)
+        store.finish_job(job["id"], "done", result=result)
+        return "done"
+    except CancelledError:
+        store.finish_job(job["id"], "cancelled", error="Cancelled by the user. Finished results are kept.")
+        return "cancelled"
+    except LabError as err:
+        store.finish_job(job["id"], "failed", error=str(err))
+        return "failed"
+    except Exception as err:  # a bug: the user sees one line, the log keeps the traceback
+        log.error("job %s crashed:\n%s", job["id"], traceback.format_exc())
+        first = (str(err).strip().splitlines() or ["no message"])[0][:200]
+        store.finish_job(job["id"], "failed", error=f"The job stopped on an internal error ({first}); "
+                                                     f"details are in {lab_home() / 'worker.log'}.")
+        return "failed"
+    finally:
+        beating.set()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a killed worker that its parent (the web server) has not reaped yet is a zombie: dead
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _worker_alive(job: dict) -> bool:
+    """A job claimed by a process on this host whose pid is gone is dead now, not in 20 s."""
+    host, _, pid = (job.get("worker") or "").rpartition(":")
+    if host != worker_name().rpartition(":")[0] or not pid.isdigit():
+        return True  # another machine: only its heartbeat can tell
+    return _pid_alive(int(pid))
+
+
+def recover_interrupted(store: RunStore) -> list[int]:
+    return store.mark_interrupted(STALE_AFTER_S, alive=_worker_alive)
+
+
+def worker_loop(store: RunStore, idle_exit_s: float | None = IDLE_EXIT_S, once: bool = False) -> int:
+    """Claim and run jobs until idle for `idle_exit_s`. Returns the number of jobs run.
+
+    One worker per lab folder (a file lock), so on CPU one job runs at a time and latency is
+    measured on a quiet machine.
+    """
+    lock_file = open(lab_home() / "worker.lock", "w")
+    try:
+        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return 0  # another worker already serves this lab folder
+    lock_file.write(str(os.getpid()))
+    lock_file.flush()
+    done, idle_since = 0, time.monotonic()
+    while True:
+        recover_interrupted(store)
+        job = store.claim_next_job()
+        if job is None:
+            if once or (idle_exit_s is not None and time.monotonic() - idle_since > idle_exit_s):
+                return done
+            time.sleep(0.5)
+            continue
+        run_job(store, job)
+        done += 1
+        idle_since = time.monotonic()
+
+
+def worker_running() -> bool:
+    """True when some process holds the worker lock of this lab folder."""
+    path = lab_home() / "worker.lock"
+    if not path.exists():
+        return False
+    with open(path, "a") as probe:
+        try:
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(probe, fcntl.LOCK_UN)
+        return False
+
+
+def ensure_worker(store: RunStore) -> None:
+    """Start a worker process in its own session, so it outlives a restart of the web server."""
+    if worker_running():
+        return
+    log_path = lab_home() / "worker.log"
+    env = dict(os.environ, COMPRESSION_LAB_DB=store.url)
+    with open(log_path, "a") as out:
+        subprocess.Popen([sys.executable, "-m", "compression", "jobs", "work"], cwd=PROJECT_ROOT, env=env,
+                         stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                         start_new_session=True)
+    for _ in range(50):  # wait until it holds the lock, so a second submit does not start another
+        if worker_running():
+            return
+        time.sleep(0.1)

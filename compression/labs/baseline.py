@@ -1,0 +1,153 @@
+"""Baselines and parents: train (or load from the cache) the model a technique starts from, and store a
+technique's output as a child run measured next to it in the same process."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..core.data import Dataset, load_dataset
+from ..core.measure import count_macs, effective_macs, latency_of, measure
+from ..core.models import build_model, format_spec, parse_spec
+from ..core.train import cache_key, resolve_device, train
+from ..errors import LabError
+from ..paths import checkpoints_dir
+from ..store.artifacts import load_run_model, save_model
+from .configs import BaselineConfig, TechniqueConfig
+from .context import RunContext
+from .records import as_record
+
+
+def _cached_run(ctx: RunContext, config: BaselineConfig, key: str):
+    """A stored baseline with the same data, spec, training config and latency batch, if its weights load."""
+    for run in reversed(ctx.store.list_runs(kind="train", dataset=config.dataset, status="done")):
+        cfg = run["config"]
+        if cfg.get("cache_key") == key and cfg.get("latency_batch") == config.latency_batch:
+            try:
+                return load_run_model(run["weights_path"]), run
+            except Exception:
+                continue  # weights missing or stale: fall through and rebuild
+    return None
+
+
+def get_baseline(config: BaselineConfig, ctx: RunContext | None = None) -> tuple[nn.Module, dict]:
+    """Return (model, run). A stored run with the same data, spec, config and latency batch is reused
+    as is (instant); else cached weights are loaded, or the model is trained, then measured."""
+    ctx = ctx or RunContext()
+    spec = parse_spec(config.model)
+    train_config = config.train_config()
+    key = cache_key(config.dataset, spec, train_config)
+    cached = _cached_run(ctx, config, key)
+    if cached is not None:
+        ctx.report(1.0, f"Loaded stored baseline run {cached[1]['id']}")
+        return cached
+    data = load_dataset(config.dataset, config.data_dir, config.download)
+    dev = resolve_device(config.device, data)
+    torch.manual_seed(config.seed)
+    net = build_model(spec, data.input_shape, data.num_classes)
+    checkpoint = checkpoints_dir() / f"baseline_{key}.pt"
+    if checkpoint.exists():
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        net.load_state_dict(saved["state_dict"])
+        history = saved["history"]
+        ctx.report(0.8, "Loaded cached baseline weights")
+    else:
+        history = train(net, data, train_config, dev, on_epoch=ctx.on_epoch(0.0, 0.8, "Training: epoch"),
+                        should_cancel=ctx.should_cancel)
+        net.cpu()
+        torch.save({"state_dict": net.state_dict(), "history": history}, checkpoint)
+    ctx.report(0.85, "Measuring accuracy, size, MACs and latency")
+    net.cpu().eval()
+    record = measure(net, data, latency_batch=config.latency_batch, exclusive=ctx.exclusive,
+                     min_run_time=ctx.latency_time)
+    run_config = {**config.to_dict(), **train_config.to_dict(), "cache_key": key, "train_device": str(dev)}
+    run_id = ctx.store.add_run("train", config.dataset, spec, run_config, record=record, method="baseline",
+                               label=f"{format_spec(spec)} baseline ({config.epochs} ep, seed {config.seed})",
+                               extra={"history": history}, job_id=ctx.job_id,
+                               weights_path=save_model(net, data.x_test[:1]))
+    ctx.report(1.0, f"Stored baseline run {run_id}")
+    return net, ctx.store.get_run(run_id)
+
+
+def resolve_parent(config: TechniqueConfig, ctx: RunContext) -> tuple[nn.Module, dict]:
+    """The model a technique starts from: any stored run (`from_run`), else the cached baseline."""
+    if config.from_run is not None:
+        run = ctx.store.get_run(config.from_run)
+        if run["status"] != "done":
+            raise LabError(f"Run {config.from_run} is {run['status']}, not done; it has no model to start from.")
+        return load_run_model(run["weights_path"]), run
+    return get_baseline(config.subset(BaselineConfig), ctx)
+
+
+@dataclass
+class Parent:
+    """The model a technique starts from, its data, and its measurement taken in this process."""
+    model: nn.Module
+    run: dict
+    data: Dataset
+    record: dict
+    latency_batch: int
+
+    def as_baseline(self) -> dict:
+        return {**as_record(self.run), **self.record}
+
+
+def prepare_parent(config: TechniqueConfig, ctx: RunContext) -> Parent:
+    """Resolve the parent (10% of the bar), load its data and measure it here, so its children's
+    speed-ups compare timings taken in the same process."""
+    model, run = resolve_parent(config, ctx.slice(0.0, 0.1))
+    data = load_dataset(run["dataset"], config.data_dir, config.download)
+    ctx.report(0.12, "Measuring the parent model in this process")
+    record = measure(model, data, latency_batch=config.latency_batch, exclusive=ctx.exclusive,
+                     min_run_time=ctx.latency_time)
+    return Parent(model, run, data, record, config.latency_batch)
+
+
+@dataclass
+class Child:
+    """What a technique made, to be stored as a child run: its kind, method, label, config and report."""
+    kind: str
+    method: str
+    label: str
+    config: dict
+    extra: dict = field(default_factory=dict)
+    model_spec: dict | None = None            # when the child is a new architecture (a distilled student)
+    input_dtype: torch.dtype = torch.float32
+    float_model: nn.Module | None = None      # the model before quantization: int8 kernels do its MACs
+
+
+def store_child(ctx: RunContext, parent: Parent, model: nn.Module, child: Child, under: dict | None = None) -> dict:
+    """Measure a technique's output in this process, next to its parent, and store it as a child run of
+    `under` (default: the parent). Speed-ups are against the parent's measurement from this process."""
+    record = measure(model, parent.data, latency_batch=parent.latency_batch, exclusive=ctx.exclusive,
+                     min_run_time=ctx.latency_time, input_dtype=child.input_dtype)
+    if child.float_model is not None:  # quantization changes the arithmetic's precision, not its count
+        record["macs"] = count_macs(child.float_model, parent.data.input_shape)
+        record["effective_macs"] = effective_macs(child.float_model, parent.data.input_shape)
+        record["macs_note"] = "counted on the float model: the int8 kernels do the same multiply-accumulates"
+    record.update(speedups(record, parent.record))
+    up = under or parent.run
+    run_id = ctx.store.add_run(child.kind, up["dataset"], child.model_spec or up["model"], child.config,
+                               parent_id=up["id"], record=record, extra=child.extra, method=child.method,
+                               label=child.label, job_id=ctx.job_id,
+                               weights_path=save_model(model, parent.data.x_test[:1]))
+    return ctx.store.get_run(run_id)
+
+
+def speedups(record: dict, baseline_record: dict) -> dict:
+    """Measured latency speed-up (same process, same batch) and the speed-up MACs predict."""
+    out = {}
+    for entry in record["latency"]:
+        base = latency_of(baseline_record, entry["device"], entry["batch_size"])
+        if base and entry.get("median_ms"):
+            out[f"speedup_{entry['device']}_b{entry['batch_size']}"] = base / entry["median_ms"]
+    if record.get("effective_macs"):
+        out["speedup_predicted_macs"] = baseline_record["macs"] / record["effective_macs"]
+    return out
+
+
+def run_train(config: BaselineConfig, ctx: RunContext | None = None) -> dict:
+    """The train lab: the baseline's record."""
+    _, run = get_baseline(config, ctx)
+    return as_record(run)

@@ -1,0 +1,194 @@
+"""One typed config per lab. The CLI's flags, the job queue's validation and the pages' widgets all come from
+these declarations, so each parameter, its range and its help are written once."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config import LabConfig, param
+from ..core.data import DATASETS
+from ..core.models import parse_spec
+from ..core.train import TrainConfig
+from ..errors import LabError
+from ..search.space import DEFAULT_SPACES, validate_space
+from ..techniques.distill import DistillConfig
+from ..techniques.prune import METHODS as PRUNE_METHODS
+from ..techniques.prune import SCHEDULES, PruneConfig
+from ..techniques.quantize import METHODS as QUANT_METHODS
+from .stages import parse_steps
+
+DEVICE_HELP = "cpu, cuda or auto (auto: cuda for image data when a GPU is present, cpu for small data like digits)"
+
+
+def check_device(device: str | None) -> None:
+    if device not in (None, "auto", "cpu") and not str(device).startswith("cuda"):
+        raise LabError(f"Unknown device '{device}'. Known: auto, cpu, cuda")
+
+
+@dataclass
+class CommonConfig(LabConfig):
+    """Where the data comes from and where results are measured."""
+    lab = "common"
+    dataset: str = param("digits", help="a registered data set", choices=DATASETS)
+    device: str | None = param(None, help=DEVICE_HELP)
+    data_dir: str | None = param(None, help="folder with torchvision's data set files")
+    download: bool = param(False, help="download mnist/fashion_mnist/cifar10 if missing (needs internet)")
+    latency_batch: int = param(256, min=1, max=65536, help="throughput batch for latency (batch 1 is timed too)")
+
+    def check(self) -> None:
+        check_device(self.device)
+
+
+@dataclass
+class BaselineConfig(CommonConfig):
+    """A model trained (or loaded from the cache) on a data set: what every technique starts from."""
+    lab = "train"
+    model: str = param("lenet5", help="model spec: NAME or NAME:key=value,...")
+    epochs: int = param(10, min=0, max=10_000, help="training epochs")
+    seed: int = param(0, min=0, help="training seed")
+    batch_size: int = param(TrainConfig.batch_size, min=1, max=65536, help="training batch size")
+    lr: float = param(TrainConfig.lr, above=0, max=10, help="learning rate")
+    optimizer: str = param(TrainConfig.optimizer, choices=("adam", "sgd"), help="optimizer")
+
+    def check(self) -> None:
+        super().check()
+        parse_spec(self.model)
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, optimizer=self.optimizer,
+                           seed=self.seed)
+
+
+@dataclass
+class TechniqueConfig(BaselineConfig):
+    """A technique applied to the baseline, or to any stored run (`from_run`)."""
+    from_run: int | None = param(None, min=1, flag="--from", help="start from this stored run id")
+
+
+@dataclass
+class PruneLabConfig(TechniqueConfig):
+    lab = "prune"
+    method: str = param("global_l1", choices=PRUNE_METHODS, help="pruning method")
+    sparsities: list[float] = param([0.5], min=0, below=1, flag="--sparsity", required=True,
+                                    help="one or more sparsities in [0, 1): a sweep")
+    finetune_epochs: int = param(5, min=0, max=1000, help="fine-tuning epochs after pruning")
+    schedule: str = param("oneshot", choices=SCHEDULES, help="oneshot, or iterative (AGP)")
+    steps: int = param(1, min=1, max=100, help="pruning steps for the iterative schedule")
+    layers: list[str] | None = param(None, help="module names to prune (default: every conv and linear)")
+    skip_first_last: bool = param(False, help="leave the first and last layer dense")
+    round_to: int | None = param(None, choices=(None, 8, 16), help="round kept channels to a multiple of 8 or 16")
+    with_sensitivity: bool = param(False, flag="--sensitivity", help="also prune each layer alone at 30-90%%")
+
+    def check(self) -> None:
+        super().check()
+        if not self.sparsities:
+            raise LabError("The sweep is empty: give at least one sparsity, e.g. 0.5 0.7 0.9")
+        self.prune_configs()
+
+    def prune_configs(self) -> list[PruneConfig]:
+        return [PruneConfig(method=self.method, sparsity=float(s), finetune_epochs=self.finetune_epochs,
+                            schedule=self.schedule, steps=self.steps,
+                            layers=tuple(self.layers) if self.layers else None, skip_first_last=self.skip_first_last,
+                            round_to=self.round_to, seed=self.seed) for s in self.sparsities]
+
+
+@dataclass
+class QuantizeLabConfig(TechniqueConfig):
+    lab = "quantize"
+    methods: list[str] = param(["dynamic_int8", "static_int8"], choices=QUANT_METHODS, flag="--method",
+                               required=True, help="one or more quantization methods")
+    calibration_batches: int = param(8, min=1, max=1000, help="batches that calibrate static int8")
+
+    def check(self) -> None:
+        super().check()
+        if not self.methods:
+            raise LabError(f"Pick at least one method: {', '.join(QUANT_METHODS)}")
+
+
+@dataclass
+class PipelineLabConfig(TechniqueConfig):
+    lab = "pipeline"
+    steps: str = param("prune:channel_l1=0.5,finetune:3,quantize:static_int8", required=True,
+                       help="stages, e.g. prune:channel_l1=0.5,finetune:5,quantize:static_int8")
+    calibration_batches: int = param(8, min=1, max=1000, help="batches that calibrate static int8")
+
+    def check(self) -> None:
+        super().check()
+        if isinstance(self.steps, list):
+            object.__setattr__(self, "steps", ",".join(self.steps))
+        parse_steps(self.steps)
+
+
+@dataclass
+class DistillLabConfig(CommonConfig):
+    lab = "distill"
+    teacher: str = param("lenet5", required=True, help="a model spec (trains or loads its baseline) or a run id")
+    student: str = param("mlp:hidden=16", required=True, help="a model spec, e.g. mlp:hidden=16")
+    temperatures: list[float] = param([4.0], above=0, max=1000, flag="--temperature", help="one or more: a sweep")
+    alpha: float = param(0.9, min=0, max=1, help="weight of the teacher's soft targets")
+    label_fraction: float = param(1.0, above=0, max=1, help="share of training labels the students see")
+    seeds: list[int] = param([0], min=0, help="one student pair per seed")
+    epochs: int = param(20, min=1, max=10_000, help="student epochs")
+    teacher_epochs: int = param(10, min=1, max=10_000, help="epochs of the teacher's baseline")
+
+    def check(self) -> None:
+        super().check()
+        parse_spec(self.student)
+        if not str(self.teacher).isdigit():
+            parse_spec(self.teacher)  # an unknown teacher fails before any training
+        if not self.seeds or not self.temperatures:
+            raise LabError("Give at least one seed and one temperature")
+
+    def distill_configs(self) -> dict[tuple[float, int], DistillConfig]:
+        return {(t, s): DistillConfig(t, self.alpha, self.label_fraction, self.epochs, s)
+                for t in self.temperatures for s in self.seeds}
+
+
+def _objectives():
+    from ..search.strategies import OBJECTIVES
+    return OBJECTIVES
+
+
+def _strategies():
+    from ..search.strategies import STRATEGIES
+    return STRATEGIES
+
+
+@dataclass
+class SearchConfig(CommonConfig):
+    lab = "search"
+    space: str = param("cnn", choices=tuple(DEFAULT_SPACES), help="search space family")
+    choices: dict = param({}, cli=False, help="overrides of the default choices per dimension")
+    strategy: str = param("random", choices=lambda: _strategies().names(), help="search strategy")
+    trials: int = param(20, min=1, max=10_000, help="completed trials wanted")
+    epochs: int = param(3, min=1, max=1000, help="epochs per trial (low fidelity)")
+    objective: str = param("params", choices=lambda: _objectives().names(), help="the cost to minimise")
+    max_params: int | None = param(None, min=1, help="constraint: at most this many parameters")
+    max_macs: int | None = param(None, min=1, help="constraint: at most this many MACs per sample")
+    early_stop: bool = param(False, help="stop bad trials early (objective 'none' only)")
+    seed: int = param(0, min=0, help="sampler and training seed")
+    latency_batch: int = param(64, min=1, max=65536, help="batch for the latency objective and records")
+    study: str | None = param(None, help="study name (an existing study is resumed)")
+
+    def check(self) -> None:
+        super().check()
+        object.__setattr__(self, "choices", validate_space(self.space, self.choices))
+        if self.early_stop and self.objective != "none":
+            raise LabError("Optuna's pruners stop bad trials only in single-objective studies: use objective "
+                           "'none' (accuracy, with a --max-params or --max-macs constraint) to stop trials early.")
+
+
+@dataclass
+class DemoConfig(BaselineConfig):
+    lab = "demo"
+
+
+@dataclass
+class UploadConfig(CommonConfig):
+    lab = "upload"
+    model: str = param("lenet5", required=True, help="the architecture the state dict belongs to")
+    path: str = param("", required=True, cli=False, help="the uploaded file, saved under the lab folder")
+    filename: str = param("upload.pt", cli=False, help="the name the user gave the file")
+
+    def check(self) -> None:
+        super().check()
+        parse_spec(self.model)

@@ -1,0 +1,20 @@
+"""The flat record the CLI prints and every chart reads: a stored run's metadata plus its measurement."""
+from __future__ import annotations
+
+from ..core.models import format_spec
+
+
+def as_record(run: dict) -> dict:
+    out = {"run_id": run["id"], "kind": run["kind"], "parent_id": run["parent_id"], "job_id": run.get("job_id"),
+           "status": run["status"],
+           "dataset": run["dataset"], "model": run["model"], "model_name": format_spec(run["model"]),
+           "method": run.get("method"), "label": run.get("label"), "config": run["config"]}
+    out.update(run.get("record") or {})
+    out.update(run.get("extra") or {})
+    if run.get("error"):
+        out["error"] = run["error"]
+    return out
+
+
+def run_ids(records: list[dict]) -> list[int]:
+    return [r["run_id"] for r in records]

@@ -1,0 +1,211 @@
+"""The search lab: small hardware-aware architecture searches on Optuna; the study lives in the run database.
+
+Objectives: validation accuracy (maximise) and one cost (minimise) from search.strategies.OBJECTIVES. Every
+trial is a stored run. More processes or machines join with `python -m compression worker --study NAME --db URL`;
+trials spread over all of them. A study is resumable: a killed worker's trial is failed by the heartbeat and
+retried, and `trials` counts finished trials, so a kill -9 costs time, not budget.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+import optuna
+import torch
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+from ..core.data import load_dataset
+from ..core.measure import count_macs, count_params, measure
+from ..core.models import build_model
+from ..core.pareto import pareto_mask
+from ..core.train import TrainConfig, accuracy, train
+from ..errors import CancelledError, LabError
+from ..search.space import arch_to_spec, smallest_arch, space_size, suggest
+from ..search.strategies import OBJECTIVES, ZOO, hypervolume, sampler
+from ..store import RunStore, worker_name
+from .baseline import get_baseline
+from .configs import BaselineConfig, SearchConfig
+from .context import RunContext
+from .records import as_record
+
+log = logging.getLogger("compression.search")
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+
+
+def _storage(url: str):
+    # Heartbeats let any worker mark a killed worker's trial as failed (no trial stays "running" forever), and
+    # the retry callback re-enqueues it with the same parameters, so the budget counts finished trials.
+    return optuna.storages.RDBStorage(url, heartbeat_interval=2, grace_period=6,
+                                      heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3))
+
+
+def _cost(config: SearchConfig, model, data) -> float:
+    return OBJECTIVES.get(config.objective)(model, data, config.latency_batch)
+
+
+def _violation(config: SearchConfig, model, data) -> str | None:
+    if config.max_params is not None and (p := count_params(model)[0]) > config.max_params:
+        return f"{p:,} params > {config.max_params:,}"
+    if config.max_macs is not None and (m := count_macs(model, data.input_shape)) > config.max_macs:
+        return f"{m:,} MACs > {config.max_macs:,}"
+    return None
+
+
+def check_feasible(config: SearchConfig, data) -> None:
+    cheapest = build_model(arch_to_spec(config.space, smallest_arch(config.space, config.choices)),
+                           data.input_shape, data.num_classes)
+    reason = _violation(config, cheapest, data)
+    if reason:
+        raise LabError(f"No architecture in this space satisfies the constraint: even the smallest has {reason}.")
+
+
+def make_objective(config: SearchConfig, study_name: str, data, ctx: RunContext):
+    def objective(trial: optuna.Trial):
+        if ctx.cancelled():
+            trial.study.stop()
+            raise CancelledError("cancelled by the user")
+        arch = suggest(trial, config.space, config.choices)
+        spec = arch_to_spec(config.space, arch)
+        trial.set_user_attr("arch", arch)
+        trial.set_user_attr("worker", worker_name())  # host:pid, to see how trials spread over workers
+        torch.manual_seed(config.seed + trial.number)
+        model = build_model(spec, data.input_shape, data.num_classes)
+        reason = _violation(config, model, data)
+        if reason:  # skip training: it cannot be chosen anyway
+            trial.set_user_attr("status", f"infeasible: {reason}")
+            raise optuna.TrialPruned(reason)
+
+        def on_epoch(info):
+            if config.early_stop:
+                trial.report(info["val_accuracy"], info["epoch"])
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"stopped early at epoch {info['epoch']}")
+        train(model, data, TrainConfig(epochs=config.epochs, seed=config.seed + trial.number), _device(config),
+              on_epoch=on_epoch, should_cancel=ctx.should_cancel)
+        model.cpu()
+        val_acc = accuracy(model, data.x_val, data.y_val)
+        cost = _cost(config, model, data)
+        record = measure(model, data, latency_batch=config.latency_batch, min_run_time=0.05)
+        run_id = ctx.store.add_run("search_trial", config.dataset, spec, {**config.to_dict(), "study": study_name,
+                                                                          "trial": trial.number},
+                                   record=record, method=config.strategy, label=f"{study_name} trial {trial.number}",
+                                   extra={"arch": arch, "val_accuracy": val_acc, "cost": cost, "study": study_name},
+                                   job_id=ctx.job_id)
+        trial.set_user_attr("run_id", run_id)
+        done = len(trial.study.get_trials(deepcopy=False, states=FINISHED))
+        ctx.report(min(0.1 + 0.85 * (done + 1) / config.trials, 0.95),
+                   f"trial {trial.number}: val acc {val_acc:.3f}, {config.objective} {cost:,.4g}")
+        return val_acc if config.objective == "none" else (val_acc, cost)
+    return objective
+
+
+def _device(config: SearchConfig) -> str:
+    return config.device if config.device not in (None, "auto") else "cpu"
+
+
+def create_study(config: SearchConfig, store: RunStore, name: str | None = None) -> optuna.Study:
+    name = name or config.study or f"search-{config.space}-{config.strategy}-{int(time.time() * 1000) % 10**9}"
+    directions = ["maximize"] if config.objective == "none" else ["maximize", "minimize"]
+    study = optuna.create_study(study_name=name, storage=_storage(store.url), directions=directions,
+                                sampler=sampler(config.strategy, config.seed), load_if_exists=True,
+                                pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1))
+    study.set_user_attr("config", config.to_dict())
+    return study
+
+
+def load_config(study_name: str, store: RunStore) -> tuple[optuna.Study, SearchConfig]:
+    try:
+        summary = optuna.load_study(study_name=study_name, storage=_storage(store.url))
+    except KeyError:
+        raise LabError(f"No study named '{study_name}' in {store.url}") from None
+    config = SearchConfig.from_dict(summary.user_attrs["config"])
+    study = optuna.load_study(study_name=study_name, storage=_storage(store.url),
+                              sampler=sampler(config.strategy, config.seed + int(time.time() * 1000) % 1000),
+                              pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1))
+    return study, config
+
+
+def finished_trials(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+def work(study: optuna.Study, config: SearchConfig, ctx: RunContext) -> None:
+    """Run trials until the study holds `config.trials` finished ones, whichever worker ran them.
+
+    Failed trials (a crash, or a worker killed mid-trial and failed by the heartbeat) do not count; the retry
+    callback re-enqueues them. Attempts are capped so a trial that always crashes cannot loop forever.
+    """
+    data = load_dataset(config.dataset, config.data_dir, config.download)
+    objective = make_objective(config, study.study_name, data, ctx)
+    optuna.storages.fail_stale_trials(study)  # a dead worker's "running" trials: failed now, retried below
+    for _ in range(3 * config.trials):
+        remaining = config.trials - finished_trials(study)
+        if remaining <= 0 or ctx.cancelled():
+            return
+        study.optimize(objective, n_trials=remaining, catch=(Exception,), gc_after_trial=False,
+                       callbacks=[optuna.study.MaxTrialsCallback(config.trials, states=FINISHED)])
+
+
+def zoo_records(config: SearchConfig, ctx: RunContext) -> list[dict]:
+    """The hand-designed models of the family, trained with the same epochs and measured the same way."""
+    data = load_dataset(config.dataset, config.data_dir, config.download)
+    out = []
+    quick = ctx.with_(latency_time=0.05, progress=None, job_id=None)
+    for i, spec in enumerate(ZOO[config.space]):
+        model, run = get_baseline(BaselineConfig(dataset=config.dataset, model=spec, epochs=config.epochs,
+                                                 seed=config.seed, latency_batch=config.latency_batch,
+                                                 device=config.device, data_dir=config.data_dir), quick)
+        ctx.report(0.1 * (i + 1) / len(ZOO[config.space]), f"zoo: {spec}")
+        out.append({**as_record(run), "val_accuracy": accuracy(model, data.x_val, data.y_val),
+                    "cost": _cost(config, model, data), "feasible": _violation(config, model, data) is None})
+    return out
+
+
+def summarize(study: optuna.Study, config: SearchConfig, store: RunStore, zoo: list[dict]) -> dict:
+    trials = []
+    for t in study.get_trials(deepcopy=False):
+        row = {"number": t.number, "status": t.state.name.lower(), "arch": t.user_attrs.get("arch"),
+               "run_id": t.user_attrs.get("run_id"), "note": t.user_attrs.get("status")}
+        if row["run_id"] is not None:
+            try:
+                run = store.get_run(row["run_id"])
+                row.update(as_record(run), val_accuracy=run["extra"]["val_accuracy"], cost=run["extra"]["cost"])
+            except LabError:
+                pass  # the run was deleted; the trial stays
+        row["status"] = t.state.name.lower()
+        trials.append(row)
+    scored = [t for t in trials if t["status"] == "complete" and "cost" in t]
+    zoo_ok = [z for z in zoo if z["feasible"]]
+    cost_ref = 1.1 * max([t["cost"] for t in scored] + [z["cost"] for z in zoo] + [1e-9])
+    front = pareto_mask([t["cost"] for t in scored], [t["val_accuracy"] for t in scored])
+    return {"study": study.study_name, "config": config.to_dict(),
+            "space_size": space_size(config.space, config.choices), "trials": trials,
+            "pareto": [t["run_id"] for t, keep in zip(scored, front) if keep],
+            "hypervolume": hypervolume([(t["val_accuracy"], t["cost"]) for t in scored], cost_ref),
+            "zoo": zoo, "zoo_hypervolume": hypervolume([(z["val_accuracy"], z["cost"]) for z in zoo_ok], cost_ref),
+            "reference_point": {"accuracy": 0.0, "cost": cost_ref, "objective": config.objective,
+                                "normalisation": "error = 1 - val accuracy; cost / reference cost; both in [0, 1]"}}
+
+
+def run_search(config: SearchConfig, ctx: RunContext | None = None) -> dict:
+    """Create (or resume) a study, measure the zoo, run trials here, and summarise both fronts."""
+    ctx = ctx or RunContext()
+    data = load_dataset(config.dataset, config.data_dir, config.download)
+    check_feasible(config, data)
+    zoo = zoo_records(config, ctx)
+    study = create_study(config, ctx.store)
+    study.set_user_attr("zoo", [{k: z[k] for k in ("run_id", "label", "model_name", "val_accuracy", "cost", "feasible")}
+                                for z in zoo])
+    work(study, config, ctx)
+    ctx.report(1.0, f"{finished_trials(study)} finished trials in {study.study_name}")
+    return summarize(study, config, ctx.store, zoo)
+
+
+def list_studies(store: RunStore) -> list[str]:
+    return [s.study_name for s in optuna.get_all_study_summaries(storage=_storage(store.url))][::-1]
+
+
+def study_summary(study_name: str, store: RunStore) -> dict:
+    """The live state of a study (trials so far, its zoo, both hypervolumes), for the Search page."""
+    study, config = load_config(study_name, store)
+    return summarize(study, config, store, study.user_attrs.get("zoo", []))

@@ -1,0 +1,86 @@
+"""Saving and loading model weights under the lab folder."""
+from __future__ import annotations
+
+import functools
+import io
+import uuid
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import LabError
+from ..paths import lab_home
+
+
+def weights_dir() -> Path:
+    path = lab_home() / "weights"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _drop_unpicklable_reprs(model: nn.Module) -> None:
+    """torchao's quantize_ sets each layer's extra_repr to a functools.partial, which pickle rejects."""
+    for module in model.modules():
+        if isinstance(module.__dict__.get("extra_repr"), functools.partial):
+            del module.extra_repr
+
+
+def save_model(model: nn.Module, example: torch.Tensor) -> str:
+    """Save the whole model so structurally pruned or quantized models load without a spec.
+
+    Tries a pickled module that must load back; FX-quantized graphs that do not unpickle are saved as
+    TorchScript instead. Returns the path; called before the run is stored, so no run lacks weights.
+    These files are written by the lab itself: user uploads never go through load_run_model.
+    """
+    _drop_unpicklable_reprs(model)
+    with warnings.catch_warnings():  # deprecation notes of torch.jit and storages: not the user's concern
+        warnings.simplefilter("ignore")
+        return _save(model, example)
+
+
+def _save(model: nn.Module, example: torch.Tensor) -> str:
+    buffer = io.BytesIO()
+    try:
+        torch.save(model, buffer)
+        torch.load(io.BytesIO(buffer.getvalue()), weights_only=False)
+        path = weights_dir() / f"{uuid.uuid4().hex}.pt"
+        path.write_bytes(buffer.getvalue())
+        return str(path)
+    except Exception:
+        pass
+    path = weights_dir() / f"{uuid.uuid4().hex}.ts"
+    try:
+        with torch.no_grad():
+            torch.jit.save(torch.jit.trace(model.eval(), example.to(_dtype_of(model))), str(path))
+    except Exception as err:
+        raise LabError(f"Could not save this model ({type(err).__name__}: {str(err).splitlines()[0][:120]})") from None
+    return str(path)
+
+
+def _dtype_of(model: nn.Module) -> torch.dtype:
+    floats = [p.dtype for p in model.parameters() if p.dtype.is_floating_point]
+    return floats[0] if floats else torch.float32
+
+
+def load_run_model(path: str | None) -> nn.Module:
+    if not path or not Path(path).exists():
+        raise LabError(f"The weights of this run are missing ({path}); re-run it to recreate them.")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if path.endswith(".ts"):
+            return torch.jit.load(path, map_location="cpu").eval()
+        return torch.load(path, map_location="cpu", weights_only=False).eval()
+
+
+def load_state_dict_file(path: str | Path) -> dict:
+    """Load an untrusted state-dict file safely (weights_only: no pickled code can run)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # corrupt, truncated or hostile file
+        raise LabError(f"Could not read weights from {Path(path).name}: not a valid PyTorch state dict "
+                       f"({type(err).__name__}).") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise LabError(f"{Path(path).name} is not a state dict of tensors.")
+    return state

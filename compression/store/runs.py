@@ -1,0 +1,292 @@
+"""Runs and jobs in a real database: a SQLite file by default, PostgreSQL when given a URL.
+
+Promises (tested in tests/test_store.py):
+- Persistence: every call commits before it returns, so a crash loses nothing already returned.
+- Concurrency: several threads and processes may read and write at once. SQLite runs in WAL mode
+  with a busy timeout; a job is claimed with a conditional UPDATE, so two workers never take the same.
+- Portability: the same SQLAlchemy Core statements run on SQLite and PostgreSQL.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from ..errors import LabError
+from ..paths import default_db_url
+
+RUN_STATUSES = ("queued", "running", "done", "failed", "cancelled")
+JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
+JOB_FINISHED = ("done", "failed", "cancelled", "interrupted")
+
+metadata = sa.MetaData()
+runs_table = sa.Table(
+    "runs", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(32), nullable=False),       # train | prune | distill | quantize | search_trial ...
+    sa.Column("parent_id", sa.Integer, nullable=True, index=True),
+    sa.Column("job_id", sa.Integer, nullable=True, index=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("dataset", sa.String(64), nullable=False),
+    sa.Column("model", sa.Text, nullable=False),             # JSON spec
+    sa.Column("method", sa.String(64), nullable=True),       # technique method, for filters and colours
+    sa.Column("label", sa.String(200), nullable=True),       # short human name, e.g. "global_l1 90%"
+    sa.Column("config", sa.Text, nullable=False),            # JSON
+    sa.Column("record", sa.Text, nullable=True),             # JSON measurement record
+    sa.Column("extra", sa.Text, nullable=True),              # JSON technique-specific report
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("weights_path", sa.Text, nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+jobs_table = sa.Table(
+    "jobs", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("params", sa.Text, nullable=False),            # JSON arguments of the job
+    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("progress", sa.Float, nullable=False, default=0.0),
+    sa.Column("message", sa.Text, nullable=True),
+    sa.Column("eta_s", sa.Float, nullable=True),
+    sa.Column("events", sa.Text, nullable=True),             # JSON list: live curves (per-epoch info)
+    sa.Column("result", sa.Text, nullable=True),             # JSON summary when done
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("cancel_requested", sa.Boolean, nullable=False, default=False),
+    sa.Column("worker", sa.String(200), nullable=True),      # host:pid of the worker that claimed it
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("started_at", sa.Float, nullable=True),
+    sa.Column("finished_at", sa.Float, nullable=True),
+    sa.Column("heartbeat_at", sa.Float, nullable=True),
+)
+_JSON_RUN = ("model", "config", "record", "extra")
+_JSON_JOB = ("params", "events", "result")
+
+
+def _sqlite_pragmas(dbapi_conn, _record):
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")    # readers never block the writer
+    cursor.execute("PRAGMA synchronous=NORMAL")  # durable at each commit in WAL mode
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def normalize_url(url: str) -> str:
+    """Plain `postgresql://` URLs work as written: SQLAlchemy would pick psycopg 3 for them, so name the
+    driver that is installed. `postgres://` (Heroku's spelling) is accepted too."""
+    if "://" not in url:
+        raise LabError(f"Bad database URL '{url}': expected sqlite:///PATH or postgresql://USER@HOST/DB")
+    scheme, rest = url.split("://", 1)
+    if scheme in ("postgresql", "postgres"):
+        import importlib.util
+        driver = next((d for d in ("psycopg2", "psycopg") if importlib.util.find_spec(d)), None)
+        if driver is None:
+            raise LabError("No PostgreSQL driver is installed: pip install psycopg2-binary")
+        return f"postgresql+{driver}://{rest}"
+    if scheme.split("+")[0] not in ("sqlite", "postgresql"):
+        raise LabError(f"Unsupported database URL '{url}': use sqlite:///PATH or postgresql://USER@HOST/DB")
+    return url
+
+
+def _redacted(url: str) -> str:
+    return sa.engine.make_url(url).render_as_string(hide_password=True)
+
+
+@functools.lru_cache(maxsize=16)
+def _engine(url: str, pid: int) -> sa.Engine:  # pid in the key: never share a pool across fork
+    try:
+        return _connect(url)
+    except sa.exc.SQLAlchemyError as err:  # unreachable host, wrong password, bad path: one line for the user
+        reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0][:200]
+        raise LabError(f"Cannot open the database {_redacted(url)}: {reason}") from None
+
+
+def _connect(url: str) -> sa.Engine:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
+                                  poolclass=sa.pool.NullPool)
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        engine = sa.create_engine(url, pool_pre_ping=True)
+    for attempt in range(5):  # several processes may create the schema at once
+        try:
+            metadata.create_all(engine)
+            break
+        except sa.exc.OperationalError:
+            if attempt == 4:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    return engine
+
+
+def _decode(row, json_fields) -> dict:
+    out = dict(row._mapping)
+    for key in json_fields:
+        if out.get(key) is not None:
+            out[key] = json.loads(out[key])
+    return out
+
+
+def _encode(values: dict, json_fields) -> dict:
+    return {k: (json.dumps(v, default=float) if k in json_fields and v is not None else v)
+            for k, v in values.items()}
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class RunStore:
+    """Runs and jobs. Cheap to create; safe to share across threads and to create in each process."""
+
+    def __init__(self, url: str | None = None):
+        self.url = normalize_url(url or os.environ.get("COMPRESSION_LAB_DB") or default_db_url())
+
+    @property
+    def engine(self) -> sa.Engine:
+        return _engine(self.url, os.getpid())
+
+    # ---- runs -------------------------------------------------------------------------
+    def add_run(self, kind: str, dataset: str, model: dict, config: dict, *, parent_id=None,
+                status="done", record=None, extra=None, method=None, label=None, job_id=None,
+                weights_path=None, error=None) -> int:
+        if status not in RUN_STATUSES:
+            raise LabError(f"Unknown run status '{status}'. Known: {', '.join(RUN_STATUSES)}")
+        now = time.time()
+        values = _encode(dict(kind=kind, dataset=dataset, model=model, config=config, parent_id=parent_id,
+                              status=status, record=record, extra=extra, method=method, label=label,
+                              job_id=job_id, weights_path=weights_path, error=error,
+                              created_at=now, updated_at=now), _JSON_RUN)
+        with self.engine.begin() as conn:
+            return conn.execute(runs_table.insert().values(**values)).inserted_primary_key[0]
+
+    def update_run(self, run_id: int, **values) -> None:
+        values = _encode({**values, "updated_at": time.time()}, _JSON_RUN)
+        with self.engine.begin() as conn:
+            conn.execute(runs_table.update().where(runs_table.c.id == run_id).values(**values))
+
+    def get_run(self, run_id: int) -> dict:
+        with self.engine.connect() as conn:
+            row = conn.execute(runs_table.select().where(runs_table.c.id == int(run_id))).first()
+        if row is None:
+            raise LabError(f"no run {run_id}")
+        return _decode(row, _JSON_RUN)
+
+    def list_runs(self, kind: str | None = None, dataset: str | None = None, status: str | None = None,
+                  job_id: int | None = None, limit: int | None = None) -> list[dict]:
+        query = runs_table.select().order_by(runs_table.c.id)
+        for column, value in (("kind", kind), ("dataset", dataset), ("status", status), ("job_id", job_id)):
+            if value is not None:
+                query = query.where(runs_table.c[column] == value)
+        if limit:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return [_decode(row, _JSON_RUN) for row in conn.execute(query)]
+
+    def delete_runs(self, run_ids: list[int]) -> int:
+        """Delete runs; their children keep existing and point at no parent."""
+        ids = [int(i) for i in run_ids]
+        with self.engine.begin() as conn:
+            conn.execute(runs_table.update().where(runs_table.c.parent_id.in_(ids)).values(parent_id=None))
+            return conn.execute(runs_table.delete().where(runs_table.c.id.in_(ids))).rowcount
+
+    def lineage(self, run_id: int) -> list[dict]:
+        """The run and its ancestors, root first (e.g. baseline -> pruned -> quantized)."""
+        chain, seen = [], set()
+        current = self.get_run(run_id)
+        while current is not None and current["id"] not in seen:
+            seen.add(current["id"])
+            chain.append(current)
+            parent = current.get("parent_id")
+            try:
+                current = self.get_run(parent) if parent is not None else None
+            except LabError:
+                current = None
+        return chain[::-1]
+
+    # ---- jobs -------------------------------------------------------------------------
+    def submit_job(self, kind: str, params: dict) -> int:
+        values = _encode(dict(kind=kind, params=params, status="queued", progress=0.0, events=[],
+                              cancel_requested=False, created_at=time.time()), _JSON_JOB)
+        with self.engine.begin() as conn:
+            return conn.execute(jobs_table.insert().values(**values)).inserted_primary_key[0]
+
+    def claim_next_job(self, worker: str | None = None) -> dict | None:
+        """Take the oldest queued job; the conditional UPDATE makes the claim atomic across processes."""
+        while True:
+            with self.engine.connect() as conn:
+                row = conn.execute(sa.select(jobs_table.c.id).where(jobs_table.c.status == "queued")
+                                   .order_by(jobs_table.c.id).limit(1)).first()
+            if row is None:
+                return None
+            now = time.time()
+            with self.engine.begin() as conn:
+                claimed = conn.execute(
+                    jobs_table.update().where(jobs_table.c.id == row.id, jobs_table.c.status == "queued")
+                    .values(status="running", worker=worker or worker_name(), started_at=now,
+                            heartbeat_at=now)).rowcount
+            if claimed == 1:
+                return self.get_job(row.id)
+
+    def update_job(self, job_id: int, **values) -> None:
+        values = _encode(values, _JSON_JOB)
+        with self.engine.begin() as conn:
+            conn.execute(jobs_table.update().where(jobs_table.c.id == job_id).values(**values))
+
+    def append_job_event(self, job_id: int, event: dict) -> None:
+        job = self.get_job(job_id)
+        self.update_job(job_id, events=(job.get("events") or []) + [event], heartbeat_at=time.time())
+
+    def finish_job(self, job_id: int, status: str, *, result=None, error=None) -> None:
+        if status not in JOB_FINISHED:
+            raise LabError(f"Not a final job status: {status}")
+        values = dict(status=status, result=result, error=error, finished_at=time.time(), eta_s=0.0)
+        if status == "done":
+            values["progress"] = 1.0  # other endings keep the progress they reached
+        self.update_job(job_id, **values)
+
+    def request_cancel(self, job_id: int) -> None:
+        """Queued jobs are cancelled at once; running ones stop at their next progress check."""
+        self.get_job(job_id)  # an unknown id is an error, not a silent no-op
+        with self.engine.begin() as conn:
+            conn.execute(jobs_table.update().where(jobs_table.c.id == job_id, jobs_table.c.status == "queued")
+                         .values(status="cancelled", cancel_requested=True, finished_at=time.time()))
+            conn.execute(jobs_table.update().where(jobs_table.c.id == job_id).values(cancel_requested=True))
+
+    def get_job(self, job_id: int) -> dict:
+        with self.engine.connect() as conn:
+            row = conn.execute(jobs_table.select().where(jobs_table.c.id == int(job_id))).first()
+        if row is None:
+            raise LabError(f"no job {job_id}")
+        return _decode(row, _JSON_JOB)
+
+    def list_jobs(self, statuses: tuple[str, ...] | None = None, limit: int = 50) -> list[dict]:
+        query = jobs_table.select().order_by(jobs_table.c.id.desc()).limit(limit)
+        if statuses:
+            query = query.where(jobs_table.c.status.in_(statuses))
+        with self.engine.connect() as conn:
+            return [_decode(row, _JSON_JOB) for row in conn.execute(query)]
+
+    def mark_interrupted(self, stale_after_s: float, alive: callable = None) -> list[int]:
+        """Running jobs whose worker stopped beating (killed, or the server restarted) -> interrupted."""
+        cutoff = time.time() - stale_after_s
+        marked = []
+        for job in self.list_jobs(("running",), limit=1000):
+            dead = (job["heartbeat_at"] or 0) < cutoff or (alive is not None and not alive(job))
+            if dead:
+                with self.engine.begin() as conn:
+                    n = conn.execute(jobs_table.update().where(jobs_table.c.id == job["id"],
+                                                               jobs_table.c.status == "running")
+                                     .values(status="interrupted", finished_at=time.time(),
+                                             error="The worker stopped (killed, or the server restarted). "
+                                                   "Finished results are kept.")).rowcount
+                if n:
+                    marked.append(job["id"])
+        return marked

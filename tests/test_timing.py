@@ -1,0 +1,168 @@
+"""compression.core.timing: load sampling, machine identity, median CI and paired speed-ups.
+
+Real processes and real timings, no mocks: the busy-load tests spin pure-Python subprocesses.
+"""
+import copy
+import math
+import random
+import statistics
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+
+import pytest
+import torch
+from torch import nn
+
+from compression.core.timing import (LoadSampler, latency_entry, machine_fingerprint, median_ci, paired_speedup,
+                                     time_forward, wait_for_quiet)
+
+
+@contextmanager
+def spinners(count: int):
+    """`count` pure-Python busy loops (one core each), always killed afterwards."""
+    procs = []
+    try:
+        for _ in range(count):
+            procs.append(subprocess.Popen([sys.executable, "-c", "while True: pass"]))
+        time.sleep(0.3)  # let the interpreters start and reach the loop
+        yield procs
+    finally:
+        for proc in procs:
+            proc.kill()
+        for proc in procs:
+            proc.wait(timeout=10)
+
+
+def mlp(layers: int) -> nn.Sequential:
+    torch.manual_seed(layers)
+    return nn.Sequential(*[nn.Linear(512, 512) for _ in range(layers)])
+
+
+def state(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+# ---------------------------------------------------------------- median_ci
+
+def test_median_ci_small_n_is_min_max():
+    values = [5.0, 1.0, 4.0, 2.0, 3.0, 7.0, 6.0]
+    assert median_ci(values) == (1.0, 7.0)  # n=7: k=1 covers 1 - 2/128 = 98.4%, k=2 only 87.5%
+    assert median_ci([3.0, 1.0, 2.0, 9.0, 4.0]) == (1.0, 9.0)  # n=5: too few for 95%, (min, max)
+    assert median_ci([2.5]) == (2.5, 2.5)
+
+
+def test_median_ci_n20_uses_binomial_order_statistics():
+    n = 20
+    # Largest k with P(k <= B <= n-k) >= 0.95 for B ~ Binomial(20, 1/2), computed here independently.
+    coverage = {k: sum(math.comb(n, i) for i in range(k, n - k + 1)) / 2 ** n for k in range(1, n // 2 + 1)}
+    k = max(k for k, c in coverage.items() if c >= 0.95)
+    assert k == 6 and coverage[6] == pytest.approx(0.9586, abs=1e-4) and coverage[7] < 0.95
+    values = [float(v) for v in range(101, 121)]
+    random.Random(0).shuffle(values)
+    assert median_ci(values) == (106.0, 115.0)  # x_(6), x_(15)
+    assert median_ci(values, confidence=0.8) == (107.0, 114.0)  # k=7 covers 0.885, k=8 only 0.737
+
+
+def test_median_ci_always_contains_median():
+    rng = random.Random(1)
+    for n in range(1, 40):
+        values = [rng.lognormvariate(0, 1) for _ in range(n)]
+        lo, hi = median_ci(values)
+        assert lo <= statistics.median(values) <= hi
+
+
+# ---------------------------------------------------------------- load
+
+def test_load_sampler_sees_a_busy_process():
+    with spinners(1):
+        with LoadSampler() as busy:
+            time.sleep(1.0)
+    with LoadSampler() as quiet:
+        time.sleep(1.0)
+    assert busy.load >= 0.6
+    assert busy.load - quiet.load >= 0.5
+
+
+def test_load_sampler_does_not_count_own_work():
+    with LoadSampler() as own:
+        end = time.perf_counter() + 0.5
+        while time.perf_counter() < end:
+            pass
+    assert own.load < 0.6  # our own busy core is subtracted
+
+
+def test_wait_for_quiet_is_bounded_under_load():
+    with spinners(1):
+        start = time.monotonic()
+        seen = wait_for_quiet(max_wait_s=1.0, probe_s=0.25)
+        elapsed = time.monotonic() - start
+    assert elapsed < 1.0 + 0.25 + 0.5
+    assert seen >= 0.5
+    start = time.monotonic()
+    wait_for_quiet(max_wait_s=0, probe_s=0.1)  # one probe only
+    assert time.monotonic() - start < 0.5
+
+
+# ---------------------------------------------------------------- machine identity
+
+def test_machine_fingerprint_stable_and_thread_sensitive():
+    a, b = machine_fingerprint("cpu", threads=2), machine_fingerprint("cpu", threads=2)
+    assert a == b and len(a["id"]) == 12 and int(a["id"], 16) >= 0
+    assert machine_fingerprint("cpu", threads=1)["id"] != a["id"]
+    assert a["details"]["threads"] == 2 and a["details"]["torch"] == torch.__version__
+    assert a["details"]["gpu"] is None and a["details"]["logical_cores"] >= 1
+    assert machine_fingerprint("cpu")["details"]["threads"] == torch.get_num_threads()
+
+
+# ---------------------------------------------------------------- paired speed-up
+
+def test_paired_speedup_big_vs_small_on_cpu():
+    big, small = mlp(8), mlp(2)
+    big.train()
+    before_big, before_small = state(big), state(small)
+    x = torch.randn(64, 512)
+    result = paired_speedup(big, small, x, rounds=5, max_quiet_wait_s=2.0)
+    assert result["speedup"] > 2
+    lo, hi = result["ci95"]
+    assert lo <= result["speedup"] <= hi
+    assert result["rounds"] >= 5 and len(result["ratios"]) == result["rounds"]
+    assert result["latency_a_ms"] > result["latency_b_ms"] > 0
+    assert result["machine"] == machine_fingerprint("cpu", result["threads"])["id"]
+    assert result["batch_size"] == 64 and result["mode"] == "eager" and "fallback_reason" not in result
+    for name, value in before_big.items():
+        assert torch.equal(big.state_dict()[name], value)
+    for name, value in before_small.items():
+        assert torch.equal(small.state_dict()[name], value)
+    assert big.training  # train/eval flag given back
+    with pytest.raises(ValueError):
+        paired_speedup(big, small, x, rounds=4)
+
+
+def test_paired_speedup_same_model_is_about_one():
+    model = mlp(4)
+    result = paired_speedup(model, copy.deepcopy(model), torch.randn(64, 512), max_quiet_wait_s=2.0)
+    assert 0.5 < result["speedup"] < 2
+    assert result["ci95"][0] <= result["speedup"] <= result["ci95"][1]
+
+
+def test_paired_speedup_under_competing_load_is_flagged():
+    small = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
+    x = torch.randn(32, 64)
+    with spinners(2):
+        result = paired_speedup(small, copy.deepcopy(small), x, threads=1, max_quiet_wait_s=0.5, block_s=0.02)
+    assert result["load"] >= 0.5
+    assert result["noisy"] is True
+    assert any("load" in reason for reason in result["noisy_reasons"])
+
+
+def test_cuda_graph_mode_falls_back_to_eager_without_cuda():
+    model, x = mlp(1), torch.randn(8, 512)
+    result = paired_speedup(model, copy.deepcopy(model), x, mode="cuda_graph", max_quiet_wait_s=0, block_s=0.01)
+    assert result["mode"] == "eager" and "cuda_graph" in result["fallback_reason"]
+    block = time_forward(model, x, mode="cuda_graph", number=3)
+    assert block["mode"] == "eager" and block["fallback_reason"] and block["number"] == 3 and block["ms"] > 0
+    entry = latency_entry(model, x, mode="cuda_graph", max_quiet_wait_s=0)
+    assert entry["mode"] == "eager" and entry["fallback_reason"] and entry["blocks"] >= 7
+    assert entry["median_ms"] > 0 and entry["machine"] == machine_fingerprint("cpu")["id"]
