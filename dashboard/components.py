@@ -57,13 +57,23 @@ def metric_cards(record: dict, baseline: dict | None = None) -> None:
     batches = sorted({e["batch_size"] for e in record["latency"]})
     big = latency_of(record, record["latency"][0]["device"] if record["latency"] else "cpu")
     one = latency_of(record, "cpu", 1)
-    speed = None
-    if baseline is not None and big and latency_of(baseline, "cpu"):
-        ratio = latency_of(baseline, "cpu") / big
-        speed = f"{ratio:.2f}x faster" if ratio >= 1 else f"{1 / ratio:.2f}x slower"
+    speed = paired_speed_text(record, batches[-1] if batches else None) if baseline is not None else None
     cols[4].metric(f"Latency, batch {batches[-1] if batches else '?'}", f"{big:.2f} ms" if big else "-", speed,
-                   delta_color="off")
-    cols[4].caption(f"batch 1: {one:.3f} ms" if one else "batch 1: -")
+                   delta_color="off", help="Speed-ups come only from the child and its parent timed together, "
+                   "interleaved, with a 95% CI; a bare latency from another moment is never divided.")
+    noisy = any(e.get("noisy") for e in record["latency"])
+    cols[4].caption((f"batch 1: {one:.3f} ms" if one else "batch 1: -") + (" · :orange[noisy]" if noisy else ""))
+
+
+def paired_speed_text(record: dict, batch: int | None, device: str = "cpu") -> str | None:
+    """'2.3x faster [2.1, 2.5]' from the record's paired timing against its parent, with a noisy badge."""
+    key = f"speedup_{device}_b{batch}"
+    ratio, ci = record.get(key), record.get(f"{key}_ci95")
+    if not ratio or not ci:
+        return None
+    text = (f"{ratio:.2f}x faster [{ci[0]:.2f}, {ci[1]:.2f}]" if ratio >= 1 else
+            f"{1 / ratio:.2f}x slower [{1 / ci[1]:.2f}, {1 / ci[0]:.2f}]")
+    return text + (" (noisy)" if record.get(f"{key}_noisy") else "")
 
 
 def submit_job(kind: str, params: dict) -> int | None:

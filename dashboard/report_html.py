@@ -6,17 +6,21 @@ import html
 
 import plotly.io as pio
 
-from compression.labs.summary import versus_baseline
-
 from .charts import runs_frame, tradeoff_chart
 from .components import human_bytes, human_count
 
 
-def build_report(selected: list[dict], baseline: dict, title: str = "Compression report") -> str:
-    frame = runs_frame([baseline] + [r for r in selected if r["run_id"] != baseline["run_id"]])
-    summaries = [versus_baseline(r, baseline) for r in selected if r["run_id"] != baseline["run_id"]]
-    items = "".join(f"<li><b>{html.escape(r.get('label') or str(r['run_id']))}</b>: {html.escape(s['text'])}</li>"
-                    for r, s in zip([r for r in selected if r["run_id"] != baseline["run_id"]], summaries))
+def build_report(rows: list[tuple[dict, dict | None, str]], title: str = "Compression report") -> str:
+    """`rows`: (run, its reference run or None, the verdict text) as the Report page shows them."""
+    runs = {r["run_id"]: r for _, r, _ in rows if r is not None}
+    runs.update({r["run_id"]: r for r, _, _ in rows})
+    frame = runs_frame(list(runs.values()))
+    items = []
+    for run, ref, text in rows:
+        versus = f" vs #{ref['run_id']}" if ref else ""
+        items.append(f"<li><b>{html.escape(run.get('label') or str(run['run_id']))}</b>{versus}: "
+                     f"{html.escape(text)}</li>")
+    items = "".join(items)
     charts = [tradeoff_chart(frame, "params"), tradeoff_chart(frame, "size_bytes"),
               tradeoff_chart(frame, "latency_ms", title="Accuracy vs CPU latency (largest batch)")]
     chart_html = "".join(pio.to_html(fig, include_plotlyjs=(i == 0), full_html=False)
@@ -33,9 +37,10 @@ def build_report(selected: list[dict], baseline: dict, title: str = "Compression
 table{{border-collapse:collapse;width:100%}}td,th{{border-bottom:1px solid #e5e7eb;padding:4px 8px;text-align:left}}
 li{{margin:.3em 0}}</style></head><body>
 <h1>{html.escape(title)}</h1>
-<p>Baseline: <b>{html.escape(baseline.get('label') or '')}</b> (run {baseline['run_id']}, {html.escape(baseline['dataset'])}).
-Generated {stamp}. Accuracy is on the held-out test split with a 95% Wilson interval; latency is the
-median on CPU at the largest measured batch.</p>
+<p>Generated {stamp}. Each run is compared with its reference (its lineage root unless chosen otherwise).
+Accuracy is on the held-out test split with a 95% Wilson interval. Speed-ups come only from the two models
+timed together, interleaved, with a 95% CI, the other processes' load and the machine; "noisy" marks a
+timing taken under load or with a wide spread.</p>
 <h2>Summary</h2><ul>{items or '<li>Only the baseline was selected.</li>'}</ul>
 <h2>Charts</h2>{chart_html}
 <h2>Runs</h2><table><tr><th>id</th><th>label</th><th>model</th><th>accuracy [95% CI]</th><th>params</th>

@@ -50,3 +50,19 @@ def wait_for(predicate, timeout=120.0, every=0.2):
             return value
         time.sleep(every)
     pytest.fail(f"timed out after {timeout}s waiting for {predicate}")
+
+
+QUICK_LATENCY_S = 0.02  # seconds of timing per latency entry: enough to fill a record, fast for tests
+
+
+def quick_ctx(**changes):
+    """A RunContext for tests: the default store (this test's lab folder) and short latency timing."""
+    from compression import RunContext
+    return RunContext(**{"latency_time": QUICK_LATENCY_S, **changes})
+
+
+def baseline(ctx=None, **config):
+    """get_baseline on a tiny default (a 2-epoch mlp:hidden=16 on synthetic data); returns (model, run)."""
+    from compression import BaselineConfig, get_baseline
+    defaults = dict(dataset="synthetic", model="mlp:hidden=16", epochs=2, latency_batch=16)
+    return get_baseline(BaselineConfig(**{**defaults, **config}), ctx or quick_ctx())

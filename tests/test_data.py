@@ -19,8 +19,8 @@ def test_digits_is_the_real_embedded_set_with_a_fixed_split(digits):
     # standardized on the training split only
     assert abs(digits.x_train.mean().item()) < 1e-4 and abs(digits.x_train.std().item() - 1) < 1e-3
     # the split is fixed: reloading from scratch gives the same test set
-    from compression.data import _LOADERS
-    again = _LOADERS["digits"](data_dir=None, download=False)
+    from compression.core.data import DATASETS
+    again = DATASETS.get("digits")(data_dir=None, download=False)
     assert torch.equal(again.y_test, digits.y_test) and torch.equal(again.x_test, digits.x_test)
 
 

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from compression import build_model, measure, wilson_interval
-from compression.measure import count_macs, count_params, serialized_size
+from compression.core.measure import count_macs, count_params, serialized_size
 
 
 def test_wilson_interval_matches_the_formula():
@@ -53,7 +53,7 @@ def test_macs_match_hand_counts():
 
 def test_measure_record_is_complete_and_sane(synthetic):
     model = build_model("cnn:width=8", synthetic.input_shape, synthetic.num_classes)
-    record = measure(model, synthetic, latency_batch=32, min_run_time=0.05)
+    record = measure(model, synthetic, batch_sizes=(1, 32))
     assert 0 <= record["accuracy"] <= 1
     lo, hi = record["accuracy_ci"]
     assert lo <= record["accuracy"] <= hi
@@ -69,6 +69,6 @@ def test_measure_record_is_complete_and_sane(synthetic):
 
 def test_latency_grows_with_batch(synthetic):
     model = build_model("cnn:width=32", synthetic.input_shape, synthetic.num_classes)
-    record = measure(model, synthetic, latency_batch=256, min_run_time=0.05)
+    record = measure(model, synthetic, batch_sizes=(1, 256))
     by_batch = {e["batch_size"]: e["median_ms"] for e in record["latency"] if e["device"] == "cpu"}
     assert by_batch[256] > 2 * by_batch[1]

@@ -1,7 +1,7 @@
 """The stakeholder summary and the self-contained HTML report."""
 import re
 
-from compression.summary import versus_baseline
+from compression.labs.summary import versus_baseline
 from dashboard.report_html import build_report
 
 

@@ -31,7 +31,7 @@ def test_lineage_and_delete_keep_children(store):
     assert store.delete_runs([pruned]) == 1
     assert store.get_run(quant)["parent_id"] is None  # the child stays; nothing else is lost
     assert len(store.list_runs()) == 2
-    with pytest.raises(LabError, match="No run"):
+    with pytest.raises(LabError, match="no run"):
         store.get_run(pruned)
 
 

@@ -7,7 +7,10 @@ import pytest
 import torch
 
 from compression import LabError, RunStore, build_model
-from compression.upload import import_weights
+from compression.jobs import run_job, submit
+from compression.labs.upload import check_upload, import_weights
+
+from conftest import quick_ctx
 
 
 def _state_bytes(state) -> bytes:
@@ -24,9 +27,25 @@ class _Exploit:
 def test_a_valid_state_dict_becomes_a_measured_run(lab_home, synthetic):
     model = build_model("mlp:hidden=8", synthetic.input_shape, synthetic.num_classes)
     record = import_weights(_state_bytes(model.state_dict()), "mine.pt", "mlp:hidden=8", "synthetic",
-                            latency_batch=4, latency_time=0.01)
+                            ctx=quick_ctx(latency_time=0.01))
     assert record["kind"] == "upload" and record["params"] == sum(p.numel() for p in model.parameters())
     assert RunStore().get_run(record["run_id"])["weights_path"]
+
+
+def test_the_pages_upload_path_checks_then_measures_in_a_job(lab_home, synthetic):
+    """What the Baseline page does: check (and save) the file in the web process, then an upload job."""
+    model = build_model("mlp:hidden=8", synthetic.input_shape, synthetic.num_classes)
+    path = check_upload(_state_bytes(model.state_dict()), "mine.pt", "mlp:hidden=8", "synthetic")
+    assert os.path.exists(path) and str(lab_home) in path
+    store = RunStore()
+    assert store.list_runs() == []  # checking measures nothing
+    job_id = submit(store, "upload", {"dataset": "synthetic", "model": "mlp:hidden=8", "path": path,
+                                      "filename": "mine.pt", "latency_batch": 4}, start_worker=False)
+    assert run_job(store, store.claim_next_job()) == "done", store.get_job(job_id)["error"]
+    [run] = store.list_runs(job_id=job_id)
+    assert run["kind"] == "upload" and run["record"]["params"] == sum(p.numel() for p in model.parameters())
+    assert {e["batch_size"] for e in run["record"]["latency"]} == {1, 4}
+    assert store.get_job(job_id)["result"]["run_ids"] == [run["id"]]
 
 
 @pytest.mark.parametrize("blob,message", [
@@ -39,6 +58,7 @@ def test_corrupt_and_hostile_files_are_refused(lab_home, blob, message):
         import_weights(blob, "bad.pt", "mlp:hidden=8", "synthetic")
     assert not os.path.exists("/tmp/compression-lab-pwned")
     assert RunStore().list_runs() == []
+    assert list(lab_home.glob("uploads/*")) == []  # a refused file leaves nothing behind
 
 
 def test_a_torch_saved_exploit_is_not_executed(lab_home):

@@ -156,3 +156,22 @@ def _worker(p):
         emit(args, {"study": args.study, "trials_in_study": len(study.get_trials(deepcopy=False)),
                     "finished_trials": done}, [{"study": args.study, "finished trials": done}])
     p.set_defaults(handler=handler)
+
+
+@verb("speedup", "time two stored runs together (interleaved A/B rounds): how many times faster B is than A")
+def _speedup(p):
+    from ..labs.configs import RetimeConfig
+    p.add_argument("run_a", type=int, help="the reference run (A)")
+    p.add_argument("run_b", type=int, help="the candidate run (B)")
+    add_config_arguments(p, RetimeConfig)
+    output_args(p)
+
+    def handler(args):
+        from ..labs.speed import retime
+        config = RetimeConfig.from_dict({**{k: getattr(args, k) for k in ("device", "batch_size", "rounds")
+                                            if hasattr(args, k)}, "run_a": args.run_a, "run_b": args.run_b})
+        out = retime(RunStore(args.db), config.run_a, config.run_b, device=config.device,
+                     batch_size=config.batch_size, rounds=config.rounds)
+        emit(args, out, [{k: out[k] for k in ("run_a", "run_b", "speedup", "ci95", "rounds", "noisy", "load",
+                                               "machine", "device", "batch_size", "mode", "relation")}])
+    p.set_defaults(handler=handler)

@@ -6,6 +6,8 @@ import gzip
 import io
 import logging
 import math
+import os
+import time
 
 import torch
 from torch import nn
@@ -17,9 +19,15 @@ from torch.utils import benchmark  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode
 
 from .data import Dataset
+from .timing import NOISY_LOAD_CORES, NOISY_REL_IQR, LoadSampler, machine_fingerprint, wait_for_quiet
 from .train import predict
 
 DEFAULT_LATENCY_BATCH = 256
+
+
+def quiet_wait_s() -> float:
+    """How long a timing waits for other processes to go quiet (10 s by default; tests set it lower)."""
+    return float(os.environ.get("COMPRESSION_LAB_QUIET_WAIT_S", 10.0))
 
 
 def wilson_interval(correct: int, total: int, z: float = 1.96) -> tuple[float, float]:
@@ -176,10 +184,20 @@ def measure_latency(model: nn.Module, input_shape, device: str, batch_size: int,
     per_call = max(timer.timeit(1).median, 1e-6)
     number = max(1, int(0.02 / per_call))
     blocks = max(7, int(min_run_time / (number * per_call)))
-    result = benchmark.Measurement.merge([timer.timeit(number) for _ in range(blocks)])[0]
+    # The load of other processes, not the spread, is what exposes a competing job: OpenMP oversubscription
+    # inflated latency 100x+ while IQR/median stayed at 0.01.
+    with LoadSampler() as sampler:
+        result = benchmark.Measurement.merge([timer.timeit(number) for _ in range(blocks)])[0]
+    reasons = []
+    if sampler.load >= NOISY_LOAD_CORES:
+        reasons.append(f"load: other processes kept {sampler.load:.2f} cores busy")
+    if result.median > 0 and result.iqr / result.median > NOISY_REL_IQR:
+        reasons.append(f"spread: IQR/median {result.iqr / result.median:.2f}")
     return {"device": device, "device_name": device_name(dev), "batch_size": batch_size,
             "median_ms": result.median * 1e3, "iqr_ms": result.iqr * 1e3, "threads": threads,
-            "repeats": len(result.times), "torch": torch.__version__}
+            "repeats": len(result.times), "torch": torch.__version__, "mode": "eager",
+            "load": round(sampler.load, 2), "noisy": bool(reasons), "noisy_reasons": reasons,
+            "machine": machine_fingerprint(device, threads)["id"], "time": time.time()}
 
 
 def measure(model: nn.Module, data: Dataset, devices: list[str] | None = None,
@@ -192,6 +210,7 @@ def measure(model: nn.Module, data: Dataset, devices: list[str] | None = None,
     """
     model.eval()
     dev = _model_device(model)
+    load_before = wait_for_quiet(quiet_wait_s())  # bounded: time anyway afterwards, and flag
     logits = predict(model, data.x_test.to(input_dtype), dev)
     correct = int((logits.argmax(1) == data.y_test).sum())
     n = len(data.y_test)
@@ -208,6 +227,7 @@ def measure(model: nn.Module, data: Dataset, devices: list[str] | None = None,
                          "threads": threads or torch.get_num_threads(),
                          "unavailable": str(err).splitlines()[0][:200]}
             entry["exclusive"] = exclusive
+            entry["load_before"] = round(load_before, 2)
             latency.append(entry)
     return {"accuracy": correct / n if n else float("nan"), "accuracy_ci": list(wilson_interval(correct, n)),
             "correct": correct, "n_test": n, "params": params, "nonzero_params": nonzero,
@@ -237,22 +257,14 @@ def hardware_info() -> dict:
 
 
 def paired_speedup(baseline: nn.Module, candidate: nn.Module, input_shape, batch_size: int, device: str = "cpu",
-                   rounds: int = 7, min_run_time: float = 0.2, threads: int | None = None,
+                   rounds: int = 7, threads: int | None = None,
                    candidate_dtype: torch.dtype = torch.float32) -> dict:
-    """Speed-up of `candidate` over `baseline`, timed in alternating rounds (A, B, A, B, ...).
-
-    Interleaving cancels slow drifts in machine load, so the ratio holds on a shared, noisy
-    machine better than two separate timings do. Returns the median ratio and its spread.
-    """
-    ratios = []
-    for _ in range(rounds):
-        a = measure_latency(baseline, input_shape, device, batch_size, threads, min_run_time)["median_ms"]
-        b = measure_latency(candidate, input_shape, device, batch_size, threads, min_run_time,
-                            candidate_dtype)["median_ms"]
-        ratios.append(a / b)
-    ratios.sort()
-    return {"device": device, "batch_size": batch_size, "threads": threads or torch.get_num_threads(),
-            "speedup": ratios[len(ratios) // 2], "min": ratios[0], "max": ratios[-1], "rounds": rounds}
+    """Speed-up of `candidate` over `baseline` from interleaved paired timing (core.timing), on random input of
+    `input_shape` at `batch_size`; `candidate_dtype` is the input dtype the candidate takes (fp16 models)."""
+    from .timing import paired_speedup as paired
+    x = torch.randn(batch_size, *input_shape)
+    return paired(baseline, candidate, x, x.to(candidate_dtype), device=device, rounds=rounds, threads=threads,
+                  max_quiet_wait_s=quiet_wait_s())
 
 
 def cpu_simd() -> list[str]:

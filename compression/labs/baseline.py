@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from ..core.data import Dataset, load_dataset
-from ..core.measure import count_macs, effective_macs, latency_of, measure
+from ..core.measure import count_macs, effective_macs, measure
+from ..core.timing import machine_fingerprint
 from ..core.models import build_model, format_spec, parse_spec
 from ..core.train import cache_key, resolve_device, train
 from ..errors import LabError
@@ -17,6 +18,7 @@ from ..store.artifacts import load_run_model, save_model
 from .configs import BaselineConfig, TechniqueConfig
 from .context import RunContext
 from .records import as_record
+from .speed import record_fields, split_gain, time_pair
 
 
 def _cached_run(ctx: RunContext, config: BaselineConfig, key: str):
@@ -126,25 +128,41 @@ def store_child(ctx: RunContext, parent: Parent, model: nn.Module, child: Child,
         record["macs"] = count_macs(child.float_model, parent.data.input_shape)
         record["effective_macs"] = effective_macs(child.float_model, parent.data.input_shape)
         record["macs_note"] = "counted on the float model: the int8 kernels do the same multiply-accumulates"
-    record.update(speedups(record, parent.record))
+    if record.get("effective_macs"):
+        record["speedup_predicted_macs"] = parent.record["macs"] / record["effective_macs"]
+    timings = _paired_timings(ctx, parent, model, child, record)
+    for timing in timings:
+        record.update(record_fields(timing))
     up = under or parent.run
+    record["speedup_reference"] = parent.run["id"]  # every speedup_* field is against this run, timed together
+    extra = dict(child.extra)
+    if child.float_model is not None and child.extra.get("real_int8") and child.method == "static_int8":
+        extra["speedup_split"] = split_gain(parent.model, model, parent.data.input_shape, parent.latency_batch,
+                                            _block_s(ctx))
     run_id = ctx.store.add_run(child.kind, up["dataset"], child.model_spec or up["model"], child.config,
-                               parent_id=up["id"], record=record, extra=child.extra, method=child.method,
+                               parent_id=up["id"], record=record, extra=extra, method=child.method,
                                label=child.label, job_id=ctx.job_id,
                                weights_path=save_model(model, parent.data.x_test[:1]))
+    reference = "parent" if up["id"] == parent.run["id"] else "ancestor"
+    for timing in timings:
+        ctx.store.add_machine(machine_fingerprint(timing["device"], timing["threads"]))
+        ctx.store.add_speedup(parent.run["id"], run_id, timing, reference)
     return ctx.store.get_run(run_id)
 
 
-def speedups(record: dict, baseline_record: dict) -> dict:
-    """Measured latency speed-up (same process, same batch) and the speed-up MACs predict."""
-    out = {}
+def _block_s(ctx: RunContext) -> float:
+    return max(0.01, ctx.latency_time / 6)
+
+
+def _paired_timings(ctx: RunContext, parent: Parent, model: nn.Module, child: Child, record: dict) -> list[dict]:
+    """The child against its parent, interleaved, at each (device, batch) its record has a latency for."""
+    timings = []
     for entry in record["latency"]:
-        base = latency_of(baseline_record, entry["device"], entry["batch_size"])
-        if base and entry.get("median_ms"):
-            out[f"speedup_{entry['device']}_b{entry['batch_size']}"] = base / entry["median_ms"]
-    if record.get("effective_macs"):
-        out["speedup_predicted_macs"] = baseline_record["macs"] / record["effective_macs"]
-    return out
+        if not entry.get("median_ms"):
+            continue  # e.g. int8 kernels exist on the CPU only
+        timings.append(time_pair(parent.model, model, parent.data.input_shape, entry["batch_size"],
+                                 device=entry["device"], dtype_b=child.input_dtype, block_s=_block_s(ctx)))
+    return timings
 
 
 def run_train(config: BaselineConfig, ctx: RunContext | None = None) -> dict:

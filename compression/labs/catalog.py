@@ -8,13 +8,14 @@ from typing import Callable
 from ..registry import Registry
 from .baseline import run_train
 from .configs import (BaselineConfig, DemoConfig, DistillLabConfig, PipelineLabConfig, PruneLabConfig,
-                      QuantizeLabConfig, SearchConfig, UploadConfig)
+                      QuantizeLabConfig, RetimeConfig, SearchConfig, UploadConfig)
 from .demo import run_demo
 from .distill import run_distill
 from .pipeline import run_pipeline
 from .prune import run_prune
 from .quantize import run_quantize
 from .search import run_search
+from .speed import run_retime
 from .upload import run_upload
 
 
@@ -56,3 +57,6 @@ LABS.register("demo", Lab(DemoConfig, run_demo, lambda out: out["stages"], lambd
               about="the teaching demo: every lab on digits")
 LABS.register("upload", Lab(UploadConfig, run_upload, lambda out: [out], lambda out: [out["run_id"]]),
               about="measure an uploaded model")
+LABS.register("speedup", Lab(RetimeConfig, run_retime, lambda out: [out], lambda out: [],
+    lambda out: {k: out[k] for k in ("speedup", "ci95", "noisy", "load", "machine", "relation")}),
+    about="re-time two runs together on this machine")

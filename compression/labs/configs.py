@@ -192,3 +192,17 @@ class UploadConfig(CommonConfig):
     def check(self) -> None:
         super().check()
         parse_spec(self.model)
+
+
+@dataclass
+class RetimeConfig(LabConfig):
+    """Time two stored runs together on this machine: the only way a speed-up is made."""
+    lab = "speedup"
+    run_a: int = param(None, min=1, required=True, cli=False, help="the reference run (A)")
+    run_b: int = param(None, min=1, required=True, cli=False, help="the candidate run (B): speedup = time(A)/time(B)")
+    device: str = param("cpu", help="cpu or cuda")
+    batch_size: int = param(256, min=1, max=65536, help="input batch for the timing")
+    rounds: int = param(7, min=5, max=1000, help="interleaved A/B rounds (at least 5)")
+
+    def check(self) -> None:
+        check_device(self.device)

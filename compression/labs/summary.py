@@ -1,22 +1,34 @@
-"""A run against its baseline, in the words a stakeholder reads: x smaller, x faster, pt accuracy."""
+"""A run against a reference, in the words a stakeholder reads: x smaller, x faster [CI], pt accuracy.
+
+Sizes and accuracies are properties of the stored files and the fixed test split, so they compare directly.
+Speed does not: it comes only from a paired timing in the speedups table (labs/speed.py), with its CI,
+noisy flag and machine, or it is not stated.
+"""
 from __future__ import annotations
 
-from ..core.measure import latency_of
+from .speed import speed_text
 
 
-def versus_baseline(record: dict, baseline: dict, device: str = "cpu") -> dict:
+def versus_baseline(record: dict, baseline: dict, speed: dict | None = None, this_machine: str | None = None) -> dict:
     """Ratios > 1 mean better (smaller, faster). Slower or larger results are said so, not hidden."""
     size_ratio = baseline["size_bytes"] / record["size_bytes"] if record.get("size_bytes") else None
     gzip_ratio = baseline["gzip_bytes"] / record["gzip_bytes"] if record.get("gzip_bytes") else None
-    base_ms, ms = latency_of(baseline, device), latency_of(record, device)
-    speed_ratio = base_ms / ms if base_ms and ms else None
     delta_pt = 100 * (record["accuracy"] - baseline["accuracy"])
+    foreign = bool(speed and this_machine and speed["machine"] != this_machine)
+    speed_ratio = speed["speedup"] if speed and not foreign else None
     parts = []
     if size_ratio:
         parts.append(f"{size_ratio:.1f}x smaller" if size_ratio >= 1 else f"{1 / size_ratio:.1f}x larger")
-    if speed_ratio:
-        parts.append(f"{speed_ratio:.1f}x faster" if speed_ratio >= 1 else f"{1 / speed_ratio:.1f}x slower")
+    parts.append(speed_text(speed, this_machine))
     parts.append(f"{delta_pt:+.1f} pt accuracy".replace("-", "\u2212"))
     return {"run_id": record["run_id"], "baseline_id": baseline["run_id"], "size_ratio": size_ratio,
-            "gzip_ratio": gzip_ratio, "speed_ratio": speed_ratio, "accuracy_delta_pt": delta_pt,
-            "device": device, "text": ", ".join(parts)}
+            "gzip_ratio": gzip_ratio, "speed_ratio": speed_ratio,
+            "speed_ci95": speed["ci95"] if speed_ratio else None, "speed_noisy": bool(speed and speed["noisy"]),
+            "speed_machine": speed["machine"] if speed else None, "speed_batch": speed["batch_size"] if speed else None,
+            "accuracy_delta_pt": delta_pt, "text": ", ".join(parts)}
+
+
+def reference_of(store, run_id: int) -> int | None:
+    """The run a result is compared with by default: its lineage root (the baseline it grew from)."""
+    chain = store.lineage(run_id)
+    return chain[0]["id"] if len(chain) > 1 else None

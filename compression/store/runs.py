@@ -63,6 +63,31 @@ jobs_table = sa.Table(
     sa.Column("finished_at", sa.Float, nullable=True),
     sa.Column("heartbeat_at", sa.Float, nullable=True),
 )
+machines_table = sa.Table(  # each machine's details once; latency entries and speed-ups carry its short id
+    "machines", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("details", sa.Text, nullable=False),           # JSON: CPU, cores, SIMD, torch, threads, GPU, OS
+    sa.Column("first_seen", sa.Float, nullable=False),
+)
+speedups_table = sa.Table(  # the only source of a speed-up: two runs timed together, interleaved
+    "speedups", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_a", sa.Integer, nullable=False, index=True),   # the reference (a parent, a baseline)
+    sa.Column("run_b", sa.Integer, nullable=False, index=True),   # the candidate: speedup = time(A) / time(B)
+    sa.Column("device", sa.String(64), nullable=False),
+    sa.Column("batch_size", sa.Integer, nullable=False),
+    sa.Column("mode", sa.String(32), nullable=False),
+    sa.Column("speedup", sa.Float, nullable=False),
+    sa.Column("ci_lo", sa.Float, nullable=False),
+    sa.Column("ci_hi", sa.Float, nullable=False),
+    sa.Column("rounds", sa.Integer, nullable=False),
+    sa.Column("load", sa.Float, nullable=False),
+    sa.Column("noisy", sa.Boolean, nullable=False),
+    sa.Column("machine", sa.String(32), nullable=False),
+    sa.Column("relation", sa.String(32), nullable=False),          # parent | ancestor | different model
+    sa.Column("detail", sa.Text, nullable=True),                    # JSON: latencies, reasons, threads, split
+    sa.Column("created_at", sa.Float, nullable=False),
+)
 _JSON_RUN = ("model", "config", "record", "extra")
 _JSON_JOB = ("params", "events", "result")
 
@@ -195,6 +220,8 @@ class RunStore:
         ids = [int(i) for i in run_ids]
         with self.engine.begin() as conn:
             conn.execute(runs_table.update().where(runs_table.c.parent_id.in_(ids)).values(parent_id=None))
+            conn.execute(speedups_table.delete().where(sa.or_(speedups_table.c.run_a.in_(ids),
+                                                              speedups_table.c.run_b.in_(ids))))
             return conn.execute(runs_table.delete().where(runs_table.c.id.in_(ids))).rowcount
 
     def lineage(self, run_id: int) -> list[dict]:
@@ -210,6 +237,49 @@ class RunStore:
             except LabError:
                 current = None
         return chain[::-1]
+
+    # ---- machines and speed-ups ----------------------------------------------------------
+    def add_machine(self, fingerprint: dict) -> str:
+        """Store a machine's details once (idempotent); returns its id."""
+        with self.engine.begin() as conn:
+            known = conn.execute(sa.select(machines_table.c.id).where(machines_table.c.id == fingerprint["id"])).first()
+            if known is None:
+                try:
+                    conn.execute(machines_table.insert().values(id=fingerprint["id"], first_seen=time.time(),
+                                                                details=json.dumps(fingerprint["details"])))
+                except sa.exc.IntegrityError:
+                    pass  # another process stored it first
+        return fingerprint["id"]
+
+    def get_machine(self, machine_id: str) -> dict | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(machines_table.select().where(machines_table.c.id == machine_id)).first()
+        return None if row is None else {"id": row.id, "details": json.loads(row.details), "first_seen": row.first_seen}
+
+    def add_speedup(self, run_a: int, run_b: int, timing: dict, relation: str) -> int:
+        """Store one paired timing (core.timing.paired_speedup's result) of run B against run A."""
+        detail = {k: timing.get(k) for k in ("latency_a_ms", "latency_b_ms", "iqr_a_ms", "iqr_b_ms", "threads",
+                                              "noisy_reasons", "load_before", "fallback_reason", "split")}
+        values = dict(run_a=int(run_a), run_b=int(run_b), device=timing["device"], batch_size=timing["batch_size"],
+                      mode=timing["mode"], speedup=timing["speedup"], ci_lo=timing["ci95"][0],
+                      ci_hi=timing["ci95"][1], rounds=timing["rounds"], load=timing["load"],
+                      noisy=bool(timing["noisy"]), machine=timing["machine"], relation=relation,
+                      detail=json.dumps(detail, default=float), created_at=timing.get("time") or time.time())
+        with self.engine.begin() as conn:
+            return conn.execute(speedups_table.insert().values(**values)).inserted_primary_key[0]
+
+    def list_speedups(self, run_b: int | None = None, run_a: int | None = None) -> list[dict]:
+        query = speedups_table.select().order_by(speedups_table.c.id)
+        if run_b is not None:
+            query = query.where(speedups_table.c.run_b == int(run_b))
+        if run_a is not None:
+            query = query.where(speedups_table.c.run_a == int(run_a))
+        with self.engine.connect() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+        for row in rows:
+            row["detail"] = json.loads(row["detail"] or "{}")
+            row["ci95"] = [row.pop("ci_lo"), row.pop("ci_hi")]
+        return rows
 
     # ---- jobs -------------------------------------------------------------------------
     def submit_job(self, kind: str, params: dict) -> int:

@@ -1,33 +1,60 @@
 import pandas as pd
 import streamlit as st
 
-from compression.labs.summary import versus_baseline
+from compression.core.timing import machine_fingerprint
+from compression.labs.speed import latest_speedup
+from compression.labs.summary import reference_of, versus_baseline
 from dashboard.charts import runs_frame, tradeoff_chart
+from dashboard.components import job_panel, submit_job
 from dashboard.report_html import build_report
-from dashboard.state import records
+from dashboard.state import get_store, records
 
 st.title("Report")
-st.write("Pick runs and a baseline: get a one-line verdict for each, the charts, and one HTML file that "
-         "opens offline in any browser.")
+st.write("Pick runs: each is compared with the baseline it grew from (its lineage root), in plain words, with "
+         "speed-ups only from timings of the two models made together. Download it as one HTML file that opens "
+         "offline.")
 recs = [r for r in records() if r["status"] == "done" and r.get("accuracy") is not None]
 if not recs:
     st.info("No finished runs yet. Train a baseline or run the teaching demo on Home.")
     st.stop()
+store = get_store()
 by_id = {r["run_id"]: r for r in recs}
 label = lambda i: f"#{i} {by_id[i]['label']}"  # noqa: E731
-baselines = [r["run_id"] for r in recs if r["kind"] == "train"] or list(by_id)
-baseline_id = st.selectbox("Baseline", baselines[::-1], format_func=label)
-others = [i for i in by_id if i != baseline_id]
-picked = st.multiselect("Runs to report", others, default=others[-5:], format_func=label)
-baseline = by_id[baseline_id]
-selected = [by_id[i] for i in picked]
+children = [r["run_id"] for r in recs if r.get("parent_id") is not None]
+picked = st.multiselect("Runs to report", list(by_id), default=(children or list(by_id))[-5:], format_func=label)
+against = st.selectbox("Compare against", ["own baseline"] + list(by_id)[::-1],
+                       format_func=lambda o: "each run's own baseline (lineage root)" if o == "own baseline"
+                       else f"one run for all: {label(o)}",
+                       help="Comparing with a run that is not an ancestor is allowed, and labelled 'different model'.")
+machine = machine_fingerprint("cpu")["id"]
+rows, pairs = [], []
+for run_id in picked:
+    ref_id = reference_of(store, run_id) if against == "own baseline" else against
+    if ref_id is None or ref_id == run_id or ref_id not in by_id:
+        rows.append((by_id[run_id], None, "a baseline: nothing to compare with"))
+        continue
+    speed = latest_speedup(store, run_id, ref_id)
+    summary = versus_baseline(by_id[run_id], by_id[ref_id], speed, machine)
+    if speed is None or speed["machine"] != machine:
+        pairs.append((ref_id, run_id))
+    rows.append((by_id[run_id], by_id[ref_id], summary["text"]))
+for rec, ref, text in rows:
+    versus = f" vs #{ref['run_id']}" if ref else ""
+    st.markdown(f"- **{rec['label']}**{versus}: {text}")
+if any("noisy" in text for _, _, text in rows):
+    st.warning("Some timings were **noisy**: other processes were busy or the spread was wide. Re-time them on a "
+               "quiet machine before quoting them.")
+if pairs and st.button(f"Re-time {len(pairs)} pair(s) on this machine"):
+    for ref_id, run_id in pairs:
+        submit_job("speedup", {"run_a": ref_id, "run_b": run_id, "batch_size": 256})
+job_panel(("speedup",), key="report", show_curves=False)
 
-for rec in selected:
-    st.markdown(f"- **{rec['label']}**: {versus_baseline(rec, baseline)['text']}")
-frame = runs_frame([baseline] + selected)
+selected = [r for r, _, _ in rows]
+references = [ref for _, ref, _ in rows if ref is not None]
+frame = runs_frame(list({r["run_id"]: r for r in references + selected}.values()))
 left, right = st.columns(2)
 left.plotly_chart(tradeoff_chart(frame, "size_bytes"), key="report-size")
 right.plotly_chart(tradeoff_chart(frame, "latency_ms", title="Accuracy vs CPU latency"), key="report-latency")
 st.dataframe(pd.DataFrame(frame.drop(columns=["config"])), hide_index=True)
-st.download_button("Download HTML report", build_report(selected, baseline), "compression-report.html",
-                   "text/html", type="primary")
+st.download_button("Download HTML report", build_report(rows), "compression-report.html", "text/html",
+                   type="primary")

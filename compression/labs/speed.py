@@ -1,0 +1,141 @@
+"""Speed-ups the way the lab reports them: two models timed together (interleaved rounds, one process, same
+input and threads), with a 95% CI, the load seen and the machine, stored in the speedups table.
+
+Never a ratio of latencies stored at different times: a cached figure may be from another load, another
+machine or another thread count (the Report once said 226x under a competing load, against 0.97x re-timed).
+"""
+from __future__ import annotations
+
+import copy
+import warnings
+
+import torch
+from torch import nn
+
+from ..core.measure import quiet_wait_s
+from ..core.timing import machine_fingerprint, paired_speedup
+from ..errors import LabError
+from ..store import RunStore
+
+ROUNDS = 5
+
+
+def _example(input_shape, batch_size: int, device: str) -> torch.Tensor:
+    return torch.randn(batch_size, *input_shape, generator=torch.Generator().manual_seed(0)).to(device)
+
+
+def time_pair(model_a: nn.Module, model_b: nn.Module, input_shape, batch_size: int, *, device: str = "cpu",
+              dtype_b: torch.dtype = torch.float32, rounds: int = ROUNDS, block_s: float = 0.05) -> dict:
+    """One paired timing of B against A (speedup = time(A) / time(B)); int8 models always run on the CPU."""
+    x = _example(input_shape, batch_size, device)
+    return paired_speedup(model_a, model_b, x, x.to(dtype_b), device=device, rounds=rounds,
+                          max_quiet_wait_s=quiet_wait_s(), block_s=block_s)
+
+
+def relation(store: RunStore, run_a: int, run_b: int) -> str:
+    """'parent', 'ancestor', or 'different model': what the Report says about the comparison."""
+    chain = [r["id"] for r in store.lineage(run_b)]
+    if len(chain) >= 2 and chain[-2] == run_a:
+        return "parent"
+    return "ancestor" if run_a in chain else "different model"
+
+
+def record_fields(timing: dict) -> dict:
+    """The run record's speedup_* fields from one paired timing (all of them from that one timing)."""
+    key = f"speedup_{timing['device']}_b{timing['batch_size']}"
+    return {key: timing["speedup"], f"{key}_ci95": timing["ci95"], f"{key}_noisy": timing["noisy"],
+            f"{key}_load": timing["load"], f"{key}_machine": timing["machine"], f"{key}_mode": timing["mode"]}
+
+
+def fused_reference(model: nn.Module) -> nn.Module | None:
+    """The fp32 model with conv+BN folded (what FX does before int8), to split a static int8 gain into
+    'fusing layers' and 'int8'. None when the model cannot be traced."""
+    try:
+        from torch.fx.experimental.optimization import fuse
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return fuse(copy.deepcopy(model).eval())
+    except Exception:
+        return None
+
+
+def split_gain(parent: nn.Module, quantized: nn.Module, input_shape, batch_size: int, block_s: float) -> dict | None:
+    """'6.9x = 2.0x from fusing layers x 3.4x from int8': both factors timed in pairs, like the total."""
+    fused = fused_reference(parent)
+    if fused is None:
+        return None
+    fusion = time_pair(parent, fused, input_shape, batch_size, block_s=block_s)
+    int8 = time_pair(fused, quantized, input_shape, batch_size, block_s=block_s)
+    return {"fusion": fusion["speedup"], "fusion_ci95": fusion["ci95"], "int8": int8["speedup"],
+            "int8_ci95": int8["ci95"], "batch_size": batch_size, "noisy": fusion["noisy"] or int8["noisy"]}
+
+
+def retime(store: RunStore, run_a: int, run_b: int, *, device: str = "cpu", batch_size: int = 256,
+           rounds: int = 7) -> dict:
+    """Re-time two stored runs together on this machine (the `speedup` verb, and the pages' re-time job)."""
+    from ..core.data import load_dataset
+    from ..store.artifacts import load_run_model
+    a, b = store.get_run(run_a), store.get_run(run_b)
+    if a["dataset"] != b["dataset"]:
+        raise LabError(f"Runs {run_a} and {run_b} are on different data sets ({a['dataset']}, {b['dataset']}); "
+                       "their inputs differ, so their speed cannot be compared.")
+    if batch_size < 1 or rounds < 5:
+        raise LabError("The batch size must be at least 1 and the rounds at least 5")
+    data = load_dataset(a["dataset"])
+    model_a, model_b = load_run_model(a["weights_path"]), load_run_model(b["weights_path"])
+    dtype_b = _input_dtype(b)
+    if _input_dtype(a) != torch.float32:
+        raise LabError(f"Run {run_a} takes {_input_dtype(a)} inputs; put the float32 run first (A is the reference)")
+    device = "cpu" if _int8(a) or _int8(b) else device
+    timing = time_pair(model_a, model_b, data.input_shape, batch_size, device=device, dtype_b=dtype_b,
+                       rounds=rounds, block_s=0.05)
+    store.add_machine(machine_fingerprint(device, timing["threads"]))
+    rel = relation(store, run_a, run_b)
+    timing["speedup_id"] = store.add_speedup(run_a, run_b, timing, rel)
+    return {**timing, "run_a": run_a, "run_b": run_b, "relation": rel}
+
+
+def _input_dtype(run: dict) -> torch.dtype:
+    name = (run.get("extra") or {}).get("input_dtype") or "float32"
+    return getattr(torch, name, torch.float32)
+
+
+def _int8(run: dict) -> bool:
+    return bool((run.get("extra") or {}).get("real_int8"))
+
+
+def latest_speedup(store: RunStore, run_b: int, run_a: int | None = None, *, batch_size: int | None = None) -> dict | None:
+    """The newest paired timing of run B (against A, when given), at the largest batch unless one is named."""
+    rows = [r for r in store.list_speedups(run_b=run_b, run_a=run_a)
+            if batch_size is None or r["batch_size"] == batch_size]
+    if not rows:
+        return None
+    biggest = max(r["batch_size"] for r in rows)
+    return [r for r in rows if r["batch_size"] == (batch_size or biggest)][-1]
+
+
+def speed_text(row: dict | None, this_machine: str | None = None) -> str:
+    """'2.3x faster [2.1, 2.5]' with a noisy or foreign note; never a bare headline from a doubtful timing."""
+    if row is None:
+        return "speed: not timed together"
+    ratio, (lo, hi) = row["speedup"], row["ci95"]
+    if this_machine and row["machine"] != this_machine:
+        return f"speed: measured on another machine ({row['machine']}), not comparable here"
+    text = (f"{ratio:.1f}x faster [{lo:.1f}, {hi:.1f}]" if ratio >= 1 else
+            f"{1 / ratio:.1f}x slower [{1 / hi:.1f}, {1 / lo:.1f}]")
+    if row["noisy"]:
+        text += f" (noisy: load {row['load']:.1f} cores)"
+    if row.get("relation") == "different model":
+        text += " (different model)"
+    return text
+
+
+def run_retime(config, ctx=None) -> dict:
+    """The re-time job: `config` is a RetimeConfig; the result is stored in the speedups table."""
+    from .context import RunContext
+    ctx = ctx or RunContext()
+    ctx.report(0.05, f"Timing run {config.run_b} against run {config.run_a}, interleaved")
+    out = retime(ctx.store, config.run_a, config.run_b, device=config.device, batch_size=config.batch_size,
+                 rounds=config.rounds)
+    ctx.report(1.0, f"{out['speedup']:.2f}x [{out['ci95'][0]:.2f}, {out['ci95'][1]:.2f}]")
+    return out
