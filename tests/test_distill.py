@@ -4,9 +4,17 @@ import math
 import pytest
 import torch
 
-from compression import LabError, RunStore, TrainConfig, build_model, train
-from compression.distill import DistillConfig, distill_student, kd_loss, label_mask, train_plain_student
-from compression.distill_lab import gap_closed, run_distill
+from compression import DistillLabConfig, LabError, RunStore, TrainConfig, build_model, train
+from compression.labs.distill import gap_closed, run_distill
+from compression.techniques.distill import DistillConfig, distill_student, kd_loss, label_mask, train_plain_student
+
+from conftest import baseline, quick_ctx
+
+
+def _student(spec, data, seed):
+    """What the lab does: the student's initial weights come from the seed."""
+    torch.manual_seed(seed)
+    return build_model(spec, data.input_shape, data.num_classes)
 
 
 def test_kd_loss_matches_a_hand_computation():
@@ -48,17 +56,29 @@ def test_no_gradient_reaches_the_teacher(synthetic):
     teacher.train()  # even if handed over in train mode, it is used in eval mode
     teacher.zero_grad(set_to_none=True)  # drop the grads left by its own training
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
-    distill_student(teacher, "mlp:hidden=8", synthetic, DistillConfig(epochs=2))
+    student = _student("mlp:hidden=8", synthetic, 0)
+    start = {k: v.clone() for k, v in student.state_dict().items()}
+    trained, history = distill_student(teacher, student, synthetic, DistillConfig(epochs=2))
+    assert len(history) == 2 and trained is not student
+    assert all(torch.equal(start[k], v) for k, v in student.state_dict().items())  # the caller's student too
+    assert not all(torch.equal(start[k], v) for k, v in trained.state_dict().items())
     assert all(p.grad is None for p in teacher.parameters())
     assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
     assert teacher.training  # its mode is restored, not changed
 
 
 def test_plain_and_kd_students_start_from_the_same_weights(synthetic):
-    import compression.distill as distill
-    a = distill._student("mlp:hidden=8", synthetic, seed=5)
-    b = distill._student("mlp:hidden=8", synthetic, seed=5)
+    a = _student("mlp:hidden=8", synthetic, seed=5)
+    b = _student("mlp:hidden=8", synthetic, seed=5)
     assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
+    assert not all(torch.equal(x, y) for x, y in zip(a.parameters(), _student("mlp:hidden=8", synthetic, 6).parameters()))
+    # with alpha = 0 and every label, KD is plain training: the same start and the same batches give the same
+    # weights, so any difference between the two students comes from the teacher alone
+    config = DistillConfig(alpha=0.0, label_fraction=1.0, epochs=2, seed=5)
+    plain, _ = train_plain_student(a, synthetic, config)
+    kd, _ = distill_student(_student("mlp:hidden=32", synthetic, 1), a, synthetic, config)
+    assert all(torch.allclose(x, y, atol=1e-6) for x, y in zip(plain.parameters(), kd.parameters()))
+    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))  # neither trained the input
 
 
 @pytest.mark.parametrize("kwargs,message", [
@@ -74,17 +94,18 @@ def test_teacher_for_another_dataset_is_refused(lab_home, synthetic, digits):
     torch.manual_seed(0)
     wrong = build_model("mlp:hidden=8", digits.input_shape, 10)  # 10 classes, 8x8 inputs
     with pytest.raises(LabError, match="same data set"):
-        distill_student(wrong, "mlp:hidden=8", synthetic, DistillConfig(epochs=1))
-    from compression import get_baseline
-    _, run = get_baseline("synthetic", "mlp:hidden=8", epochs=1, latency_batch=4, latency_time=0.01)
+        distill_student(wrong, _student("mlp:hidden=8", synthetic, 0), synthetic, DistillConfig(epochs=1))
+    _, run = baseline(model="mlp:hidden=8", epochs=1, latency_batch=4)
     with pytest.raises(LabError, match="same data set"):
-        run_distill(teacher=run["id"], student="mlp:hidden=4", dataset="digits", epochs=1)
+        run_distill(DistillLabConfig(teacher=str(run["id"]), student="mlp:hidden=4", dataset="digits", epochs=1),
+                    quick_ctx())
+    assert RunStore().list_runs(kind="distill") == []
 
 
 def test_study_stores_both_students_linked_to_the_teacher(lab_home):
-    out = run_distill(teacher="mlp:hidden=64", student="mlp:hidden=8", dataset="synthetic", temperatures=[2, 4],
-                      label_fraction=0.2, seeds=[0, 1], epochs=3, epochs_teacher=3, latency_batch=8,
-                      latency_time=0.02)
+    out = run_distill(DistillLabConfig(teacher="mlp:hidden=64", student="mlp:hidden=8", dataset="synthetic",
+                                       temperatures=[2, 4], label_fraction=0.2, seeds=[0, 1], epochs=3,
+                                       teacher_epochs=3, latency_batch=8), quick_ctx())
     store = RunStore()
     teacher_id = out["teacher"]["run_id"]
     assert len(out["student_plain"]) == 2 and len(out["student_kd"]) == 4

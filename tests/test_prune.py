@@ -3,9 +3,11 @@ import pytest
 import torch
 from torch import nn
 
-from compression import LabError, RunStore, build_model, list_models, train, TrainConfig
-from compression.prune import PruneConfig, agp_targets, masks_of, prune_model, prunable_layers, sensitivity
-from compression.prune_lab import run_prune_sweep
+from compression import LabError, PruneLabConfig, RunStore, TrainConfig, build_model, list_models, run_prune, train
+from compression.techniques.prune import (PruneConfig, agp_targets, masks_of, parse_sparsities, prunable_layers,
+                                          prune_model, sensitivity)
+
+from conftest import quick_ctx
 
 
 @pytest.fixture(scope="module")
@@ -122,8 +124,8 @@ def test_sensitivity_rows(trained, synthetic):
 
 def test_sweep_stores_one_child_per_sparsity(lab_home):
     store = RunStore()
-    out = run_prune_sweep(sparsities=[0.5, 0.8], method="global_l1", finetune_epochs=1, dataset="synthetic",
-                          model="mlp:hidden=32", epochs=2, latency_batch=16, latency_time=0.02)
+    out = run_prune(PruneLabConfig(sparsities=[0.5, 0.8], method="global_l1", finetune_epochs=1, dataset="synthetic",
+                                   model="mlp:hidden=32", epochs=2, latency_batch=16), quick_ctx())
     base_id = out["baseline"]["run_id"]
     assert [r["sparsity"] for r in out["results"]] == [0.5, 0.8]
     for result in out["results"]:
@@ -131,8 +133,32 @@ def test_sweep_stores_one_child_per_sparsity(lab_home):
         assert run["parent_id"] == base_id and run["kind"] == "prune" and run["method"] == "global_l1"
         assert result["nonzero_params"] < out["baseline"]["nonzero_params"] and result["layers"]
     with pytest.raises(LabError, match="empty"):
-        run_prune_sweep(sparsities=[], dataset="synthetic")
+        PruneLabConfig(sparsities=[], dataset="synthetic")
     # --from: start from a stored run (here the 50% one), and the child points at it
-    again = run_prune_sweep(sparsities=[0.9], from_run=out["results"][0]["run_id"], finetune_epochs=0,
-                            dataset="synthetic", latency_batch=16, latency_time=0.02)
+    again = run_prune(PruneLabConfig(sparsities=[0.9], from_run=out["results"][0]["run_id"], finetune_epochs=0,
+                                     dataset="synthetic", latency_batch=16), quick_ctx())
     assert store.get_run(again["results"][0]["run_id"])["parent_id"] == out["results"][0]["run_id"]
+
+
+def test_sparsity_text_is_parsed_or_refused_clearly():
+    assert parse_sparsities("0.3, 0.5 70%") == pytest.approx([0.3, 0.5, 0.7])
+    for text, message in [("0.5, 1.5", "Sparsity must be in"), ("abc", "not a sparsity"), (" , ", "empty")]:
+        with pytest.raises(LabError, match=message):
+            parse_sparsities(text)
+
+
+@pytest.mark.parametrize("changes,message", [
+    (dict(sparsities=[1.0]), "sparsities must be in"), (dict(method="magic"), "Unknown pruning method"),
+    (dict(latency_batch=0), "latency batch must be in"), (dict(steps=0), "steps must be in"),
+    (dict(nonsense=1), "Unknown parameter 'nonsense'"), (dict(sparsities="abc"), "sparsities must be"),
+])
+def test_lab_config_refuses_bad_input_naming_the_key(changes, message):
+    with pytest.raises(LabError, match=message):
+        PruneLabConfig.from_dict({"dataset": "synthetic", "model": "mlp:hidden=16", "sparsities": [0.5], **changes})
+
+
+def test_lab_config_coerces_loose_input_and_round_trips():
+    config = PruneLabConfig.from_dict({"dataset": "synthetic", "model": "mlp:hidden=16", "sparsities": "0.5, 80%",
+                                       "epochs": "2", "latency_batch": 16.0, "with_sensitivity": "yes"})
+    assert config.sparsities == [0.5, 0.8] and config.epochs == 2 and config.with_sensitivity is True
+    assert PruneLabConfig.from_dict(config.to_dict()) == config

@@ -87,3 +87,17 @@ def test_report_page_shows_the_ci_and_the_noisy_badge(store):
     assert "5.0x faster [3.0, 8.0] (noisy: load 1.2 cores)" in text
     assert any("noisy" in w.value for w in at.warning)
     assert "1.0x faster" not in text  # the stored latencies (all 4 ms) are never divided
+
+
+def test_a_cached_baseline_from_another_machine_is_re_timed_and_keeps_its_weights(store):
+    from compression import BaselineConfig, RunContext, get_baseline
+    config = BaselineConfig(dataset="synthetic", model="mlp:hidden=16", epochs=1, latency_batch=16)
+    model, run = get_baseline(config, RunContext(latency_time=0.02))
+    record = run["record"]
+    for entry in record["latency"]:
+        entry.update(machine="feedfacefeed", median_ms=999.0)
+    store.update_run(run["id"], record=record)
+    again, rerun = get_baseline(config, RunContext(latency_time=0.02))
+    assert rerun["id"] == run["id"] and rerun["weights_path"] == run["weights_path"]
+    assert {e["machine"] for e in rerun["record"]["latency"]} == {HERE}
+    assert all(e["median_ms"] < 999.0 for e in rerun["record"]["latency"])

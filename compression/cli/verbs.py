@@ -175,3 +175,19 @@ def _speedup(p):
         emit(args, out, [{k: out[k] for k in ("run_a", "run_b", "speedup", "ci95", "rounds", "noisy", "load",
                                                "machine", "device", "batch_size", "mode", "relation")}])
     p.set_defaults(handler=handler)
+
+
+@verb("diff", "what compression changed: flipped test answers, per-class deltas with CIs, calibration (ECE)")
+def _diff(p):
+    p.add_argument("run_a", type=int, help="the reference run (A), e.g. the parent")
+    p.add_argument("run_b", type=int, help="the compressed run (B)")
+    output_args(p)
+
+    def handler(args):
+        from ..labs.diff import diff_runs
+        out = diff_runs(RunStore(args.db), args.run_a, args.run_b)
+        emit(args, out, [{"flip rate": f"{out['flip_rate']:.2%}", "newly wrong": out["newly_wrong"],
+                          "newly right": out["newly_right"], "ECE A": f"{out['ece_a']:.4f}",
+                          "ECE B": f"{out['ece_b']:.4f}",
+                          "most hurt": ", ".join(c["name"] for c in out["most_hurt_classes"]) or "-"}])
+    p.set_defaults(handler=handler)
