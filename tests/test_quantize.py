@@ -3,12 +3,14 @@ import pytest
 import torch
 from torch import nn
 
-from compression import LabError, RunStore, TrainConfig, build_model, train
-from compression.export import export_run
-from compression.measure import serialized_size
-from compression.pipeline import parse_steps, run_pipeline
-from compression.quantize import METHODS, availability, quantize_model, quantized_layers
-from compression.quantize_lab import run_quantize
+from compression import (LabError, PipelineLabConfig, QuantizeLabConfig, RunStore, TrainConfig, build_model,
+                         run_pipeline, run_quantize, train)
+from compression.core.measure import serialized_size
+from compression.labs.export import export_run
+from compression.labs.stages import parse_steps
+from compression.techniques.quantize import METHODS, availability, quantize_model, quantized_layers
+
+from conftest import quick_ctx
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +81,8 @@ def test_unavailable_methods_say_why(trained, synthetic):
 
 
 def test_quantize_runs_are_measured_and_stored(lab_home):
-    out = run_quantize(methods=["dynamic_int8", "fp16"], dataset="synthetic", model="mlp:hidden=64", epochs=2,
-                       latency_batch=16, latency_time=0.02)
+    out = run_quantize(QuantizeLabConfig(methods=["dynamic_int8", "fp16"], dataset="synthetic", model="mlp:hidden=64",
+                                         epochs=2, latency_batch=16), quick_ctx())
     store = RunStore()
     assert [r["method"] for r in out["results"]] == ["dynamic_int8", "fp16"]
     for result in out["results"]:
@@ -91,8 +93,9 @@ def test_quantize_runs_are_measured_and_stored(lab_home):
 
 
 def test_pipeline_stores_stages_with_lineage(lab_home, tmp_path):
-    out = run_pipeline(steps="prune:channel_l1=0.5,finetune:1,quantize:static_int8", dataset="synthetic",
-                       model="cnn:width=32", epochs=2, latency_batch=16, latency_time=0.02)
+    out = run_pipeline(PipelineLabConfig(steps="prune:channel_l1=0.5,finetune:1,quantize:static_int8",
+                                         dataset="synthetic", model="cnn:width=32", epochs=2, latency_batch=16),
+                       quick_ctx())
     store = RunStore()
     ids = [s["run_id"] for s in out["stages"]]
     chain = store.lineage(ids[-1])
@@ -108,8 +111,8 @@ def test_pipeline_stores_stages_with_lineage(lab_home, tmp_path):
 
 
 def test_finetune_keeps_unstructured_zeros(lab_home):
-    out = run_pipeline(steps="prune:global_l1=0.8,finetune:2", dataset="synthetic", model="mlp:hidden=32",
-                       epochs=1, latency_batch=8, latency_time=0.02)
+    out = run_pipeline(PipelineLabConfig(steps="prune:global_l1=0.8,finetune:2", dataset="synthetic",
+                                         model="mlp:hidden=32", epochs=1, latency_batch=8), quick_ctx())
     pruned, tuned = out["stages"]
     assert tuned["nonzero_params"] <= pruned["nonzero_params"]
 
@@ -125,15 +128,15 @@ def test_bad_pipelines_are_refused(steps, message):
 
 
 def test_pipeline_prune_stage_reports_its_own_macs(lab_home):
-    out = run_pipeline(steps="prune:channel_l1=0.5,quantize:dynamic_int8", dataset="synthetic", model="cnn:width=16",
-                       epochs=1, latency_batch=8, latency_time=0.02)
+    out = run_pipeline(PipelineLabConfig(steps="prune:channel_l1=0.5,quantize:dynamic_int8", dataset="synthetic",
+                                         model="cnn:width=16", epochs=1, latency_batch=8), quick_ctx())
     pruned, quantized = out["stages"]
     assert pruned["macs"] < 0.5 * out["baseline"]["macs"]  # channels really removed: MACs fall
     assert quantized["macs"] == pruned["macs"]  # int8 does the same multiply-accumulates
 
 
 def test_the_int8_engine_is_chosen_by_measurement_and_recorded(mlp, synthetic):
-    from compression.quantize import int8_engine
+    from compression.techniques.quantize import int8_engine
     engine = int8_engine()
     assert engine in torch.backends.quantized.supported_engines
     assert torch.backends.quantized.engine == engine  # set for the process: packed weights belong to it

@@ -179,16 +179,19 @@ class RunStore:
         return _engine(self.url, os.getpid())
 
     # ---- runs -------------------------------------------------------------------------
-    def add_run(self, kind: str, dataset: str, model: dict, config: dict, *, parent_id=None,
-                status="done", record=None, extra=None, method=None, label=None, job_id=None,
-                weights_path=None, error=None) -> int:
+    RUN_FIELDS = ("parent_id", "status", "record", "extra", "method", "label", "job_id", "weights_path", "error")
+
+    def add_run(self, kind: str, dataset: str, model: dict, config: dict, **fields) -> int:
+        """Store a run; `fields` are any of RUN_FIELDS (status defaults to done)."""
+        unknown = sorted(set(fields) - set(self.RUN_FIELDS))
+        if unknown:
+            raise LabError(f"Unknown run field(s) {', '.join(unknown)}")
+        status = fields.setdefault("status", "done")
         if status not in RUN_STATUSES:
             raise LabError(f"Unknown run status '{status}'. Known: {', '.join(RUN_STATUSES)}")
         now = time.time()
-        values = _encode(dict(kind=kind, dataset=dataset, model=model, config=config, parent_id=parent_id,
-                              status=status, record=record, extra=extra, method=method, label=label,
-                              job_id=job_id, weights_path=weights_path, error=error,
-                              created_at=now, updated_at=now), _JSON_RUN)
+        values = _encode(dict(kind=kind, dataset=dataset, model=model, config=config, created_at=now,
+                              updated_at=now, **fields), _JSON_RUN)
         with self.engine.begin() as conn:
             return conn.execute(runs_table.insert().values(**values)).inserted_primary_key[0]
 
