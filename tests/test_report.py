@@ -16,19 +16,30 @@ def _record(run_id, acc, size, gzip, ms, label):
 BASE = _record(1, 0.980, 82_000, 80_000, 4.6, "lenet5 baseline")
 SMALL = _record(2, 0.976, 20_000, 9_000, 2.0, "pruned 75%")
 SLOW = _record(3, 0.990, 164_000, 150_000, 9.2, "wider")
+MACHINE = "0123456789ab"
+
+
+def _paired(speedup, lo, hi, noisy=False):
+    return {"speedup": speedup, "ci95": [lo, hi], "noisy": noisy, "load": 0.1, "machine": MACHINE,
+            "batch_size": 256, "relation": "parent"}
+
+
+ROWS = [(SMALL, BASE, versus_baseline(SMALL, BASE, _paired(2.3, 2.1, 2.5), MACHINE)["text"]),
+        (SLOW, BASE, versus_baseline(SLOW, BASE, _paired(0.5, 0.45, 0.55), MACHINE)["text"])]
 
 
 def test_versus_baseline_in_plain_words():
-    summary = versus_baseline(SMALL, BASE)
-    assert summary["size_ratio"] == 82_000 / 20_000 and summary["speed_ratio"] == 4.6 / 2.0
+    summary = versus_baseline(SMALL, BASE, _paired(2.3, 2.1, 2.5), MACHINE)
+    assert summary["size_ratio"] == 82_000 / 20_000 and summary["speed_ratio"] == 2.3
     assert round(summary["accuracy_delta_pt"], 6) == -0.4
-    assert summary["text"] == "4.1x smaller, 2.3x faster, \u22120.4 pt accuracy"
-    assert versus_baseline(SLOW, BASE)["text"] == "2.0x larger, 2.0x slower, +1.0 pt accuracy"
+    assert summary["text"] == "4.1x smaller, 2.3x faster [2.1, 2.5], \u22120.4 pt accuracy"
+    slow = versus_baseline(SLOW, BASE, _paired(0.5, 0.45, 0.55), MACHINE)["text"]
+    assert slow == "2.0x larger, 2.0x slower [1.8, 2.2], +1.0 pt accuracy"
 
 
 def test_report_is_one_self_contained_file():
-    page = build_report([SMALL, SLOW], BASE)
-    assert "4.1x smaller, 2.3x faster" in page and "pruned 75%" in page
+    page = build_report(ROWS)
+    assert "4.1x smaller, 2.3x faster [2.1, 2.5]" in page and "pruned 75%" in page and "vs #1" in page
     assert not re.search(r"<script[^>]+src=", page), "must not load scripts from the network"
     assert "plotly" in page.lower() and page.count("Plotly.newPlot") == 3
     assert len(page) > 1_000_000  # plotly.js itself is inlined
