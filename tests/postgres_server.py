@@ -36,7 +36,7 @@ class PostgresServer:
                                      f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1", "start"]),
                        check=True, capture_output=True)
         self.data = data
-        self.url = f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/postgres"
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"  # the plain form the README shows
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             with socket.socket() as s:

@@ -8,7 +8,8 @@ import optuna
 import pytest
 
 from compression import RunStore
-from compression.search import SearchConfig, create_study
+from compression.labs.configs import SearchConfig
+from compression.labs.search import create_study
 
 from conftest import ROOT, cli_env
 from postgres_server import PostgresServer
@@ -58,7 +59,18 @@ def test_two_workers_share_a_search_on_postgres(pg_url, lab_home):
     for p in procs:
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err
-    trials = optuna.load_study(study_name="pg-split", storage=pg_url).get_trials()
+    trials = optuna.load_study(study_name="pg-split", storage=store.url).get_trials()  # the driver-qualified URL
     assert len(trials) >= 16 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     assert len({t.user_attrs["worker"] for t in trials}) == 2  # both workers ran trials
     assert len(store.list_runs(kind="search_trial")) == len(trials)
+
+
+def test_cli_train_takes_the_plain_postgresql_url_the_readme_shows(pg_url, lab_home):
+    import json
+    assert pg_url.startswith("postgresql://")
+    result = subprocess.run([sys.executable, "-m", "compression", "train", "--dataset", "synthetic", "--model",
+                             "mlp:hidden=8", "--epochs", "1", "--latency-batch", "8", "--db", pg_url, "--json",
+                             "--quiet"], cwd=ROOT, env=cli_env(lab_home), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    run_id = json.loads(result.stdout)["run_id"]
+    assert RunStore(pg_url).get_run(run_id)["status"] == "done"
