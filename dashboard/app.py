@@ -7,6 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from dashboard.display import apply_presentation
 from dashboard.state import sidebar  # `pip install -e .` (make's first step) makes the dashboard importable
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,4 +29,5 @@ navigation = st.navigation(pages)
 # a new token per full run lets the job panel tell its own timer reruns from full page runs
 st.session_state["page_run_token"] = uuid.uuid4().hex
 sidebar()
+apply_presentation()
 navigation.run()

@@ -8,6 +8,7 @@ import plotly.graph_objects as go
 
 from compression.core.measure import latency_of
 from compression.core.pareto import pareto_mask
+from compression.labs.labels import technique_label
 
 COST_AXES = {  # column -> axis title
     "params": "parameters",
@@ -17,8 +18,8 @@ COST_AXES = {  # column -> axis title
     "macs": "MACs per sample",
     "latency_ms": "latency (ms)",
 }
-PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#db2777",
-           "#4b5563", "#65a30d"]
+# Okabe-Ito: distinguishable with every common colour-vision deficiency (and in grey on a dim projector)
+PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
 
 
 def runs_frame(records: list[dict], device: str = "cpu", batch_size: int | None = None) -> pd.DataFrame:
@@ -28,7 +29,10 @@ def runs_frame(records: list[dict], device: str = "cpu", batch_size: int | None 
         ci = r.get("accuracy_ci") or [None, None]
         rows.append({
             "run_id": r["run_id"], "label": r.get("label") or f"run {r['run_id']}", "kind": r["kind"],
-            "technique": r.get("method") or r["kind"], "method": r.get("method"), "status": r.get("status"),
+            "technique": technique_label(r.get("method") or r["kind"]), "method": r.get("method"),
+            "status": r.get("status"),
+            # a pipeline's prune stage before its fine-tune sits near chance: drawn faded and named as such
+            "intermediate": r.get("final_stage") is False and r.get("fine_tuned") is False,
             "dataset": r["dataset"], "model": r.get("model_name"), "parent_id": r.get("parent_id"),
             "accuracy": r.get("accuracy"), "acc_lo": ci[0], "acc_hi": ci[1],
             "params": r.get("params"), "nonzero_params": r.get("nonzero_params"),
@@ -36,7 +40,8 @@ def runs_frame(records: list[dict], device: str = "cpu", batch_size: int | None 
             "latency_ms": latency_of(r, device, batch_size),
             "config": json.dumps(r.get("config", {}), sort_keys=True),
         })
-    columns = ["run_id", "label", "kind", "technique", "method", "status", "dataset", "model", "parent_id",
+    columns = ["run_id", "label", "kind", "technique", "method", "status", "intermediate", "dataset", "model",
+               "parent_id",
                "accuracy", "acc_lo", "acc_hi", "params", "nonzero_params", "size_bytes", "gzip_bytes", "macs",
                "latency_ms", "config"]
     return pd.DataFrame(rows, columns=columns)
@@ -61,24 +66,33 @@ def _hover(row) -> str:
             f"params: {row['params']:,}<br>config:<br>{config_text}")
 
 
+def accuracy_range(data: pd.DataFrame, full: bool = False) -> list[float]:
+    """The y range: fitted to the runs' CIs (0.93-0.99 is where results sit; a 0-1 axis flattens it), or 0-1."""
+    if full or data.empty:
+        return [0, 1.02]
+    lo, hi = float(data["acc_lo"].fillna(data["accuracy"]).min()), float(data["acc_hi"].fillna(data["accuracy"]).max())
+    pad = max(0.01, 0.08 * (hi - lo))
+    return [max(0.0, lo - pad), min(1.02, hi + pad)]
+
+
 def tradeoff_chart(frame: pd.DataFrame, cost: str = "params", log_x: bool = True,
-                   highlight: list[int] | None = None, title: str | None = None) -> go.Figure:
-    """Accuracy vs a cost: points coloured by technique, CI error bars, the Pareto front drawn,
-    and an optional lineage path (baseline -> pruned -> quantized) with arrows."""
+                   highlight: list[int] | None = None, title: str | None = None, full_y: bool = False) -> go.Figure:
+    """Accuracy vs a cost: points coloured by technique (registry names), CI error bars, the Pareto front
+    drawn, intermediate stages faded, and an optional lineage path (baseline -> pruned -> quantized)."""
     fig = go.Figure()
     data = frame.dropna(subset=["accuracy", cost])
     data = data[data[cost] > 0] if log_x else data
+    intermediate = data["intermediate"].fillna(False).astype(bool)
     for i, (technique, group) in enumerate(data.groupby("technique", sort=True)):
-        fig.add_trace(go.Scatter(
-            x=group[cost], y=group["accuracy"], mode="markers", name=str(technique),
-            marker=dict(size=10, color=PALETTE[i % len(PALETTE)], line=dict(width=1, color="white")),
-            error_y=dict(type="data", symmetric=False, array=group["acc_hi"] - group["accuracy"],
-                         arrayminus=group["accuracy"] - group["acc_lo"], thickness=1, width=3),
-            text=[_hover(row) for row in group.to_dict("records")], hoverinfo="text",
-            customdata=group["run_id"]))
-    if len(data):
-        mask = pareto_mask(list(data[cost]), list(data["accuracy"]))
-        front = data[mask].sort_values(cost)
+        color, steps = PALETTE[i % len(PALETTE)], intermediate.loc[group.index]
+        if (~steps).any():
+            _add_points(fig, group[~steps], cost, str(technique), color, 1.0)
+        if steps.any():
+            _add_points(fig, group[steps], cost, f"{technique} (intermediate, not fine-tuned)", color, 0.35)
+    finished = data[~intermediate]  # the front is over finished results only
+    if len(finished):
+        mask = pareto_mask(list(finished[cost]), list(finished["accuracy"]))
+        front = finished[mask].sort_values(cost)
         fig.add_trace(go.Scatter(x=front[cost], y=front["accuracy"], mode="lines+markers", name="Pareto front",
                                  line=dict(color="#111827", width=2, dash="dot", shape="hv"),
                                  marker=dict(size=16, symbol="circle-open", color="#111827"), hoverinfo="skip"))
@@ -97,9 +111,19 @@ def tradeoff_chart(frame: pd.DataFrame, cost: str = "params", log_x: bool = True
             ann.x, ann.ax = math.log10(ann.x), math.log10(ann.ax)
     fig.update_layout(title=title or f"Accuracy vs {COST_AXES.get(cost, cost)}",
                       xaxis_title=COST_AXES.get(cost, cost), yaxis_title="test accuracy",
+                      yaxis_range=accuracy_range(frame.dropna(subset=["accuracy"]), full_y),
                       xaxis_type="log" if log_x else "linear", height=460, legend_title="technique",
                       margin=dict(l=10, r=10, t=50, b=10), template="plotly_white")
     return fig
+
+
+def _add_points(fig: go.Figure, group: pd.DataFrame, cost: str, name: str, color: str, opacity: float) -> None:
+    fig.add_trace(go.Scatter(
+        x=group[cost], y=group["accuracy"], mode="markers", name=name, opacity=opacity,
+        marker=dict(size=10, color=color, line=dict(width=1, color="white")),
+        error_y=dict(type="data", symmetric=False, array=group["acc_hi"] - group["accuracy"],
+                     arrayminus=group["accuracy"] - group["acc_lo"], thickness=1, width=3),
+        text=[_hover(row) for row in group.to_dict("records")], hoverinfo="text", customdata=group["run_id"]))
 
 
 def training_curves(events: list[dict]) -> go.Figure:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from compression.core.measure import latency_of
 
 from .charts import PALETTE
 
@@ -55,17 +54,26 @@ def sensitivity_heatmap(rows: list[dict]) -> go.Figure:
 
 
 def speedup_bars(results: list[dict], baseline: dict, device: str = "cpu") -> go.Figure:
-    """Measured latency speed-up next to what the MACs predict: unstructured sparsity barely moves
-    latency on dense kernels, removing channels does."""
-    labels, measured, predicted = [], [], []
+    """Measured speed-up (child and parent timed together, with its 95% CI) next to what the MACs predict:
+    unstructured sparsity barely moves latency on dense kernels, removing channels does."""
+    labels, measured, lows, highs, predicted, notes = [], [], [], [], [], []
     for r in results:
-        base, ms = latency_of(baseline, device), latency_of(r, device)
-        labels.append(r.get("label") or str(r["run_id"]))
-        measured.append(base / ms if base and ms else None)
+        batch = max((e["batch_size"] for e in r.get("latency", [])), default=None)
+        key = f"speedup_{device}_b{batch}"
+        ratio, ci = r.get(key), r.get(f"{key}_ci95") or [None, None]
+        noisy = r.get(f"{key}_noisy")
+        labels.append((r.get("label") or str(r["run_id"])) + (" (noisy)" if noisy else ""))
+        measured.append(ratio)
+        lows.append(ratio - ci[0] if ratio and ci[0] else 0)
+        highs.append(ci[1] - ratio if ratio and ci[1] else 0)
         predicted.append(r.get("speedup_predicted_macs"))
-    fig = go.Figure([go.Bar(name="measured latency speed-up", x=labels, y=measured, marker_color=PALETTE[0]),
+        notes.append(f"95% CI [{ci[0]:.2f}, {ci[1]:.2f}], load {r.get(f'{key}_load', 0):.1f} cores"
+                     if ratio and ci[0] else "not timed together")
+    fig = go.Figure([go.Bar(name="measured speed-up (paired, 95% CI)", x=labels, y=measured, marker_color=PALETTE[0],
+                            error_y={"type": "data", "symmetric": False, "array": highs, "arrayminus": lows},
+                            customdata=notes, hovertemplate="%{x}: %{y:.2f}x<br>%{customdata}<extra></extra>"),
                      go.Bar(name="speed-up the MACs predict", x=labels, y=predicted, marker_color="#9ca3af")])
     fig.add_hline(y=1, line_dash="dot", line_color="#111827")
-    fig.update_layout(barmode="group", title=f"Speed-up vs the parent ({device}, largest batch)",
+    fig.update_layout(barmode="group", title=f"Speed-up vs the parent, timed together ({device}, largest batch)",
                       yaxis_title="x faster", **LAYOUT)
     return fig

@@ -8,6 +8,7 @@ from compression.core.data import DATASETS
 from compression.core.measure import available_devices, hardware_info
 from compression.core.models import MODELS
 from compression.paths import default_data_dir
+from dashboard.display import presentation_toggle
 
 
 def get_store() -> RunStore:
@@ -37,6 +38,8 @@ def sidebar() -> None:
         c2.number_input("Seed", 0, 10_000, 0, key="seed")
         st.number_input("Latency batch", 1, 4096, 256, key="latency_batch",
                         help="the throughput batch for latency; batch 1 is always measured too")
+        st.divider()
+        presentation_toggle()
 
 
 def model_spec() -> str:

@@ -11,9 +11,13 @@ Each method is a handler registered by name (as torchao registers per config typ
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Callable
 
@@ -42,15 +46,79 @@ _ENGINE: str | None = None
 
 
 def int8_engine() -> str:
-    """The torch.ao quantized engine that runs fastest here, measured once per process on a small conv +
-    linear probe, and set for the whole process (packed int8 weights belong to the engine that packed them).
-    COMPRESSION_LAB_INT8_ENGINE overrides the choice."""
+    """The torch.ao quantized engine that runs fastest here, and set for the whole process (packed int8 weights
+    belong to the engine that packed them). The choice comes from a probe run in a subprocess once per machine
+    (see engine_probe); COMPRESSION_LAB_INT8_ENGINE overrides it. Raises LabError where the probe crashed."""
     global _ENGINE
     if _ENGINE is None:
         forced = os.environ.get("COMPRESSION_LAB_INT8_ENGINE")
-        _ENGINE = forced if forced in torch.backends.quantized.supported_engines else _fastest_engine()
+        if forced in torch.backends.quantized.supported_engines:
+            _ENGINE = forced
+        else:
+            probe = engine_probe()
+            if not probe.get("engine"):
+                raise LabError(f"int8 kernels are unavailable on this machine: {probe.get('reason')}")
+            _ENGINE = probe["engine"]
         torch.backends.quantized.engine = _ENGINE
     return _ENGINE
+
+
+def _probe_cache() -> Path:
+    from ..core.timing import machine_fingerprint
+    folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "compression-lab"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"int8-probe-{machine_fingerprint('cpu')['id']}.json"
+
+
+def engine_probe() -> dict:
+    """Time torch.ao's int8 engines and run static and dynamic int8 once, in a separate process, once per
+    machine (cached by machine fingerprint). A crashing kernel (static_int8 segfaulted torch 2.11 on a GPU
+    host's CPU) then kills only the probe, and int8 is recorded as unavailable instead of taking down the
+    process and every result with it."""
+    cache = _probe_cache()
+    if cache.exists():
+        try:
+            return json.loads(cache.read_text())
+        except ValueError:
+            pass
+    result = run_probe("from compression.techniques.quantize import _probe_main; _probe_main()")
+    cache.write_text(json.dumps(result))
+    return result
+
+
+def run_probe(code: str) -> dict:
+    """Run `code` in a fresh Python process; its last stdout line is the JSON result. A crash or a hang is
+    turned into {"engine": None, "reason": ...}, never raised."""
+    try:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    except subprocess.TimeoutExpired:
+        result = {"engine": None, "reason": "the int8 probe did not finish within 300 s"}
+    else:
+        if done.returncode == 0 and done.stdout.strip():
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+        else:
+            how = (f"signal {-done.returncode}" if done.returncode < 0 else f"exit code {done.returncode}")
+            result = {"engine": None, "reason": f"the int8 kernels crashed a probe process ({how}); int8 is "
+                                                "recorded as unavailable here"}
+    return result
+
+
+def _probe_main() -> None:
+    """Run in the probe subprocess: choose the engine, then exercise static and dynamic int8 with it."""
+    engine = _fastest_engine()
+    torch.backends.quantized.engine = engine
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+    probe = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(8 * 8 * 8, 10)).eval()
+    x = torch.randn(4, 3, 8, 8)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        prepared = prepare_fx(copy.deepcopy(probe), get_default_qconfig_mapping(engine), (x,))
+        prepared(x)
+        convert_fx(prepared)(x)
+        torch.ao.quantization.quantize_dynamic(copy.deepcopy(probe), {nn.Linear}, dtype=torch.qint8)(x)
+    print(json.dumps({"engine": engine, "supported": list(torch.backends.quantized.supported_engines)}))
 
 
 def _fastest_engine() -> str:
@@ -145,9 +213,11 @@ def availability(method: str, device: str = "cpu") -> str | None:
         return f"{method} has no {kind.upper()} kernels in this build; it runs on {', '.join(METHODS[method].devices)}."
     if kind == "cuda" and not torch.cuda.is_available():
         return "no CUDA device is available here"
-    if kind == "cpu" and METHODS[method].real_int8 and not {"x86", "fbgemm", "onednn"} & set(
-            torch.backends.quantized.supported_engines):
-        return "this CPU build has no x86 int8 engine (x86, fbgemm or onednn)"
+    if kind == "cpu" and METHODS[method].real_int8:
+        if not {"x86", "fbgemm", "onednn"} & set(torch.backends.quantized.supported_engines):
+            return "this CPU build has no x86 int8 engine (x86, fbgemm or onednn)"
+        if not os.environ.get("COMPRESSION_LAB_INT8_ENGINE") and not engine_probe().get("engine"):
+            return engine_probe().get("reason")
     if method == "bf16" and kind == "cuda" and not torch.cuda.is_bf16_supported():
         return "this GPU does not support bf16"
     if method == "weight_only_int8":

@@ -4,6 +4,7 @@ from compression import LabError
 from compression.labs.upload import check_upload
 
 from dashboard.charts import training_curves
+from dashboard.display import plot
 from dashboard.components import job_panel, metric_cards, submit_job
 from dashboard.state import baseline_params, records
 
@@ -38,4 +39,4 @@ if not runs:
 chosen = st.selectbox("Baseline run", runs[::-1], format_func=lambda r: f"#{r['run_id']} {r['label']}")
 metric_cards(chosen)
 if chosen.get("history"):
-    st.plotly_chart(training_curves(chosen["history"]), key="baseline-history")
+    plot(training_curves(chosen["history"]), key="baseline-history")

@@ -3,6 +3,7 @@ import streamlit as st
 from compression.core.models import MODELS
 from compression.labs.distill import study_summary
 from dashboard.charts import runs_frame, tradeoff_chart
+from dashboard.display import plot
 from dashboard.components import job_panel, submit_job
 from dashboard.state import baseline_params, model_spec, records
 
@@ -61,6 +62,6 @@ for i, kd in enumerate(summary["kd"][:2]):
     cols[2 + i].metric(f"KD student T={kd['temperature']:g} (mean)", f"{kd['kd_mean']:.3f}",
                        f"gap closed {kd['gap_closed']:.0%}" if kd["gap_closed"] is not None else None)
 frame = runs_frame(([teacher_rec] if teacher_rec else []) + group)
-st.plotly_chart(tradeoff_chart(frame, "params", title="Accuracy vs parameters: teacher, plain and KD students "
+plot(tradeoff_chart(frame, "params", title="Accuracy vs parameters: teacher, plain and KD students "
                                "(each seed a point, 95% CI)"), key="distill-chart")
 st.caption("Gap closed = (mean KD − mean plain) / (teacher − mean plain): 100% means the student matched the teacher.")

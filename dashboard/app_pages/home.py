@@ -2,6 +2,7 @@ import streamlit as st
 
 from compression.core.measure import hardware_info
 from dashboard.charts import runs_frame, tradeoff_chart
+from dashboard.display import plot
 from dashboard.components import job_panel, submit_job
 from dashboard.state import baseline_params, records
 
@@ -24,6 +25,6 @@ if frame.empty:
     st.info("No runs yet. Run the teaching demo, or train a model on the Baseline page.")
 else:
     left, right = st.columns(2)
-    left.plotly_chart(tradeoff_chart(frame, "params"), key="home-params")
-    right.plotly_chart(tradeoff_chart(frame, "latency_ms", title="Accuracy vs CPU latency (largest batch)"),
+    plot(container=left, fig=tradeoff_chart(frame, "params"), key="home-params")
+    plot(container=right, fig=tradeoff_chart(frame, "latency_ms", title="Accuracy vs CPU latency (largest batch)"),
                        key="home-latency")

@@ -5,6 +5,7 @@ from compression.labs.prune import prunable_layers_of
 from compression.techniques.prune import METHODS, parse_sparsities
 from dashboard.charts import runs_frame, tradeoff_chart
 from dashboard.charts_prune import accuracy_vs_sparsity, layer_sparsity_bars, sensitivity_heatmap, speedup_bars
+from dashboard.display import plot
 from dashboard.components import job_panel, submit_job
 from dashboard.state import baseline_params, records
 
@@ -61,19 +62,19 @@ parent_id = st.selectbox("Results for parent run", parent_ids, format_func=lambd
 parent = parents[parent_id]
 children = [r for r in pruned if r["parent_id"] == parent_id]
 
-st.plotly_chart(accuracy_vs_sparsity(children, parent), key="prune-acc")
+plot(accuracy_vs_sparsity(children, parent), key="prune-acc")
 left, right = st.columns(2)
 frame = runs_frame([parent] + children)
-left.plotly_chart(tradeoff_chart(frame, "nonzero_params", highlight=[parent_id],
+plot(container=left, fig=tradeoff_chart(frame, "nonzero_params", highlight=[parent_id],
                                  title="Accuracy vs non-zero parameters"), key="prune-params")
-right.plotly_chart(tradeoff_chart(frame, "latency_ms", highlight=[parent_id],
+plot(container=right, fig=tradeoff_chart(frame, "latency_ms", highlight=[parent_id],
                                   title="Accuracy vs CPU latency (largest batch)"), key="prune-latency")
-st.plotly_chart(speedup_bars(children, parent), key="prune-speedup")
+plot(speedup_bars(children, parent), key="prune-speedup")
 st.caption("Dense kernels multiply zeros as fast as any other number: unstructured sparsity shows in the gzip "
            "size, not in latency. Removing channels shrinks the matrices themselves, so it runs faster.")
 chosen = st.selectbox("Per-layer view of", children[::-1], format_func=lambda r: f"#{r['run_id']} {r['label']}")
-st.plotly_chart(layer_sparsity_bars(chosen["layers"], f"Per-layer sparsity of {chosen['label']}"), key="prune-layers")
+plot(layer_sparsity_bars(chosen["layers"], f"Per-layer sparsity of {chosen['label']}"), key="prune-layers")
 for kind in ("weight", "channel"):
     rows = (parent.get(f"sensitivity_{kind}") or [])
     if rows:
-        st.plotly_chart(sensitivity_heatmap(rows), key=f"prune-sens-{kind}")
+        plot(sensitivity_heatmap(rows), key=f"prune-sens-{kind}")

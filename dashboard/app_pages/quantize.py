@@ -5,6 +5,7 @@ from compression.labs.summary import versus_baseline
 from compression.techniques.prune import METHODS as PRUNE_METHODS
 from compression.techniques.quantize import METHODS, availability
 from dashboard.charts import lineage_ids, runs_frame, tradeoff_chart
+from dashboard.display import plot
 from dashboard.components import job_panel, metric_cards, submit_job
 from dashboard.state import baseline_params, get_store, records
 
@@ -39,8 +40,8 @@ with quant_tab:
             metric_cards(run, parent)
         frame = runs_frame([by_id[i] for i in {r["parent_id"] for r in runs} if i in by_id] + runs)
         left, right = st.columns(2)
-        left.plotly_chart(tradeoff_chart(frame, "size_bytes"), key="quant-size")
-        right.plotly_chart(tradeoff_chart(frame, "latency_ms", title="Accuracy vs CPU latency (largest batch)"),
+        plot(container=left, fig=tradeoff_chart(frame, "size_bytes"), key="quant-size")
+        plot(container=right, fig=tradeoff_chart(frame, "latency_ms", title="Accuracy vs CPU latency (largest batch)"),
                            key="quant-latency")
         st.caption("int8 needs real int8 kernels to run faster; fp16/bf16 only pay off on hardware built for them. "
                    "At batch 1 the quantize/dequantize overhead can make int8 slower than fp32: the latency batch "
@@ -77,7 +78,7 @@ with pipe_tab:
                             format_func=lambda i: next(f"#{i} {r['label']}" for r in stages if r["run_id"] == i))
         frame = runs_frame(all_runs)
         path = lineage_ids(frame, last)
-        st.plotly_chart(tradeoff_chart(frame[frame["run_id"].isin(path)], "size_bytes", highlight=path,
+        plot(tradeoff_chart(frame[frame["run_id"].isin(path)], "size_bytes", highlight=path,
                                        title="Every stage of the pipeline, in order"), key="pipe-chart")
         chain = [r for r in all_runs if r["run_id"] in path]
         st.dataframe(runs_frame(chain).drop(columns=["config"]), hide_index=True)

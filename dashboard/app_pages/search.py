@@ -8,6 +8,7 @@ from compression.labs.search import list_studies, study_summary
 from compression.search.space import DEFAULT_SPACES, space_size
 from compression.search.strategies import OBJECTIVES, STRATEGIES
 from dashboard.charts_search import search_pareto
+from dashboard.display import plot
 from dashboard.components import job_panel, submit_job
 from dashboard.state import baseline_params
 
@@ -59,7 +60,7 @@ m2.metric("Hypervolume (found)", f"{summary['hypervolume']:.3f}")
 m3.metric("Hypervolume (zoo)", f"{summary['zoo_hypervolume']:.3f}")
 st.caption(f"Hypervolume: area dominated in (error, cost / {summary['reference_point']['cost']:.4g}) space, "
            "reference point (1, 1): higher is better, and both fronts share the reference.")
-st.plotly_chart(search_pareto(summary["trials"], summary["zoo"], config["objective"]), key="search-pareto")
+plot(search_pareto(summary["trials"], summary["zoo"], config["objective"]), key="search-pareto")
 table = pd.DataFrame([{"trial": t["number"], "status": t["status"], "run": t.get("run_id"),
                        "val accuracy": t.get("val_accuracy"), "cost": t.get("cost"), "params": t.get("params"),
                        "arch": str(t.get("arch")), "on front": t.get("run_id") in summary["pareto"]}
