@@ -16,6 +16,7 @@ from .errors import CancelledError, DatasetNotFoundError, DivergedError, LabErro
 from .labs.baseline import get_baseline
 from .labs.configs import (BaselineConfig, DistillLabConfig, PipelineLabConfig, PruneLabConfig, QuantizeLabConfig,
                            SearchConfig)
+from .labs.compressed import load_compressed
 from .labs.context import RunContext
 from .labs.distill import run_distill
 from .labs.pipeline import run_pipeline
@@ -26,7 +27,7 @@ from .store import RunStore
 
 __all__ = [
     # model-first
-    "prune", "quantize", "distill", "measure", "speedup",
+    "prune", "quantize", "distill", "measure", "speedup", "load_compressed",
     # data, models, training
     "Dataset", "list_datasets", "load_dataset", "build_model", "format_spec", "list_models", "parse_spec",
     "TrainConfig", "accuracy", "train", "latency_of", "wilson_interval",

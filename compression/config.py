@@ -124,11 +124,15 @@ def _check_range(key: str, value, meta: dict) -> None:
 def _check_choices(key: str, value, meta: dict) -> None:
     if meta.get("choices") is None or value is None:
         return
+    if isinstance(meta["choices"], Registry):  # the registry's own lookup: it knows prefixed families too
+        for v in value if isinstance(value, list) else [value]:
+            meta["choices"].get(v)
+        return
     allowed = choices_of(meta["choices"])
-    what = meta["choices"].what if isinstance(meta["choices"], Registry) else _words(key).rstrip("s")
     for v in value if isinstance(value, list) else [value]:
         if v not in allowed:
-            raise LabError(f"Unknown {what} '{v}'. Known: {', '.join(str(a) for a in allowed if a is not None)}")
+            raise LabError(f"Unknown {_words(key).rstrip('s')} '{v}'. "
+                           f"Known: {', '.join(str(a) for a in allowed if a is not None)}")
 
 
 def _words(key: str) -> str:

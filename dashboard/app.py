@@ -18,7 +18,8 @@ PAGES = Path(__file__).parent / "app_pages"
 pages = {
     "Start": [st.Page(PAGES / "home.py", title="Home", icon=":material/home:", default=True),
               st.Page(PAGES / "baseline.py", title="Baseline", icon=":material/model_training:")],
-    "Labs": [st.Page(PAGES / "prune.py", title="Prune", icon=":material/content_cut:"),
+    "Labs": [st.Page(PAGES / "plan.py", title="Plan", icon=":material/flag:"),
+             st.Page(PAGES / "prune.py", title="Prune", icon=":material/content_cut:"),
              st.Page(PAGES / "distill.py", title="Distill", icon=":material/school:"),
              st.Page(PAGES / "quantize.py", title="Quantize", icon=":material/compress:"),
              st.Page(PAGES / "search.py", title="Search", icon=":material/travel_explore:")],

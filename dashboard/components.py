@@ -5,9 +5,12 @@ import streamlit as st
 
 from compression import LabError
 from compression.core.measure import latency_of
+from compression.core.data import load_dataset
 from compression.jobs import recover_interrupted, submit
+from compression.labs.diff import diff_runs
 
 from .charts import training_curves
+from .charts_behaviour import gallery_captions, thumbnails
 from .state import get_store
 
 
@@ -42,6 +45,9 @@ def metric_cards(record: dict, baseline: dict | None = None) -> None:
     lo, hi = record["accuracy_ci"]
     cols = st.columns(5)
     acc_delta = None if baseline is None else f"{100 * (record['accuracy'] - baseline['accuracy']):+.1f} pt"
+    flips = flip_text(record, baseline)
+    if flips:  # the delta's leading sign still colours it; the churn behind it follows
+        acc_delta += f", {flips}"
     cols[0].metric("Accuracy", f"{record['accuracy']:.3f}", acc_delta,
                    help=f"95% Wilson CI [{lo:.3f}, {hi:.3f}] on {record.get('n_test', '?')} test images")
     cols[0].caption(f"95% CI [{lo:.3f}, {hi:.3f}]")
@@ -65,6 +71,15 @@ def metric_cards(record: dict, baseline: dict | None = None) -> None:
     cols[4].caption((f"batch 1: {one:.3f} ms" if one else "batch 1: -") + (" · :orange[noisy]" if noisy else ""))
 
 
+def flip_text(record: dict, baseline: dict | None) -> str | None:
+    """'but 4.2% of answers changed': the record's stored flip rate, said only against the run it was counted
+    against (its parent), never against another baseline."""
+    rate = record.get("flip_rate")
+    if rate is None or baseline is None or baseline.get("run_id") != record.get("parent_id"):
+        return None
+    return "no answer changed" if rate == 0 else f"but {rate:.1%} of answers changed"
+
+
 def paired_speed_text(record: dict, batch: int | None, device: str = "cpu") -> str | None:
     """'2.3x faster [2.1, 2.5]' from the record's paired timing against its parent, with a noisy badge."""
     key = f"speedup_{device}_b{batch}"
@@ -74,6 +89,30 @@ def paired_speed_text(record: dict, batch: int | None, device: str = "cpu") -> s
     text = (f"{ratio:.2f}x faster [{ci[0]:.2f}, {ci[1]:.2f}]" if ratio >= 1 else
             f"{1 / ratio:.2f}x slower [{1 / ci[1]:.2f}, {1 / ci[0]:.2f}]")
     return text + (" (noisy)" if record.get(f"{key}_noisy") else "")
+
+
+def behaviour_of(run_a: int, run_b: int) -> tuple[dict, list]:
+    """`diff_runs(A, B)` and its gallery's thumbnails, cached per pair of runs. Instant for runs that stored
+    their answers; older runs load their weights once. Raises LabError (different data sets, no weights)."""
+    store = get_store()
+    stamps = tuple(store.get_run(i)["created_at"] for i in (run_a, run_b))  # a new run under a reused id
+    return _behaviour(store.url, run_a, run_b, stamps)
+
+
+@st.cache_data(show_spinner="Comparing the two runs' answers...", max_entries=64)
+def _behaviour(db_url: str, run_a: int, run_b: int, stamps: tuple) -> tuple[dict, list]:
+    diff = diff_runs(get_store(), run_a, run_b)
+    shown = [g["index"] for g in diff["gallery"]]
+    return diff, thumbnails(load_dataset(diff["dataset"]).x_test[shown].numpy())
+
+
+def flip_gallery(diff: dict, images: list, names: tuple[str, str], limit: int | None = None, per_row: int = 6) -> None:
+    """The flipped test examples as images, newly wrong first, each with both answers and confidences."""
+    captions = gallery_captions(diff, names)[:limit]
+    for start in range(0, len(captions), per_row):
+        cols = st.columns(per_row)
+        for col, image, caption in zip(cols, images[start:start + per_row], captions[start:start + per_row]):
+            col.image(image, caption=caption)
 
 
 def submit_job(kind: str, params: dict) -> int | None:

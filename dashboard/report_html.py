@@ -7,11 +7,44 @@ import html
 import plotly.io as pio
 
 from .charts import runs_frame, tradeoff_chart
+from .charts_behaviour import gallery_captions, png_data_uri, what_changed
 from .components import human_bytes, human_count
 
 
-def build_report(rows: list[tuple[dict, dict | None, str]], title: str = "Compression report") -> str:
-    """`rows`: (run, its reference run or None, the verdict text) as the Report page shows them."""
+GALLERY = 6  # flipped examples per run in the report: a glimpse, kept small because they are inlined
+
+
+def _what_changed(rows, changes: dict) -> str:
+    """Per compared run: flips, most hurt classes, ECE, and a few flipped examples as inline PNGs."""
+    parts = []
+    for run, ref, _ in rows:
+        change = changes.get(run["run_id"])
+        if ref is None or change is None:
+            continue
+        head = f"<h3>{html.escape(run.get('label') or str(run['run_id']))} vs #{ref['run_id']}</h3>"
+        if isinstance(change, str):  # why no comparison was possible (e.g. the weights are gone)
+            parts.append(f"{head}<p class=note>{html.escape(change)}</p>")
+            continue
+        diff, images = change
+        lines = "".join(f"<li>{html.escape(line)}</li>" for line in what_changed(diff).values())
+        captions = gallery_captions(diff, (f"#{ref['run_id']}", f"#{run['run_id']}"))
+        figures = "".join(f'<figure><img src="{png_data_uri(image)}" alt="test example {g["index"]}" '
+                          f'width="{image.shape[1]}" height="{image.shape[0]}">'
+                          f'<figcaption>{html.escape(caption)}</figcaption></figure>'
+                          for image, caption, g in zip(images[:GALLERY], captions, diff["gallery"]))
+        parts.append(f"{head}<ul>{lines}</ul><div class=gallery>{figures}</div>")
+    if not parts:
+        return ""
+    return ("<h2>What changed</h2><p>Accuracy hides churn: the answers each run gives differently from its reference, "
+            "newly wrong first; the classes that lost most, with 95% paired intervals; and the calibration error of "
+            "its confidence (ECE).</p>" + "".join(parts))
+
+
+def build_report(rows: list[tuple[dict, dict | None, str]], title: str = "Compression report",
+                 changes: dict | None = None) -> str:
+    """`rows`: (run, its reference run or None, the verdict text) as the Report page shows them. `changes`:
+    run id -> (diff of its reference and it, gallery thumbnails), or a sentence saying why there is none."""
+    what = _what_changed(rows, changes or {})
     runs = {r["run_id"]: r for _, r, _ in rows if r is not None}
     runs.update({r["run_id"]: r for r, _, _ in rows})
     frame = runs_frame(list(runs.values()))
@@ -35,13 +68,15 @@ def build_report(rows: list[tuple[dict, dict | None, str]], title: str = "Compre
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#111827}}
 table{{border-collapse:collapse;width:100%}}td,th{{border-bottom:1px solid #e5e7eb;padding:4px 8px;text-align:left}}
-li{{margin:.3em 0}}</style></head><body>
+li{{margin:.3em 0}}.gallery{{display:flex;flex-wrap:wrap;gap:12px}}
+figure{{margin:0;width:150px;font-size:12px}}figure img{{image-rendering:pixelated;display:block}}
+.note{{color:#b91c1c}}</style></head><body>
 <h1>{html.escape(title)}</h1>
 <p>Generated {stamp}. Each run is compared with its reference (its lineage root unless chosen otherwise).
 Accuracy is on the held-out test split with a 95% Wilson interval. Speed-ups come only from the two models
 timed together, interleaved, with a 95% CI, the other processes' load and the machine; "noisy" marks a
 timing taken under load or with a wide spread.</p>
 <h2>Summary</h2><ul>{items or '<li>Only the baseline was selected.</li>'}</ul>
-<h2>Charts</h2>{chart_html}
+{what}<h2>Charts</h2>{chart_html}
 <h2>Runs</h2><table><tr><th>id</th><th>label</th><th>model</th><th>accuracy [95% CI]</th><th>params</th>
 <th>size</th><th>gzip</th><th>MACs</th><th>CPU ms</th></tr>{rows}</table></body></html>"""

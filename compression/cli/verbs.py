@@ -13,6 +13,7 @@ from ..store import RunStore
 from .base import ProgressBar, add_config_arguments, config_from_args, emit, output_args, verb
 
 LAB_HELP = {
+    "plan": "name a target (--target latency=0.4 or size=0.025): the most accurate model that meets it, verified",
     "train": "train (or load from the cache) a baseline, measure it and store it",
     "prune": "prune a baseline (or any run) to one or more sparsities, fine-tune, measure and store each",
     "quantize": "quantize a baseline (or any run) with one or more methods; measure and store each",

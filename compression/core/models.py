@@ -6,6 +6,7 @@ On the command line a spec is written `NAME` or `NAME:key=value,key=value`, e.g.
 """
 from __future__ import annotations
 
+import fnmatch
 import inspect
 from typing import Callable
 
@@ -18,21 +19,32 @@ from ..registry import Registry
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 
 
+_ZOO: list[str] = []  # the hand-written models, in registration order (torchvision's come as tv.NAME)
+
+
 def register_model(description: str, name: str | None = None):
     """Decorator: the function's name is the model's name; its keyword args are the spec's args."""
     def wrap(fn):
+        _ZOO.append(name or fn.__name__)
         return MODELS.register(name or fn.__name__, fn, about=description)
     return wrap
 
 
-def list_models() -> list[str]:
-    return MODELS.names()
+def list_models(pattern: str | None = None) -> list[str]:
+    """The zoo's names; with a glob pattern, every registered name matching it: `list_models("tv.*")` gives
+    torchvision's classification models, `list_models("*")` everything (as timm's list_models(pattern))."""
+    if pattern is None:
+        return list(_ZOO)
+    return [n for n in MODELS.names() if fnmatch.fnmatchcase(n, pattern)]
 
 
 def model_args(name: str) -> dict:
     """Default arguments of a registered model (what the spec may set)."""
     params = inspect.signature(MODELS.get(name)).parameters
     return {k: p.default for k, p in params.items() if k not in ("input_shape", "num_classes")}
+
+
+RAW_ARGS = {"weights"}  # file paths: kept as written ('-' splits lists elsewhere, and paths hold '-')
 
 
 def parse_value(text: str):
@@ -56,7 +68,8 @@ def parse_spec(text: str | dict) -> dict:
         key, eq, value = item.partition("=")
         if not eq:
             raise LabError(f"Bad model argument '{item}' in '{text}': write key=value")
-        args[key.strip()] = parse_value(value.strip())
+        key = key.strip()
+        args[key] = value.strip() if key in RAW_ARGS else parse_value(value.strip())
     return normalize_spec({"name": name, "args": args})
 
 
@@ -216,3 +229,13 @@ def searched_cnn(input_shape, num_classes, channels=(16, 32), kernel=3, depthwis
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
     layers += [nn.Linear(cin, head), act(), nn.Linear(head, num_classes)] if head else [nn.Linear(cin, num_classes)]
     return nn.Sequential(*layers)
+
+
+def _register_torchvision(registry: Registry) -> None:
+    from .tv_models import register_all
+    register_all(registry)
+
+
+# torchvision's classification models as tv.NAME, registered on first need: importing torchvision.models costs
+# seconds (it pulls in torch._dynamo), which verbs that never build a tv model should not pay.
+MODELS.add_loader(_register_torchvision)

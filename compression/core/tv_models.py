@@ -22,14 +22,15 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import LabError
-from .models import MODELS
 
 PREFIX = "tv."
 
-# Smallest input side each family runs at: below it some pooling or stride leaves an empty feature map, or the
-# attention windows do not tile the image. Found by building each at falling sizes (tests/test_tv_models.py
-# checks that each model runs at exactly its minimum).
-_MIN_SIDE = {"alexnet": 63, "inception_v3": 75, "squeezenet": 17, "googlenet": 16, "maxvit_t": 224, "vit_": 16}
+# Smallest input side of each family (a name prefix): below it a pooling or stride leaves an empty feature map.
+# Found by building each at every side from 1 up; tests/test_tv_models.py checks that the smallest model of each
+# family runs at its minimum and fails one pixel below. ViTs need whole patches, MaxViT whole 7x7 windows at
+# every stage (224 = 7 x its total stride of 32), so their sides are multiples of those.
+_MIN_SIDE = {"alexnet": 63, "convnext": 32, "densenet": 29, "googlenet": 15, "inception_v3": 75,
+             "squeezenet1_0": 21, "squeezenet1_1": 17, "swin": 4, "vgg": 32}
 _NO_AUX = ("googlenet", "inception_v3")  # auxiliary heads return a tuple while training: the trainer wants logits
 
 
@@ -40,14 +41,15 @@ def tv_names() -> list[str]:
 
 
 def min_side(name: str) -> int:
-    """The smallest input side `name` runs at (1 where any side works down to a pixel or two)."""
-    return max([side for key, side in _MIN_SIDE.items() if name.startswith(key)], default=1)
+    """The smallest input side `name` runs at (1 where any side works)."""
+    return max([side for key, side in _MIN_SIDE.items() if name.startswith(key)] + [_multiple(name)])
 
 
-def _patch_size(name: str) -> int | None:
+def _multiple(name: str) -> int:
+    """What the side must be a multiple of: a ViT's patch, MaxViT's window times its stride; else 1."""
     if name.startswith("vit_"):
         return int(name.rsplit("_", 1)[1])
-    return None
+    return 224 if name.startswith("maxvit") else 1
 
 
 class Resized(nn.Module):
@@ -118,8 +120,10 @@ def _torchvision_model(name: str, num_classes: int, side: int) -> nn.Module:
     kwargs: dict = {"weights": None, "num_classes": num_classes}
     if name.startswith(_NO_AUX):
         kwargs.update(aux_logits=False, init_weights=True)
-    if _patch_size(name):
+    if name.startswith("vit_"):
         kwargs["image_size"] = side
+    elif name.startswith("maxvit"):
+        kwargs["input_size"] = (side, side)
     return torchvision.models.get_model(name, **kwargs)
 
 
@@ -134,9 +138,9 @@ def _load_weights(name: str, path: str, side: int) -> nn.Module:
     model = _torchvision_model(name, state[f"{head}.weight"].shape[0], side)
     if state[f"{stem}.weight"].shape[1] != 3:
         _swap(model, stem, _new_stem(model.get_submodule(stem), state[f"{stem}.weight"].shape[1]))
-    if _patch_size(name) and "encoder.pos_embedding" in state:  # a 224-px ViT checkpoint at another side
+    if name.startswith("vit_") and "encoder.pos_embedding" in state:  # a 224-px ViT checkpoint, another side
         from torchvision.models.vision_transformer import interpolate_embeddings
-        state = interpolate_embeddings(side, _patch_size(name), state)
+        state = interpolate_embeddings(side, _multiple(name), state)
     state = OrderedDict((k, v) for k, v in state.items() if not k.startswith(("aux1.", "aux2.", "AuxLogits.")))
     try:
         model.load_state_dict(state)
@@ -149,14 +153,16 @@ def _load_weights(name: str, path: str, side: int) -> nn.Module:
 def build_tv(name: str, input_shape, num_classes: int, weights: str | None = None,
              image_size: int | None = None) -> nn.Module:
     """torchvision's `name` for this data: head and first conv adapted, weights from a local file if given."""
-    channels, height, width = (tuple(input_shape) + (1, 1))[:3] if len(input_shape) < 3 else tuple(input_shape)
-    side = int(image_size) if image_size else max(height, width, min_side(name))
+    if len(input_shape) != 3:
+        raise LabError(f"tv.{name} takes images (channels, height, width), not inputs of shape {tuple(input_shape)}.")
+    channels, height, width = input_shape
+    side = int(image_size) if image_size else _default_side(name, height, width)
     if side < min_side(name):
         raise LabError(f"tv.{name} needs image_size of at least {min_side(name)}, got {side}.")
-    patch = _patch_size(name)
-    if patch and side % patch:
-        raise LabError(f"tv.{name} cuts images into {patch}x{patch} patches: image_size must be a multiple of "
-                       f"{patch}, got {side}. Pass image_size={patch * max(1, round(side / patch))}.")
+    step = _multiple(name)
+    if side % step:
+        raise LabError(f"tv.{name} runs on sides that are multiples of {step} (its patches or windows), got "
+                       f"{side}. Pass image_size={step * max(1, round(side / step))}.")
     model = _load_weights(name, weights, side) if weights else _torchvision_model(name, num_classes, side)
     head, stem = _head_and_stem(model)
     if _out_size(model.get_submodule(head)) != num_classes:
@@ -164,6 +170,12 @@ def build_tv(name: str, input_shape, num_classes: int, weights: str | None = Non
     if model.get_submodule(stem).in_channels != channels:
         _swap(model, stem, _new_stem(model.get_submodule(stem), channels))
     return Resized(model, side) if (height, width) != (side, side) else model
+
+
+def _default_side(name: str, height: int, width: int) -> int:
+    """The data's side, raised to the model's minimum and rounded up to its multiple."""
+    step = _multiple(name)
+    return -(-max(height, width, min_side(name)) // step) * step
 
 
 def _out_size(module: nn.Module) -> int:
@@ -177,11 +189,10 @@ def _builder(name: str):
     return build
 
 
-def register_all() -> None:
+def register_all(models) -> None:
+    """Called by core/models.py on its MODELS registry (this module does not import models.py: no cycle)."""
     for name in tv_names():
-        MODELS.register(PREFIX + name, _builder(name),
+        models.register(PREFIX + name, _builder(name),
                         about=f"torchvision {name}: head and first conv adapted to the data; weights=PATH loads "
                               f"a local checkpoint; image_size=N sets the side it runs at")
 
-
-register_all()

@@ -22,7 +22,7 @@ from ..errors import CancelledError, LabError
 from ..labs.context import RunContext
 from ..paths import PROJECT_ROOT, lab_home
 from ..registry import Registry
-from ..store import RunStore, worker_name
+from ..store import RunStore, worker_alive
 
 HEARTBEAT_S = 2.0
 STALE_AFTER_S = 20.0  # no heartbeat for this long: the worker is gone
@@ -143,26 +143,9 @@ def run_job(store: RunStore, job: dict) -> str:
         beating.set()
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a killed worker that its parent (the web server) has not reaped yet is a zombie: dead
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
 def _worker_alive(job: dict) -> bool:
     """A job claimed by a process on this host whose pid is gone is dead now, not in 20 s."""
-    host, _, pid = (job.get("worker") or "").rpartition(":")
-    if host != worker_name().rpartition(":")[0] or not pid.isdigit():
-        return True  # another machine: only its heartbeat can tell
-    return _pid_alive(int(pid))
+    return worker_alive(job.get("worker") or "")
 
 
 def recover_interrupted(store: RunStore) -> list[int]:

@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..core.behaviour import compact_predictions
 from ..core.data import Dataset, load_dataset
 from ..core.measure import count_macs, effective_macs, measure
 from ..core.timing import machine_fingerprint
 from ..core.models import build_model, format_spec, parse_spec
-from ..core.train import cache_key, resolve_device, train
+from ..core.train import cache_key, predict, resolve_device, train
 from ..errors import LabError
 from ..paths import checkpoints_dir
 from ..store.artifacts import load_run_model, save_model
@@ -81,7 +82,8 @@ def get_baseline(config: BaselineConfig, ctx: RunContext | None = None) -> tuple
     run_config = {**config.to_dict(), **train_config.to_dict(), "cache_key": key, "train_device": str(dev)}
     run_id = ctx.store.add_run("train", config.dataset, spec, run_config, record=record, method="baseline",
                                label=f"{format_spec(spec)} baseline ({config.epochs} ep, seed {config.seed})",
-                               extra={"history": history}, job_id=ctx.job_id,
+                               extra={"history": history, "predictions": predictions_on_test(net, data)},
+                               job_id=ctx.job_id,
                                weights_path=save_model(net, data.x_test[:1]))
     ctx.report(1.0, f"Stored baseline run {run_id}")
     return net, ctx.store.get_run(run_id)
@@ -151,6 +153,11 @@ def store_child(ctx: RunContext, parent: Parent, model: nn.Module, child: Child,
     up = under or parent.run
     record["speedup_reference"] = parent.run["id"]  # every speedup_* field is against this run, timed together
     extra = dict(child.extra)
+    extra["predictions"] = predictions_on_test(model, parent.data, child.input_dtype)
+    before = _predictions_of_parent(ctx, parent, up)
+    if before is not None:  # "-0.3 pt" hides churn: how many answers differ from the parent's
+        extra["flip_rate"] = sum(a != b for a, b in zip(before["label"], extra["predictions"]["label"])) / len(
+            parent.data.y_test)
     if child.float_model is not None and child.extra.get("real_int8") and child.method == "static_int8":
         extra["speedup_split"] = split_gain(parent.model, model, parent.data.input_shape, parent.latency_batch,
                                             _block_s(ctx))
@@ -163,6 +170,30 @@ def store_child(ctx: RunContext, parent: Parent, model: nn.Module, child: Child,
         ctx.store.add_machine(machine_fingerprint(timing["device"], timing["threads"]))
         ctx.store.add_speedup(parent.run["id"], run_id, timing, reference)
     return ctx.store.get_run(run_id)
+
+
+def predictions_on_test(model: nn.Module, data: Dataset, input_dtype: torch.dtype = torch.float32) -> dict:
+    """The model's answers on the test split, stored with its run so that any two runs can be compared
+    later (`diff`) without loading either model."""
+    params = list(model.parameters())
+    device = params[0].device if params else torch.device("cpu")
+    with torch.no_grad():  # predict() keeps autograd on; a whole test split would hold its graph
+        return compact_predictions(predict(model, data.x_test.to(input_dtype), device))
+
+
+def _predictions_of_parent(ctx: RunContext, parent: Parent, up: dict) -> dict | None:
+    """The stored answers of the run a child is stored under; a parent stored before runs kept their answers
+    gets them computed once here (from the model in memory) and stored, so the next child reuses them."""
+    stored = (up.get("extra") or {}).get("predictions")
+    if stored and len(stored.get("label", [])) == len(parent.data.y_test):
+        return stored
+    if up["id"] != parent.run["id"]:
+        return None  # an ancestor whose model is not in memory: no flip rate rather than a guess
+    dtype = getattr(torch, (up.get("extra") or {}).get("input_dtype") or "float32", torch.float32)
+    answers = predictions_on_test(parent.model, parent.data, dtype)
+    parent.run["extra"] = {**(up.get("extra") or {}), "predictions": answers}
+    ctx.store.update_run(up["id"], extra=parent.run["extra"])
+    return parent.run["extra"]["predictions"]
 
 
 def _block_s(ctx: RunContext) -> float:

@@ -12,6 +12,7 @@ from .configs import (BaselineConfig, DemoConfig, DistillLabConfig, PipelineLabC
 from .demo import run_demo
 from .distill import run_distill
 from .pipeline import run_pipeline
+from .plan import PlanConfig, plan_created, plan_rows, plan_summary, run_plan
 from .prune import run_prune
 from .quantize import run_quantize
 from .search import run_search
@@ -60,3 +61,4 @@ LABS.register("upload", Lab(UploadConfig, run_upload, lambda out: [out], lambda 
 LABS.register("speedup", Lab(RetimeConfig, run_retime, lambda out: [out], lambda out: [],
     lambda out: {k: out[k] for k in ("speedup", "ci95", "noisy", "load", "machine", "relation")}),
     about="re-time two runs together on this machine")
+LABS.register("plan", Lab(PlanConfig, run_plan, plan_rows, plan_created, plan_summary), about="name a target, get a model")

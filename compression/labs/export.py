@@ -43,6 +43,13 @@ def _onnx(model: nn.Module, run: dict, path: Path) -> None:
                        f"{str(err).splitlines()[0][:160]}). Export it as a state dict or module instead.") from None
 
 
+@FORMATS.register("compressed", about="Deep Compression file: shared codebooks, relative indices, entropy coded; "
+                  "compression.load_compressed rebuilds it (a run stored with weight sharing: its size_bytes)")
+def _compressed(model: nn.Module, run: dict, path: Path) -> None:
+    from .compressed import compressed_bytes
+    path.write_bytes(compressed_bytes(model, run))
+
+
 def export_run(store: RunStore, run_id: int, fmt: str, out: str | Path) -> dict:
     writer = FORMATS.get(fmt)
     run = store.get_run(run_id)

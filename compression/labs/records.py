@@ -10,7 +10,8 @@ def as_record(run: dict) -> dict:
            "dataset": run["dataset"], "model": run["model"], "model_name": format_spec(run["model"]),
            "method": run.get("method"), "label": run.get("label"), "config": run["config"]}
     out.update(run.get("record") or {})
-    out.update(run.get("extra") or {})
+    # the stored test-set answers (up to n_test x classes numbers) stay in the run: `diff` reads them there
+    out.update({k: v for k, v in (run.get("extra") or {}).items() if k != "predictions"})
     if run.get("error"):
         out["error"] = run["error"]
     return out

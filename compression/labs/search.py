@@ -22,7 +22,7 @@ from ..core.train import TrainConfig, accuracy, train
 from ..errors import CancelledError, LabError
 from ..search.space import arch_to_spec, smallest_arch, space_size, suggest
 from ..search.strategies import OBJECTIVES, ZOO, hypervolume, sampler
-from ..store import RunStore, worker_name
+from ..store import RunStore, worker_alive, worker_name
 from .baseline import get_baseline
 from .configs import BaselineConfig, SearchConfig
 from .context import RunContext
@@ -125,6 +125,27 @@ def load_config(study_name: str, store: RunStore) -> tuple[optuna.Study, SearchC
     return study, config
 
 
+def reclaim_dead_trials(study: optuna.Study) -> list[int]:
+    """Trials left "running" by a killed worker on this host are failed now and re-enqueued with the same
+    parameters, without waiting for their heartbeat to go stale. Returns the reclaimed trial numbers."""
+    reclaimed = []
+    retry = RetryHeartbeatStaleTrialCallback(max_retry=3)
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        worker = trial.user_attrs.get("worker")
+        if worker and not worker_alive(worker):
+            # what optuna.storages.fail_stale_trials does, for a worker we know is dead (it has no public
+            # per-trial form): fail the trial through the storage, then let the retry callback re-enqueue it
+            storage, trial_id = study._storage, trial._trial_id
+            try:
+                failed = storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue  # its heartbeat check got there first
+            if failed:
+                retry(study, storage.get_trial(trial_id))
+                reclaimed.append(trial.number)
+    return reclaimed
+
+
 def finished_trials(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED))
 
@@ -137,7 +158,8 @@ def work(study: optuna.Study, config: SearchConfig, ctx: RunContext) -> None:
     """
     data = load_dataset(config.dataset, config.data_dir, config.download)
     objective = make_objective(config, study.study_name, data, ctx)
-    optuna.storages.fail_stale_trials(study)  # a dead worker's "running" trials: failed now, retried below
+    reclaim_dead_trials(study)
+    optuna.storages.fail_stale_trials(study)  # other machines' dead workers: failed once their heartbeat is stale
     for _ in range(3 * config.trials):
         remaining = config.trials - finished_trials(study)
         if remaining <= 0 or ctx.cancelled():
@@ -202,7 +224,8 @@ def run_search(config: SearchConfig, ctx: RunContext | None = None) -> dict:
 
 
 def list_studies(store: RunStore) -> list[str]:
-    return [s.study_name for s in optuna.get_all_study_summaries(storage=_storage(store.url))][::-1]
+    return [s.study_name for s in optuna.get_all_study_summaries(storage=_storage(store.url))
+            if s.user_attrs.get("kind", "search") == "search"][::-1]  # plan studies share the database
 
 
 def study_summary(study_name: str, store: RunStore) -> dict:

@@ -168,6 +168,25 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def worker_alive(worker: str) -> bool:
+    """Whether the process named `host:pid` still runs. Only this host's processes can be checked; for
+    another machine's, True (its heartbeat must tell)."""
+    host, _, pid = worker.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a killed process that its parent has not reaped yet is a zombie: dead
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
 class RunStore:
     """Runs and jobs. Cheap to create; safe to share across threads and to create in each process."""
 

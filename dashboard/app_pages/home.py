@@ -13,6 +13,11 @@ hw = hardware_info()
 gpu = ", ".join(hw["cuda"]) or "none detected"
 st.caption(f"Hardware: CPU {hw['cpu']} · {hw['threads']} threads · GPU: {gpu} · torch {hw['torch']}")
 
+st.subheader("Name a target")
+st.write("Say what you need, e.g. **2.5x faster** or **20x smaller**, and how much accuracy you can spare: the "
+         "Plan page searches for the most accurate model that meets it and verifies the winner.")
+st.page_link("app_pages/plan.py", label="Plan a compression", icon=":material/flag:")
+
 st.subheader("Teaching demo")
 st.write("One click runs every lab on the embedded digits data with small defaults. "
          "Charts fill in as each run finishes.")

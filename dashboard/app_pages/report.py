@@ -1,11 +1,13 @@
 import pandas as pd
 import streamlit as st
 
+from compression import LabError
 from compression.core.timing import machine_fingerprint
 from compression.labs.speed import latest_speedup
 from compression.labs.summary import reference_of, versus_baseline
 from dashboard.charts import runs_frame, tradeoff_chart
-from dashboard.components import job_panel, submit_job
+from dashboard.charts_behaviour import what_changed
+from dashboard.components import behaviour_of, flip_gallery, job_panel, submit_job
 from dashboard.report_html import build_report
 from dashboard.state import get_store, records
 
@@ -49,6 +51,26 @@ if pairs and st.button(f"Re-time {len(pairs)} pair(s) on this machine"):
         submit_job("speedup", {"run_a": ref_id, "run_b": run_id, "batch_size": 256})
 job_panel(("speedup",), key="report", show_curves=False)
 
+GALLERY = 6  # a glimpse; Compare's Behaviour view shows the full gallery
+changes = {}  # run id -> (diff, thumbnails) or the sentence that says why there is none
+if any(ref is not None for _, ref, _ in rows):
+    st.header("What changed")
+    st.caption("Accuracy hides churn: the answers each run gives differently from its reference, the classes that "
+               "lost most (95% paired CI), and whether its confidence stayed honest (ECE).")
+for rec, ref, _ in rows:
+    if ref is None:
+        continue
+    st.markdown(f"**{rec['label']}** vs #{ref['run_id']}")
+    try:
+        changes[rec["run_id"]] = behaviour_of(ref["run_id"], rec["run_id"])
+    except LabError as err:
+        changes[rec["run_id"]] = str(err)
+        st.error(str(err))
+        continue
+    diff, images = changes[rec["run_id"]]
+    st.markdown("\n".join(f"- {line}" for line in what_changed(diff).values()))
+    flip_gallery(diff, images, (f"#{ref['run_id']}", f"#{rec['run_id']}"), limit=GALLERY, per_row=GALLERY)
+
 selected = [r for r, _, _ in rows]
 references = [ref for _, ref, _ in rows if ref is not None]
 frame = runs_frame(list({r["run_id"]: r for r in references + selected}.values()))
@@ -56,5 +78,5 @@ left, right = st.columns(2)
 left.plotly_chart(tradeoff_chart(frame, "size_bytes"), key="report-size")
 right.plotly_chart(tradeoff_chart(frame, "latency_ms", title="Accuracy vs CPU latency"), key="report-latency")
 st.dataframe(pd.DataFrame(frame.drop(columns=["config"])), hide_index=True)
-st.download_button("Download HTML report", build_report(rows), "compression-report.html", "text/html",
+st.download_button("Download HTML report", build_report(rows, changes=changes), "compression-report.html", "text/html",
                    type="primary")

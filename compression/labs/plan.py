@@ -1,0 +1,324 @@
+"""The plan lab: name a target ("2.5x faster", "40x smaller"), get the most accurate model that meets it, verified.
+
+Optuna searches recipes (plan_recipe: channel removal globally or per stage, weight zeroing, fine-tuning epochs,
+distillation from the parent, int8 or weight sharing) on two objectives, validation accuracy and the target's
+cost (plan_target), with the target and the accuracy bound as constraints. Each finished trial is a stored child
+run of the parent. Trials stop early twice: before fine-tuning when the one-shot model already misses the target
+and a finished trial within the accuracy bound is closer to it, and during fine-tuning when validation accuracy
+is far below the bound. The study lives in the run database: more processes join it with the same command and
+`--study NAME`, and the budget counts finished trials, whoever ran them.
+
+The search sees validation accuracy only; the winner is picked, like every front in the lab, on the recorded
+test accuracy, then verified (plan_result): timed again in pairs with the parent, its size is its file.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+
+import optuna
+import torch
+
+from ..config import param
+from ..core.measure import count_macs, count_params, effective_macs, measure, serialized_size
+from ..core.timing import machine_fingerprint
+from ..core.train import accuracy, predict
+from ..errors import CancelledError, LabError
+from ..store import worker_name
+from ..store.artifacts import save_model
+from ..techniques.codec import fold_shared, share_weights
+from ..techniques.quantize import METHODS as QUANT_METHODS
+from ..techniques.quantize import availability, quantize_model
+from .baseline import Parent, prepare_parent
+from .compressed import encode_model, file_header, round_raw_tensors, save_blob
+from .configs import TechniqueConfig
+from .context import RunContext
+from .plan_recipe import Built, Recipe, Space, Tuning, build, seed_params, shape, suggest
+from .plan_result import summarize
+from .plan_target import Target, parse_target
+from .search import FINISHED, _storage
+from .speed import record_fields, time_pair
+
+EARLY_STOP_PT = 5.0   # a trial this far past the accuracy bound after half its epochs does not come back
+
+
+@dataclass
+class PlanConfig(TechniqueConfig):
+    lab = "plan"
+    target: str = param("latency=0.4", required=True,
+                        help="KIND=RATIO, the share of the baseline's cost to keep: latency=0.4 (2.5x faster), "
+                             "size=0.025 (40x smaller), params=0.2 (non-zero parameters) or macs=0.3")
+    max_drop: float = param(1.0, min=0, max=100, help="largest accuracy drop allowed, in percentage points")
+    trials: int = param(12, min=1, max=10_000, help="finished trials wanted (stopped-early ones count)")
+    finetune_epochs: int = param(6, min=1, max=1000, help="most fine-tuning epochs one trial may use")
+    quantize: list[str] = param(["static_int8", "dynamic_int8"], choices=QUANT_METHODS,
+                                help="int8 methods the search may pick (it may also pick none)")
+    share_bits: list[int] = param([3, 4, 5, 6, 8], min=1, max=8,
+                                  help="weight-sharing bits the search may pick (it may also share none)")
+    study: str | None = param(None, help="study name: the same command with it in more processes shares trials")
+
+    def check(self) -> None:
+        super().check()
+        parse_target(self.target)
+
+    def parsed_target(self) -> Target:
+        return parse_target(self.target)
+
+
+@dataclass
+class Env:
+    """What every trial of one process shares."""
+    config: PlanConfig
+    target: Target
+    parent: Parent
+    space: Space
+    tuning: Tuning
+    base_val: float
+    header: dict
+    ctx: RunContext
+    study: str
+
+
+def _device(config: PlanConfig) -> str:
+    return config.device if config.device not in (None, "auto") else "cpu"
+
+
+def _space(config: PlanConfig, unavailable: list[dict]) -> Space:
+    """int8 methods this machine can run (others are reported, like the quantize lab does)."""
+    methods = []
+    for method in config.quantize:
+        reason = ("int8 kernels run on the CPU and this plan times on " + _device(config)
+                  if _device(config) != "cpu" else availability(method, "cpu"))
+        if reason:
+            unavailable.append({"method": method, "reason": reason})
+        else:
+            methods.append(method)
+    return Space(config.finetune_epochs, tuple(methods), tuple(sorted(set(config.share_bits))))
+
+
+def _timing(env: Env, built: Built, rounds: int = 5) -> dict:
+    parent = env.parent
+    device = "cpu" if built.report.get("quantize", {}).get("real_int8") else _device(env.config)
+    return time_pair(parent.model, built.model, parent.data.input_shape, parent.latency_batch, device=device,
+                     dtype_b=built.input_dtype, rounds=rounds, block_s=max(0.01, env.ctx.latency_time / 6))
+
+
+def _size(built: Built) -> int:
+    return len(built.blob) if built.blob is not None else serialized_size(built.model)[0]
+
+
+# the target's cost as a share of the parent's: (env, candidate, paired timing or None) -> ratio
+COSTS = {
+    "latency": lambda env, built, timing: 1 / (timing or _timing(env, built))["speedup"],
+    "size": lambda env, built, timing: _size(built) / env.parent.record["size_bytes"],
+    "params": lambda env, built, timing: count_params(built.model)[1] / env.parent.record["nonzero_params"],
+    "macs": lambda env, built, timing: (count_macs(built.float_model, env.parent.data.input_shape)
+                                        / env.parent.record["macs"]),
+}
+
+
+def _one_shot(env: Env, recipe: Recipe) -> Built:
+    """The recipe's final shape without any training: what the trial will cost, for a few seconds."""
+    model = shape(env.parent.model, env.parent.data, recipe, (0.0, 1.0), env.config.seed)
+    if recipe.quantize:
+        quantized, report = quantize_model(model, env.parent.data, recipe.quantize, "cpu")
+        return Built(quantized, model, None, QUANT_METHODS[recipe.quantize].input_dtype, {"quantize": report})
+    if recipe.bits and env.target.kind == "size":
+        shared, report = share_weights(model, recipe.bits)
+        folded = fold_shared(shared)
+        round_raw_tensors(folded, {f"{r['layer']}.weight" for r in report["layers"]})
+        return Built(folded, folded, encode_model(folded, recipe.bits, env.header))
+    return Built(model, model)
+
+
+def _closest_cost(trial: optuna.Trial, max_drop: float) -> tuple[float, int] | None:
+    """The lowest cost among finished trials within the accuracy bound (on validation), and its number."""
+    done = [t for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            if "cost" in t.user_attrs and t.user_attrs.get("val_drop_pt", 1e9) <= max_drop]
+    if not done:
+        return None
+    best = min(done, key=lambda t: t.user_attrs["cost"])
+    return best.user_attrs["cost"], best.number
+
+
+def _price_first(env: Env, trial: optuna.Trial, recipe: Recipe) -> None:
+    """Stop the trial before fine-tuning when it cannot be the answer: it misses the target and a finished
+    trial that kept the accuracy is already closer to it."""
+    closest = _closest_cost(trial, env.config.max_drop)
+    if closest is None:
+        return  # nothing to compare with yet: train it
+    estimate = COSTS[env.target.kind](env, _one_shot(env, recipe), None)
+    trial.set_user_attr("cost_estimate", estimate)
+    if estimate > env.target.ratio and estimate >= closest[0]:
+        trial.set_constraint("cost", estimate / env.target.ratio - 1)
+        trial.set_constraint("accuracy", 0.0)
+        note = (f"stopped before fine-tuning: its one-shot model is {env.target.phrase(estimate)}, short of "
+                f"{env.target.phrase()}, and trial {closest[1]} is closer")
+        trial.set_user_attr("note", note)
+        raise optuna.TrialPruned(note)
+
+
+def _early_stop(env: Env, trial: optuna.Trial, recipe: Recipe):
+    """on_epoch: stop a trial whose validation accuracy is far past the bound after half its epochs."""
+    seen = [0]
+
+    def on_epoch(info: dict) -> None:
+        seen[0] += 1
+        drop = 100 * (env.base_val - info["val_accuracy"])
+        if seen[0] * 2 >= recipe.epochs and drop > env.config.max_drop + EARLY_STOP_PT:
+            trial.set_constraint("cost", 0.0)
+            trial.set_constraint("accuracy", (drop - env.config.max_drop) / 10)
+            note = f"stopped early after {seen[0]} of {recipe.epochs} epochs: validation accuracy -{drop:.1f} pt"
+            trial.set_user_attr("note", note)
+            raise optuna.TrialPruned(note)
+        env.ctx.check_cancel()
+    return on_epoch
+
+
+def _store_trial(env: Env, trial: optuna.Trial, recipe: Recipe, built: Built, val_acc: float) -> tuple[dict, float]:
+    """Measure the trial's model here, time it with the parent when the target is speed, store it as a child."""
+    parent, ctx = env.parent, env.ctx
+    record = measure(built.model, parent.data, latency_batch=parent.latency_batch, exclusive=ctx.exclusive,
+                     min_run_time=ctx.latency_time, input_dtype=built.input_dtype)
+    if built.float_model is not built.model:  # int8 kernels run the float model's multiply-accumulates
+        record["macs"] = count_macs(built.float_model, parent.data.input_shape)
+        record["effective_macs"] = effective_macs(built.float_model, parent.data.input_shape)
+    if record.get("effective_macs"):
+        record["speedup_predicted_macs"] = parent.record["macs"] / record["effective_macs"]
+    timing = _timing(env, built) if env.target.kind == "latency" else None
+    if timing:
+        record.update(record_fields(timing), speedup_reference=parent.run["id"])
+    cost = COSTS[env.target.kind](env, built, timing)
+    extra = {"study": env.study, "trial": trial.number, "recipe": recipe.to_dict(), "target": env.target.text(),
+             "cost": cost, "val_accuracy": val_acc, **built.report.get("quantize", {})}
+    if built.blob is not None:
+        record["size_bytes"] = len(built.blob)  # the run's size is its file: `export --format compressed`
+        extra.update(compressed_path=save_blob(built.blob), sharing=built.report["sharing"])
+    run_id = ctx.store.add_run("plan", parent.run["dataset"], parent.run["model"],
+                               {**env.config.to_dict(), "study": env.study, "recipe": recipe.to_dict()},
+                               parent_id=parent.run["id"], record=record, extra=extra, method="plan",
+                               label=f"plan trial {trial.number}: {recipe.label()}", job_id=ctx.job_id,
+                               weights_path=save_model(built.model, parent.data.x_test[:1]))
+    if timing:
+        ctx.store.add_machine(machine_fingerprint(timing["device"], timing["threads"]))
+        ctx.store.add_speedup(parent.run["id"], run_id, timing, "parent")
+    return ctx.store.get_run(run_id), cost
+
+
+def _trial_tuning(env: Env, trial: optuna.Trial, recipe: Recipe) -> Tuning:
+    return dataclasses.replace(env.tuning, seed=env.config.seed + trial.number,
+                               teacher_logits=env.tuning.teacher_logits if recipe.kd else None,
+                               on_epoch=_early_stop(env, trial, recipe))
+
+
+def make_objective(env: Env):
+    def objective(trial: optuna.Trial):
+        if env.ctx.cancelled():
+            trial.study.stop()
+            raise CancelledError("cancelled by the user")
+        recipe = suggest(trial, env.space)
+        trial.set_user_attr("recipe", recipe.to_dict())
+        trial.set_user_attr("worker", worker_name())
+        try:
+            _price_first(env, trial, recipe)
+            built = build(env.parent.model, recipe, _trial_tuning(env, trial, recipe), env.header)
+        except CancelledError:
+            raise
+        except LabError as err:  # e.g. a sparsity that empties a layer: a recipe that cannot be, not a crash
+            trial.set_user_attr("note", f"not possible: {err}")
+            raise optuna.TrialPruned(str(err)) from None
+        val_acc = accuracy(built.model, env.parent.data.x_val.to(built.input_dtype), env.parent.data.y_val)
+        drop = 100 * (env.base_val - val_acc)
+        run, cost = _store_trial(env, trial, recipe, built, val_acc)
+        trial.set_constraint("cost", cost / env.target.ratio - 1)
+        trial.set_constraint("accuracy", (drop - env.config.max_drop) / 10)
+        for key, value in (("run_id", run["id"]), ("cost", cost), ("val_accuracy", val_acc), ("val_drop_pt", drop)):
+            trial.set_user_attr(key, value)
+        done = len(trial.study.get_trials(deepcopy=False, states=FINISHED)) + 1
+        env.ctx.report(min(0.15 + 0.8 * done / env.config.trials, 0.95),
+                       f"trial {trial.number}: {env.target.phrase(cost)}, val acc {val_acc:.3f} ({recipe.label()})")
+        return val_acc, cost
+    return objective
+
+
+def _sampler(config: PlanConfig, joined: bool) -> optuna.samplers.BaseSampler:
+    # a joining process samples with another seed, or it would repeat the first process's recipes
+    seed = config.seed + (int(time.time() * 1000) % 1000 + 1 if joined else 0)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, config.trials // 3))
+
+
+def open_study(config: PlanConfig, env_space: Space, url: str) -> optuna.Study:
+    """Create the study (seeded with the target's prior recipes) or join an existing one."""
+    name = config.study or f"plan-{config.target}-{int(time.time() * 1000) % 10**9}"
+    try:
+        existing = optuna.load_study(study_name=name, storage=_storage(url))
+    except KeyError:
+        existing = None
+    study = optuna.create_study(study_name=name, storage=_storage(url), directions=["maximize", "minimize"],
+                                sampler=_sampler(config, existing is not None), load_if_exists=True)
+    if existing is None:
+        study.set_user_attr("kind", "plan")
+        study.set_user_attr("config", config.to_dict())
+        for prior in config.parsed_target().prior()[:max(1, config.trials // 3)]:
+            study.enqueue_trial(seed_params(prior, env_space), skip_if_exists=True)
+    elif existing.user_attrs.get("kind") != "plan":
+        raise LabError(f"Study '{name}' is not a plan (it is a {existing.user_attrs.get('kind', 'search')} "
+                       "study); pick another name.")
+    return study
+
+
+def work(study: optuna.Study, env: Env) -> None:
+    """Run trials until the study holds `trials` finished ones (this process's or any other's)."""
+    objective = make_objective(env)
+    optuna.storages.fail_stale_trials(study)
+    for _ in range(3 * env.config.trials):
+        remaining = env.config.trials - len(study.get_trials(deepcopy=False, states=FINISHED))
+        if remaining <= 0 or env.ctx.cancelled():
+            return
+        study.optimize(objective, n_trials=remaining, catch=(Exception,), gc_after_trial=False,
+                       callbacks=[optuna.study.MaxTrialsCallback(env.config.trials, states=FINISHED)])
+
+
+def _env(config: PlanConfig, ctx: RunContext, unavailable: list[dict]) -> Env:
+    parent = prepare_parent(config, ctx)
+    data, device = parent.data, _device(config)
+    ctx.report(0.14, "Computing the parent's answers (the teacher's soft targets)")
+    teacher = predict(parent.model, data.x_train, device).to(device)
+    spec = parent.run["model"]
+    return Env(config, config.parsed_target(), parent, _space(config, unavailable),
+               Tuning(data, device, config.lr, config.seed, teacher, ctx.should_cancel),
+               accuracy(parent.model, data.x_val, data.y_val), file_header(spec, data.input_shape,
+                                                                          data.num_classes, data.name),
+               ctx, "")
+
+
+def run_plan(config: PlanConfig, ctx: RunContext | None = None) -> dict:
+    """Search, pick and verify. Returns {"baseline", "best", "front", "trials", "study", "target", ...}."""
+    ctx = ctx or RunContext()
+    unavailable: list[dict] = []
+    env = _env(config, ctx, unavailable)
+    study = open_study(config, env.space, ctx.store.url)
+    env.study = study.study_name
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    work(study, env)
+    ctx.check_cancel()
+    ctx.report(0.95, "Verifying the winner: timing it with the parent again")
+    out = summarize(study, env.parent, env.target, config.max_drop, ctx, _device(config))
+    ctx.report(1.0, out["best"]["why"] if not out["best"]["meets"] else
+               f"Run {out['best']['run_id']} meets {env.target.phrase()}")
+    return {**out, "unavailable": unavailable}
+
+
+def plan_rows(out: dict) -> list[dict]:
+    """The CLI's table: the parent, then every finished trial."""
+    return [out["baseline"]] + [t for t in out["trials"] if "accuracy" in t]
+
+
+def plan_created(out: dict) -> list[int]:
+    return [t["run_id"] for t in out["trials"] if t.get("run_id") is not None]
+
+
+def plan_summary(out: dict) -> dict:
+    """What a finished plan job keeps besides its run ids."""
+    return {k: out[k] for k in ("study", "target", "best", "front")}

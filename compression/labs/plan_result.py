@@ -1,0 +1,169 @@
+"""A plan's answer: the trials, their front, and the winner verified (timed again with the parent, in pairs).
+
+`best` is the most accurate finished trial that meets the target within the accuracy bound. When none does, it
+is the closest: within the bound, the one with the lowest cost; when no trial kept the accuracy, the most
+accurate. Then it is verified: a fresh paired timing against the parent (speed.retime, stored in the speedups
+table), its size ratio from its stored size (the compressed file's bytes when weights are shared), its
+accuracy drop on the test split. `meets` is the verified answer, and `why` says in one sentence what fell short.
+"""
+from __future__ import annotations
+
+import optuna
+
+from ..core.pareto import pareto_mask
+from ..errors import LabError
+from ..store import RunStore
+from .baseline import Parent
+from .context import RunContext
+from .plan_target import Target, parse_target
+from .records import as_record
+from .search import _storage
+from .speed import retime
+
+_HEAVY = ("predictions", "history", "finetune_history")  # per-example answers and curves: not for a summary
+
+
+def _record(run: dict) -> dict:
+    return {k: v for k, v in as_record(run).items() if k not in _HEAVY}
+
+
+def trial_rows(study: optuna.Study, store: RunStore) -> list[dict]:
+    """Every trial: its recipe, status, note, cost and, when it finished, its stored run's record."""
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        attrs = t.user_attrs
+        row = {"number": t.number, "recipe": attrs.get("recipe"), "note": attrs.get("note"),
+               "run_id": attrs.get("run_id"), "cost": attrs.get("cost", attrs.get("cost_estimate")),
+               "val_accuracy": attrs.get("val_accuracy")}
+        if row["run_id"] is not None:
+            try:
+                row.update(_record(store.get_run(row["run_id"])))
+            except LabError:
+                row["note"] = "its run was deleted"
+        row["status"] = t.state.name.lower()
+        rows.append(row)
+    return rows
+
+
+def _drop(row: dict, base_accuracy: float) -> float:
+    return 100 * (base_accuracy - row["accuracy"])
+
+
+def choose(rows: list[dict], target: Target, max_drop: float, base_accuracy: float) -> dict | None:
+    """The winner among finished trials (see the module docstring), or None when none finished."""
+    done = [r for r in rows if r["status"] == "complete" and r.get("accuracy") is not None and r.get("cost")]
+    within = [r for r in done if _drop(r, base_accuracy) <= max_drop + 1e-9]
+    meeting = [r for r in within if r["cost"] <= target.ratio]
+    if meeting:
+        return max(meeting, key=lambda r: (r["accuracy"], -r["cost"]))
+    if within:
+        return min(within, key=lambda r: r["cost"])
+    return max(done, key=lambda r: (r["accuracy"], -r["cost"])) if done else None
+
+
+def front(rows: list[dict], target: Target) -> list[dict]:
+    """The finished trials no other beats on both recorded accuracy and the target's cost, cheapest first."""
+    done = [r for r in rows if r["status"] == "complete" and r.get("accuracy") is not None and r.get("cost")]
+    mask = pareto_mask([r["cost"] for r in done], [r["accuracy"] for r in done])
+    kept = sorted((r for r, keep in zip(done, mask) if keep), key=lambda r: r["cost"])
+    return [{"run_id": r["run_id"], "label": r.get("label"), "accuracy": r["accuracy"], "cost": r["cost"],
+             "phrase": target.phrase(r["cost"]), "recipe": r.get("recipe")} for r in kept]
+
+
+def _why(best: dict, target: Target, max_drop: float, trial_cost: float) -> str | None:
+    drop, cost, run = best["accuracy_drop_pt"], best["cost"], best["run_id"]
+    speed = f"{best['speedup']:.2f}x faster [{best['ci95'][0]:.2f}, {best['ci95'][1]:.2f}]"
+    reached = speed if target.kind == "latency" else target.phrase(cost)
+    if drop > max_drop + 1e-9:
+        return (f"No trial stayed within {max_drop:g} pt of the baseline's accuracy: the most accurate, run {run}, "
+                f"lost {drop:.1f} pt and is {reached}.")
+    if trial_cost > target.ratio:
+        return f"No trial within {max_drop:g} pt reached {target.phrase()}: the closest, run {run}, is {reached} at " \
+               f"{-drop:+.1f} pt."
+    if cost > target.ratio:
+        return (f"Timed again together with the baseline, run {run} is {speed}, short of {target.phrase()} "
+                f"(its trial's own timing said {target.phrase(trial_cost)}).")
+    return None
+
+
+def _flip_rate(store: RunStore, run_a: int, run_b: int) -> float | None:
+    from .diff import diff_runs
+    try:
+        return diff_runs(store, run_a, run_b)["flip_rate"]
+    except Exception:  # a model whose answers cannot be recomputed here: the card shows no flip rate
+        return None
+
+
+def verify(row: dict, parent: Parent, target: Target, max_drop: float, ctx: RunContext, device: str) -> dict:
+    """The winner's figures, measured again: paired speed-up with its CI, size ratio, accuracy drop."""
+    timing = retime(ctx.store, parent.run["id"], row["run_id"], device=device, batch_size=parent.latency_batch,
+                    rounds=7)
+    size_ratio = row["size_bytes"] / parent.record["size_bytes"]
+    cost = {"latency": 1 / timing["speedup"], "size": size_ratio}.get(target.kind, row["cost"])
+    best = {**row, "speedup": timing["speedup"], "ci95": list(timing["ci95"]), "speedup_noisy": timing["noisy"],
+            "speedup_batch": parent.latency_batch, "size_ratio": size_ratio, "size_factor": 1 / size_ratio,
+            "trial_cost": row["cost"],
+            "cost": cost, "accuracy_drop_pt": _drop(row, parent.record["accuracy"]),
+            "flip_rate": _flip_rate(ctx.store, parent.run["id"], row["run_id"])}
+    best["why"] = _why(best, target, max_drop, row["cost"])
+    best["meets"] = best["why"] is None
+    return best
+
+
+def _nothing(rows: list[dict]) -> dict:
+    notes = sorted({r["note"].split(":")[0] for r in rows if r.get("note")})
+    return {"run_id": None, "meets": False,
+            "why": "No trial finished (" + ("; ".join(notes) or "every one failed") + "): try a looser target, "
+                   "a larger accuracy drop, more fine-tuning epochs or more trials."}
+
+
+def summarize(study: optuna.Study, parent: Parent, target: Target, max_drop: float, ctx: RunContext,
+              device: str = "cpu") -> dict:
+    """The plan's result; its short form is kept on the study too, for the Plan page."""
+    rows = trial_rows(study, ctx.store)
+    row = choose(rows, target, max_drop, parent.record["accuracy"])
+    best = verify(row, parent, target, max_drop, ctx, device) if row else _nothing(rows)
+    out = {"study": study.study_name, "target": {"text": target.text(), "kind": target.kind, "ratio": target.ratio,
+                                                "phrase": target.phrase()},
+           "max_drop": max_drop, "baseline": parent.as_baseline(), "best": best, "front": front(rows, target),
+           "trials": rows}
+    study.set_user_attr("result", {"best": {k: best.get(k) for k in CARD_KEYS}, "baseline_run": parent.run["id"],
+                                   "front": [f["run_id"] for f in out["front"]]})
+    return out
+
+
+CARD_KEYS = ("run_id", "label", "meets", "why", "speedup", "ci95", "speedup_noisy", "speedup_batch", "size_ratio",
+             "size_factor", "real_int8",
+             "size_bytes", "accuracy", "accuracy_ci", "accuracy_drop_pt", "flip_rate", "cost", "trial_cost")
+
+
+def list_plans(store: RunStore) -> list[str]:
+    """Plan studies in the run database, newest first."""
+    return [s.study_name for s in optuna.get_all_study_summaries(storage=_storage(store.url))
+            if s.user_attrs.get("kind") == "plan"][::-1]
+
+
+def plan_state(name: str, store: RunStore) -> dict:
+    """A plan as it stands (while it runs too): its target, stored trials as points, stopped trials, result."""
+    try:
+        study = optuna.load_study(study_name=name, storage=_storage(store.url))
+    except KeyError:
+        raise LabError(f"No plan named '{name}' in {store.url}") from None
+    config = study.user_attrs.get("config", {})
+    target = parse_target(config.get("target", "latency=0.5"))
+    rows = trial_rows(study, store)
+    done = [r for r in rows if r["status"] == "complete" and r.get("accuracy") is not None and r.get("cost")]
+    result = study.user_attrs.get("result")
+    base_id = (result or {}).get("baseline_run") or next((r["parent_id"] for r in done), None)
+    baseline = _record(store.get_run(base_id)) if base_id is not None else None
+    base_acc = baseline["accuracy"] if baseline else None
+    points = [{"run_id": r["run_id"], "label": r.get("label"), "factor": 1 / r["cost"], "cost": r["cost"],
+               "accuracy": r["accuracy"], "drop_pt": None if base_acc is None else _drop(r, base_acc),
+               "number": r["number"]} for r in done]
+    stopped = [{"number": r["number"], "note": r.get("note"), "factor": 1 / r["cost"] if r.get("cost") else None}
+               for r in rows if r["status"] == "pruned"]
+    return {"name": name, "config": config, "target": {"kind": target.kind, "ratio": target.ratio,
+                                                       "factor": 1 / target.ratio, "phrase": target.phrase(),
+                                                       "unit": target.phrase().split("x ", 1)[-1]},
+            "max_drop": config.get("max_drop", 1.0), "baseline": baseline, "points": points, "stopped": stopped,
+            "finished": len(done) + len(stopped), "trials": config.get("trials"), "result": result}

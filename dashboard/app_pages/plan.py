@@ -1,0 +1,80 @@
+import streamlit as st
+
+from compression import LabError
+from compression.labs.compressed import run_compressed_bytes
+from compression.labs.plan_result import list_plans, plan_state
+from dashboard.charts_plan import plan_chart
+from dashboard.components import human_bytes, job_panel, submit_job
+from dashboard.state import baseline_params, get_store
+
+# what a user asks for -> the target kind, and the factors the slider offers
+GOALS = {"Faster": ("latency", [1.5, 2.0, 2.5, 3.0, 4.0, 5.0], 2.5),
+         "Smaller file": ("size", [2.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0], 20.0),
+         "Fewer non-zero parameters": ("params", [2.0, 5.0, 10.0, 20.0], 5.0),
+         "Fewer MACs": ("macs", [1.5, 2.0, 3.0, 4.0, 5.0], 3.0)}
+UNITS = {"latency": "faster", "size": "smaller", "params": "fewer non-zero parameters", "macs": "fewer MACs"}
+
+st.title("Plan")
+st.write("Name a target and the largest accuracy loss you accept. The lab searches recipes (channel removal, "
+         "weight pruning, fine-tuning with distillation, int8 or weight sharing) on the sidebar's model, keeps "
+         "every trial as a run, and verifies the winner: timed again together with the baseline, its size the "
+         "bytes of its file.")
+params = baseline_params()
+goal = st.radio("I want it", list(GOALS), horizontal=True)
+kind, factors, default = GOALS[goal]
+with st.form("plan-form"):
+    factor = st.select_slider("How much", factors, value=default, format_func=lambda f: f"{f:g}x {UNITS[kind]}")
+    c1, c2 = st.columns(2)
+    max_drop = c1.slider("Largest accuracy drop (pt)", 0.0, 5.0, 1.0, 0.1)
+    trials = c2.slider("Trial budget", 2, 48, 12)
+    if st.form_submit_button("Plan", type="primary"):
+        submit_job("plan", {**params, "target": f"{kind}={1 / factor:.4g}", "max_drop": max_drop, "trials": trials})
+job_panel(("plan",), key="plan", show_curves=False)
+
+store = get_store()
+plans = list_plans(store)
+if not plans:
+    st.info("No plans yet. Name a target and press **Plan**: trials appear here as they finish.")
+    st.stop()
+name = st.selectbox("Plan", plans)
+try:
+    state = plan_state(name, store)
+except LabError as err:
+    st.error(str(err))
+    st.stop()
+result = state["result"] or {}
+best = result.get("best") or {}
+st.caption(f"Target **{state['target']['phrase']}** within **{state['max_drop']:g} pt**; "
+           f"{state['finished']} of {state['trials']} trials finished"
+           + (f", {len(state['stopped'])} stopped early." if state["stopped"] else "."))
+if state["points"]:
+    st.plotly_chart(plan_chart(state, best.get("run_id")), key="plan-chart")
+else:
+    st.info("No trial has finished yet; the chart fills in as they do.")
+
+if not result:
+    st.stop()
+st.subheader("The winner")
+if best.get("run_id") is None:
+    st.warning(best.get("why") or "No trial finished.")
+    st.stop()
+(st.success if best["meets"] else st.warning)(
+    f"Run {best['run_id']} meets {state['target']['phrase']}: {best['label']}" if best["meets"] else best["why"])
+lo, hi = best["ci95"]
+m1, m2, m3, m4 = st.columns(4)
+m1.metric("Speed-up (verified)", f"{best['speedup']:.2f}x",
+          help="timed again together with the baseline, interleaved rounds, at the latency batch")
+m1.caption(f"95% CI [{lo:.2f}, {hi:.2f}] at batch {best['speedup_batch']}"
+           + (" · :orange[noisy]" if best.get("speedup_noisy") else ""))
+m2.metric("Size", human_bytes(best["size_bytes"]), f"{best['size_factor']:.1f}x smaller", delta_color="off")
+m3.metric("Accuracy", f"{best['accuracy']:.4f}", f"{-best['accuracy_drop_pt']:+.2f} pt")
+m3.caption(f"95% CI [{best['accuracy_ci'][0]:.3f}, {best['accuracy_ci'][1]:.3f}]")
+m4.metric("Answers changed", "-" if best.get("flip_rate") is None else f"{best['flip_rate']:.1%}",
+          help="share of test answers that differ from the baseline's (flip rate)")
+b1, b2 = st.columns(2)
+try:
+    b1.download_button("Export", run_compressed_bytes(store, best["run_id"]), file_name=f"run{best['run_id']}.cldc",
+                       help="the compressed file; compression.load_compressed(path) rebuilds the model")
+except LabError as err:
+    b1.caption(f"Export: {err}")
+b2.page_link("app_pages/compare.py", label="Open in Compare", icon=":material/scatter_plot:")

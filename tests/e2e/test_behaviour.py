@@ -1,0 +1,48 @@
+"""In the browser: Compare's Behaviour view draws its charts and shows the flipped test examples as images."""
+import pytest
+
+from compression import BaselineConfig, PruneLabConfig, RunContext, RunStore, get_baseline, run_prune
+
+from .conftest import screenshot
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def pruned_digits(app_server, monkeypatch):
+    """A digits baseline and its 90% global_l1 child without fine-tuning, stored in the served app's lab."""
+    monkeypatch.setenv("COMPRESSION_LAB_HOME", str(app_server["home"]))
+    ctx = RunContext(latency_time=0.02)
+    _, base = get_baseline(BaselineConfig(dataset="digits", model="mlp:hidden=32", epochs=3, latency_batch=16), ctx)
+    child = run_prune(PruneLabConfig(from_run=base["id"], method="global_l1", sparsities=[0.9], finetune_epochs=0,
+                                     latency_batch=16), ctx)["results"][0]
+    return base, RunStore().get_run(child["run_id"])
+
+
+def _gallery_widths(page) -> list[int]:
+    """naturalWidth of every image in the page's main section, once all have loaded (0: did not decode)."""
+    page.wait_for_function("() => { const imgs = [...document.querySelectorAll(\"[data-testid='stMain'] img\")];"
+                           " return imgs.length > 0 && imgs.every(i => i.complete); }", timeout=60_000)
+    return page.eval_on_selector_all("[data-testid='stMain'] img", "imgs => imgs.map(i => i.naturalWidth)")
+
+
+def test_flipped_examples_show_as_images_in_compare_and_report(page, app_server, pruned_digits):
+    _, child = pruned_digits
+    flips = round(child["extra"]["flip_rate"] * len(child["extra"]["predictions"]["label"]))
+    assert flips > 0  # 90% of the weights gone without fine-tuning changes answers
+    page.goto(f"{app_server['url']}/compare")
+    page.get_by_text("Flipped examples, newly wrong first").wait_for(timeout=90_000)
+    page.wait_for_selector(".main-svg")
+    widths = _gallery_widths(page)
+    assert len(widths) == min(flips, 24) and all(w == 64 for w in widths), widths  # 8x8 digits, 8x nearest
+    assert page.get_by_text("newly wrong · true").count() >= 1  # each image says what changed
+    assert page.locator(".main-svg").count() >= 4  # trade-off, per-class deltas, confusion change, reliability
+    assert page.get_by_text("Per-class accuracy change").count() >= 1
+    screenshot(page, "behaviour")
+
+    page.goto(f"{app_server['url']}/report")
+    page.get_by_text("What changed", exact=True).wait_for(timeout=90_000)
+    widths = _gallery_widths(page)
+    assert 0 < len(widths) <= 6 and all(w == 64 for w in widths), widths
+    assert page.get_by_text("of answers changed").count() >= 1
+    screenshot(page, "report-what-changed")
