@@ -68,7 +68,15 @@ def test_measure_record_is_complete_and_sane(synthetic):
 
 
 def test_latency_grows_with_batch(synthetic):
+    """Interleaved (b1, b256, b1, ...): a competing load that inflates batch 1 200x (OpenMP oversubscription)
+    hits both sizes alike, so the comparison holds on a shared machine."""
+    import statistics
+    from compression.core.measure import measure_latency
     model = build_model("cnn:width=32", synthetic.input_shape, synthetic.num_classes)
     record = measure(model, synthetic, batch_sizes=(1, 256))
-    by_batch = {e["batch_size"]: e["median_ms"] for e in record["latency"] if e["device"] == "cpu"}
-    assert by_batch[256] > 2 * by_batch[1]
+    assert {e["batch_size"] for e in record["latency"] if e["device"] == "cpu"} == {1, 256}
+    timings = {1: [], 256: []}
+    for _ in range(3):
+        for batch in timings:
+            timings[batch].append(measure_latency(model, synthetic.input_shape, "cpu", batch, min_run_time=0.05)["median_ms"])
+    assert statistics.median(timings[256]) > 2 * statistics.median(timings[1])
