@@ -160,13 +160,14 @@ def _price_first(env: Env, trial: optuna.Trial, recipe: Recipe) -> None:
 
 
 def _early_stop(env: Env, trial: optuna.Trial, recipe: Recipe):
-    """on_epoch: stop a trial whose validation accuracy is far past the bound after half its epochs."""
+    """on_epoch: stop a trial whose validation accuracy is far past the bound after half its epochs (never after
+    its last one: then stopping saves nothing and loses the finished model)."""
     seen = [0]
 
     def on_epoch(info: dict) -> None:
         seen[0] += 1
         drop = 100 * (env.base_val - info["val_accuracy"])
-        if seen[0] * 2 >= recipe.epochs and drop > env.config.max_drop + EARLY_STOP_PT:
+        if seen[0] * 2 >= recipe.epochs and seen[0] < recipe.epochs and drop > env.config.max_drop + EARLY_STOP_PT:
             trial.set_constraint("cost", 0.0)
             trial.set_constraint("accuracy", (drop - env.config.max_drop) / 10)
             note = f"stopped early after {seen[0]} of {recipe.epochs} epochs: validation accuracy -{drop:.1f} pt"

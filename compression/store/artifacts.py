@@ -65,8 +65,11 @@ def _dtype_of(model: nn.Module) -> torch.dtype:
 
 
 def load_run_model(path: str | None) -> nn.Module:
-    if not path or not Path(path).exists():
-        raise LabError(f"The weights of this run are missing ({path}); re-run it to recreate them.")
+    if not path:
+        raise LabError("This run has no stored model file (it was recorded without weights); re-run it to "
+                       "make one.")
+    if not Path(path).exists():
+        raise LabError(f"The model file of this run is missing ({Path(path).name}); re-run it to recreate it.")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if path.endswith(".ts"):

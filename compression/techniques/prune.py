@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
@@ -149,18 +150,247 @@ def _check_no_empty_layer(targets) -> None:
                            "use a per-layer method, or leave the layer out.")
 
 
-def _structured_pruner(model, data: Dataset, config: PruneConfig, targets):
+class _ShuffleFn(torch.autograd.Function):
+    """A channel shuffle as one autograd node, so Torch-Pruning's tracer sees one op instead of the view and
+    transpose it cannot map (they divide by zero in its reshape rule)."""
+
+    @staticmethod
+    def forward(ctx, x, groups):
+        ctx.groups = groups
+        return _shuffle(x, groups)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _shuffle(grad, grad.shape[1] // ctx.groups), None  # shuffling by C/g groups undoes it
+
+
+def _shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    b, c, h, w = x.shape
+    return x.view(b, groups, c // groups, h, w).transpose(1, 2).reshape(b, c, h, w)
+
+
+class ChannelShuffle(nn.Module):
+    """Pruning-time stand-in for torchvision's channel_shuffle: a leaf Torch-Pruning can be told about."""
+
+    def __init__(self, groups: int):
+        super().__init__()
+        self.groups = groups
+
+    def forward(self, x):
+        return _ShuffleFn.apply(x, self.groups)
+
+
+def _shuffle_barrier():
+    """Torch-Pruning's rule for ChannelShuffle: no channel can be removed through it (it interleaves two
+    branches' channels), so every group that reaches it is left whole; the rest of the model prunes."""
     import torch_pruning as tp
 
+    class ShuffleBarrier(tp.pruner.function.BasePruningFunc):
+        def prune_out_channels(self, layer, idxs):
+            return layer
+
+        def prune_in_channels(self, layer, idxs):  # a different function: no coupling through the shuffle
+            return layer
+
+        def get_out_channels(self, layer):
+            return 0  # "nothing to remove": check_pruning_group then refuses any group holding the shuffle
+
+        def get_in_channels(self, layer):
+            return 0
+    return ShuffleBarrier()
+
+
+def _shuffle_block_forward(self, x):  # torchvision's InvertedResidual.forward, with the shuffle as a module
+    if self.stride == 1:
+        x1, x2 = x.chunk(2, dim=1)
+        out = torch.cat((x1, self.branch2(x2)), dim=1)
+    else:
+        out = torch.cat((self.branch1(x), self.branch2(x)), dim=1)
+    return self.prune_shuffle(out)
+
+
+_VIEWS: dict[type, type] = {}
+
+
+def _enter_shuffle(block: nn.Module) -> None:
+    base = type(block)
+    _VIEWS.setdefault(base, type(f"Prunable{base.__name__}", (base,), {"forward": _shuffle_block_forward}))
+    block.add_module("prune_shuffle", ChannelShuffle(2))
+    block.__class__ = _VIEWS[base]
+
+
+def _leave_shuffle(block: nn.Module) -> None:
+    del block.prune_shuffle
+    block.__class__ = type(block).__mro__[1]  # back to torchvision's own class: the saved model is plain
+
+
+def _vit_after_step(vit: nn.Module) -> None:
+    vit.hidden_dim = vit.conv_proj.out_channels  # torchvision's ViT reshapes patches with this number
+
+
+def _is(module: nn.Module, module_path: str, *names: str) -> bool:
+    """By class name, so torchvision is not imported here just to ask."""
+    return type(module).__module__ == module_path and type(module).__name__ in names
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A layer or model that Torch-Pruning must be told about (or that channel pruning refuses). `matches` picks
+    modules; `options` adds Torch-Pruning arguments for them; `enter`/`leave` rewrite a module for the tracing and
+    restore it after pruning; `after_step` fixes what a pruning step leaves stale; `refuse` names why the layer
+    cannot be channel-pruned."""
+    name: str
+    matches: Callable[[nn.Module], bool]
+    options: Callable[[nn.Module], dict] | None = None
+    enter: Callable[[nn.Module], None] | None = None
+    after_step: Callable[[nn.Module], None] | None = None
+    leave: Callable[[nn.Module], None] | None = None
+    refuse: str | None = None
+
+
+ARCHITECTURES: Registry[Architecture] = Registry("architecture rule")
+for _a in [
+    # nn.MultiheadAttention splits its embedding into heads of consecutive dims: pruning as many dims in each head,
+    # at the same positions, keeps every head whole and the head count fixed (head-aware, not head removal).
+    Architecture("multihead_attention", lambda m: isinstance(m, nn.MultiheadAttention),
+                 options=lambda m: {"out_channel_groups": {m: m.num_heads}, "in_channel_groups": {m: m.num_heads}}),
+    # The class token and position embedding are bare parameters whose last dim is the embedding.
+    Architecture("torchvision_vit", lambda m: _is(m, "torchvision.models.vision_transformer", "VisionTransformer"),
+                 options=lambda m: {"unwrapped_parameters": [(m.class_token, 2), (m.encoder.pos_embedding, 2)]},
+                 after_step=_vit_after_step),
+    # ShuffleNet's channel shuffle interleaves two branches: block outputs stay whole, block insides prune.
+    Architecture("channel_shuffle", lambda m: _is(m, "torchvision.models.shufflenetv2", "InvertedResidual"),
+                 options=lambda m: {"customized_pruners": {ChannelShuffle: _shuffle_barrier()}},
+                 enter=_enter_shuffle, leave=_leave_shuffle),
+    Architecture("shifted_window_attention", lambda m: _is(
+        m, "torchvision.models.swin_transformer", "ShiftedWindowAttention", "ShiftedWindowAttentionV2"),
+        refuse="Swin's shifted-window attention (torchvision ShiftedWindowAttention): Torch-Pruning cannot trace "
+               "its window partition and relative position bias"),
+    Architecture("maxvit_attention", lambda m: _is(
+        m, "torchvision.models.maxvit", "RelativePositionalMultiHeadAttention"),
+        refuse="MaxViT's block and grid attention (torchvision RelativePositionalMultiHeadAttention): Torch-Pruning's "
+               "index mapping through its window partitions does not finish"),
+]:
+    ARCHITECTURES.register(_a.name, _a)
+
+SUPPORTED = ("Conv2d (grouped and depthwise too), Linear, BatchNorm, LayerNorm, GroupNorm, nn.MultiheadAttention, "
+             "torchvision's ViT and ShuffleNet blocks")
+
+
+def _rules(model: nn.Module) -> list[tuple[Architecture, str, nn.Module]]:
+    """Each (rule, module name, module) that applies; a refusing rule raises LabError naming the layer."""
+    found = []
+    for name, module in model.named_modules():
+        for rule in ARCHITECTURES.values():
+            if rule.matches(module):
+                if rule.refuse:
+                    raise LabError(f"Channel pruning does not support layer '{name}': {rule.refuse}. It supports "
+                                   f"{SUPPORTED}. Weight pruning (l1_unstructured, global_l1) works on any model.")
+                found.append((rule, name, module))
+    return found
+
+
+def _merge_options(found) -> dict:
+    merged: dict = {}
+    for rule, _, module in found:
+        for key, value in (rule.options(module) if rule.options else {}).items():
+            merged[key] = {**merged.get(key, {}), **value} if isinstance(value, dict) else merged.get(key, []) + value
+    return merged
+
+
+def _executed_layers(model: nn.Module, example: torch.Tensor) -> list[nn.Module]:
+    """Convs and linears in the order one forward pass runs them."""
+    order: list[nn.Module] = []
+    def record(mod, inputs, output):
+        order.append(mod)
+
+    hooks = [m.register_forward_hook(record) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    try:
+        with torch.no_grad():
+            model.eval()(example)
+    finally:
+        for h in hooks:
+            h.remove()
+    return order
+
+
+def _failing_layer(model: nn.Module, example: torch.Tensor) -> str | None:
+    """The innermost module whose forward raised (the layer a pruned model breaks at), or None if it runs."""
+    names = {m: n for n, m in model.named_modules()}
+    stack: list[str] = []
+
+    def enter(mod, inputs):
+        stack.append(names[mod])
+
+    def leave(mod, inputs, output):  # returns None: a forward hook's return value would replace the output
+        stack.pop()
+
+    hooks = [m.register_forward_pre_hook(enter) for m in model.modules()]
+    hooks += [m.register_forward_hook(leave) for m in model.modules()]
+    try:
+        with torch.no_grad():
+            model(example)
+        return None
+    except Exception:
+        return stack[-1] if stack else "(model)"
+    finally:
+        for h in hooks:
+            h.remove()
+
+
+def _structured_pruner(model, data: Dataset, config: PruneConfig, targets, found):
+    import torch_pruning as tp
+
+    example = torch.randn(1, *data.input_shape)
     chosen = {id(m) for _, m in targets}
-    classifier = [m for m in model.modules() if isinstance(m, nn.Linear)][-1:]
+    output = _executed_layers(model, example)[-1:]  # the classifier (a Linear, or squeezenet's 1x1 conv)
     ignored = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and id(m) not in chosen]
-    return tp.pruner.BasePruner(
-        model, torch.randn(1, *data.input_shape), importance=METHODS[config.method].importance(),
-        pruning_ratio=config.sparsity,
-        iterative_steps=config.steps if config.schedule == "iterative" else 1,
-        ignored_layers=ignored + classifier,  # never remove output classes
-        round_to=config.round_to if config.round_to and config.round_to > 1 else None)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Torch-Pruning's notes on unwrapped parameters
+            return tp.pruner.BasePruner(
+                model, example, importance=METHODS[config.method].importance(), pruning_ratio=config.sparsity,
+                iterative_steps=config.steps if config.schedule == "iterative" else 1,
+                ignored_layers=ignored + output,  # never remove output classes
+                round_to=config.round_to if config.round_to and config.round_to > 1 else None,
+                **_merge_options(found))
+    except Exception as err:
+        raise LabError(f"Torch-Pruning cannot trace this model's channel dependencies "
+                       f"({(str(err).strip().splitlines() or ['no detail'])[0][:160]}). Channel pruning supports "
+                       f"{SUPPORTED}; weight pruning (l1_unstructured, global_l1) works on any model.") from None
+
+
+def _clamp(pruner, config: PruneConfig) -> list[str]:
+    """Keep at least one channel in each group (per channel group: per head, per conv group): Torch-Pruning would
+    instead skip a group whose every channel the sparsity removes, silently leaving it whole. Returns notes."""
+    groups = pruner.DG.get_all_groups(ignored_layers=pruner.ignored_layers, root_module_types=pruner.root_module_types)
+    notes = []
+    for group in groups:
+        root = group[0].dep.target.module
+        width = pruner.DG.get_out_channels(root)
+        size = (width or 0) // max(1, pruner._get_channel_groups(group))
+        if size > 1 and int(size * (1 - config.sparsity)) < 1:
+            ratio = 1 - 1.5 / size  # Torch-Pruning keeps int(size * (1 - ratio)) = int(1.5) = 1 channel
+            pruner._layer_to_scope[root] = (f"_keep_one_{len(notes)}", [root])
+            pruner.pruning_ratio_dict[root] = pruner.iterative_pruning_ratio_scheduler(ratio, pruner.iterative_steps)
+            notes.append(f"layer '{pruner.DG._module2name.get(root, root)}' keeps 1 of its {size} channels "
+                         f"{'per group ' if size != width else ''}instead of none at {config.sparsity:.0%}")
+    return notes
+
+
+def _needs_clamp(model: nn.Module, sparsity: float) -> bool:
+    """Cheap test before the group scan: could any layer's (group's) width round down to zero kept channels?"""
+    sizes = []
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            sizes.append(m.out_channels // (m.groups if m.groups != m.out_channels else 1))
+        elif isinstance(m, nn.Linear):
+            sizes.append(m.out_features)
+        elif isinstance(m, nn.MultiheadAttention):
+            sizes.append(m.embed_dim // m.num_heads)
+        elif isinstance(m, nn.GroupNorm):
+            sizes.append(m.num_channels // m.num_groups)
+    return any(int(n * (1 - sparsity)) < 1 for n in sizes if n > 1)
 
 
 def _check_structured(model: nn.Module) -> None:
@@ -168,6 +398,19 @@ def _check_structured(model: nn.Module) -> None:
         width = m.out_channels if isinstance(m, nn.Conv2d) else m.out_features if isinstance(m, nn.Linear) else 1
         if width == 0:
             raise LabError(f"This sparsity removes every channel of layer '{name}'. Lower the sparsity.")
+
+
+def _check_runs(model: nn.Module, example: torch.Tensor, expected: torch.Size, method: str) -> None:
+    """A pruned model must run and give the same output shape; if not, name the layer where it breaks."""
+    layer = _failing_layer(model, example)
+    if layer is not None:
+        raise LabError(f"{method} broke layer '{layer}' of this model: Torch-Pruning removed channels the layer's "
+                       f"code still expects. Channel pruning supports {SUPPORTED}; weight pruning works on any model.")
+    with torch.no_grad():
+        shape = model(example).shape
+    if shape != expected:
+        raise LabError(f"{method} changed the output shape from {tuple(expected)} to {tuple(shape)}; the output "
+                       "layer could not be protected.")
 
 
 def layer_report(before: nn.Module, after: nn.Module) -> list[dict]:
@@ -193,12 +436,29 @@ def prune_model(model: nn.Module, data: Dataset, config: PruneConfig, device: st
     steps = config.steps if config.schedule == "iterative" else 1
     per_step = [math.ceil(config.finetune_epochs / steps)] * steps if config.finetune_epochs else [0] * steps
     history: list[dict] = []
-    pruner = _structured_pruner(pruned, data, config, targets) if METHODS[config.method].structured else None
+    pruner, found, notes = None, [], []
+    if METHODS[config.method].structured:
+        found = _rules(pruned)
+        example = data.x_train[:2].float().cpu()
+        with torch.no_grad():
+            expected = pruned.eval()(example).shape
+        for rule, _, module in found:
+            if rule.enter:
+                rule.enter(module)
+        pruner = _structured_pruner(pruned, data, config, targets, found)
+        if _needs_clamp(pruned, config.sparsity):
+            notes = _clamp(pruner, config)
     previous = 0.0
     for step, target in enumerate(agp_targets(config.sparsity, steps) if steps > 1 else [config.sparsity]):
         if pruner is not None:
             pruner.step()
+            for rule, _, module in found:
+                if rule.after_step:
+                    rule.after_step(module)
+                if rule.leave and step == steps - 1:  # the tracing view is done with: back to the model's classes
+                    rule.leave(module)
             _check_structured(pruned)
+            _check_runs(pruned, example, expected, config.method)
         else:
             _apply_unstructured(targets, config.method, 1 - (1 - target) / (1 - previous))
             _check_no_empty_layer(targets)
@@ -219,7 +479,7 @@ def prune_model(model: nn.Module, data: Dataset, config: PruneConfig, device: st
     pruned.eval()
     layers = layer_report(model, pruned)
     return pruned, {"method": config.method, "sparsity": config.sparsity, "structured": METHODS[config.method].structured,
-                    "layers": layers, "finetune_history": history, "config": config.to_dict()}
+                    "layers": layers, "finetune_history": history, "config": config.to_dict(), "notes": notes}
 
 
 def sensitivity(model: nn.Module, data: Dataset, sparsities: list[float], structured: bool = False,

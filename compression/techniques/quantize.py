@@ -157,17 +157,37 @@ def _static_int8(model, data, calibration_batches, batch_size):
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
     engine = int8_engine()
+    model = model.to(memory_format=torch.contiguous_format)  # a channels_last model: packed int8 weights want NCHW
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            prepared = prepare_fx(model, get_default_qconfig_mapping(engine), (data.x_train[:2],))
+            prepared = prepare_fx(model, get_default_qconfig_mapping(engine), (data.x_train[:2].contiguous(),))
         except Exception as err:  # FX cannot trace some control flow
             raise LabError(f"static_int8 needs an FX-traceable model; this one is not ({type(err).__name__}: "
                            f"{str(err).splitlines()[0][:120]}). Try dynamic_int8 or weight_only_int8.") from None
         with torch.no_grad():  # calibration: observers record activation ranges
             for i in range(calibration_batches):
-                prepared(data.x_train[i * batch_size:(i + 1) * batch_size])
-        return convert_fx(prepared)
+                prepared(data.x_train[i * batch_size:(i + 1) * batch_size].contiguous())
+        return _keepdim_spatial_means(convert_fx(prepared))
+
+
+def _keepdim_spatial_means(graph_module):
+    """`x.mean([2, 3])` on an int8 feature map of 1x1 pixels fails ("required rank 4 tensor to use channels_last
+    format": quantized convs return channels_last, and the 2-D result cannot keep that format). ShuffleNet pools
+    this way, and small images shrink to 1x1. `x.mean([2, 3], keepdim=True).flatten(1)` is the same numbers and
+    runs."""
+    graph = graph_module.graph
+    for node in list(graph.nodes):
+        dims = node.args[1] if node.op == "call_method" and node.target == "mean" and len(node.args) == 2 else None
+        if not isinstance(dims, (list, tuple)) or node.kwargs.get("keepdim") or list(dims) not in ([2, 3], [-2, -1]):
+            continue
+        node.kwargs = {**node.kwargs, "keepdim": True}
+        with graph.inserting_after(node):
+            flat = graph.call_method("flatten", (node, 1))
+        node.replace_all_uses_with(flat, delete_user_cb=lambda user: user is not flat)
+    graph.lint()
+    graph_module.recompile()
+    return graph_module
 
 
 def _weight_only_int8(model, data, calibration_batches, batch_size):
