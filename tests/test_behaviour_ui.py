@@ -152,7 +152,7 @@ def _old_runs(store, lab_home, datasets):
 
 
 @pytest.mark.parametrize("datasets, message", [(("synthetic", "digits"), "different data sets"),
-                                               (("synthetic", "synthetic"), "weights of this run are missing")])
+                                               (("synthetic", "synthetic"), "model file of this run is missing")])
 def test_bad_pairs_give_one_clear_message(lab_home, datasets, message):
     base, child = _old_runs(RunStore(), lab_home, datasets)
     at = _page("compare")
