@@ -21,7 +21,8 @@ with st.expander("What each method does", expanded=False):
 
 with st.form("prune-form"):
     c1, c2, c3 = st.columns(3)
-    method = c1.selectbox("Method", METHODS.names(), index=METHODS.names().index("global_l1"), format_func=METHODS.label)
+    method = c1.selectbox("Method", METHODS.names(), index=METHODS.names().index("global_l1"),
+                          format_func=METHODS.label)
     sparsity_text = c2.text_input("Sparsities", "0.3, 0.5, 0.7, 0.9", help="one run per value, each in [0, 1)")
     finetune = c3.number_input("Fine-tune epochs", 0, 100, 3)
     c4, c5, c6 = st.columns(3)
@@ -65,10 +66,10 @@ children = [r for r in pruned if r["parent_id"] == parent_id]
 plot(accuracy_vs_sparsity(children, parent), key="prune-acc")
 left, right = st.columns(2)
 frame = runs_frame([parent] + children)
-plot(container=left, fig=tradeoff_chart(frame, "nonzero_params", highlight=[parent_id],
-                                 title="Accuracy vs non-zero parameters"), key="prune-params")
-plot(container=right, fig=tradeoff_chart(frame, "latency_ms", highlight=[parent_id],
-                                  title="Accuracy vs CPU latency (largest batch)"), key="prune-latency")
+plot(container=left, key="prune-params",
+     fig=tradeoff_chart(frame, "nonzero_params", highlight=[parent_id], title="Accuracy vs non-zero parameters"))
+plot(container=right, key="prune-latency",
+     fig=tradeoff_chart(frame, "latency_ms", highlight=[parent_id], title="Accuracy vs CPU latency (largest batch)"))
 plot(speedup_bars(children, parent), key="prune-speedup")
 st.caption("Dense kernels multiply zeros as fast as any other number: unstructured sparsity shows in the gzip "
            "size, not in latency. Removing channels shrinks the matrices themselves, so it runs faster.")

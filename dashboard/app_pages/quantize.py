@@ -41,8 +41,8 @@ with quant_tab:
         frame = runs_frame([by_id[i] for i in {r["parent_id"] for r in runs} if i in by_id] + runs)
         left, right = st.columns(2)
         plot(container=left, fig=tradeoff_chart(frame, "size_bytes"), key="quant-size")
-        plot(container=right, fig=tradeoff_chart(frame, "latency_ms", title="Accuracy vs CPU latency (largest batch)"),
-                           key="quant-latency")
+        plot(container=right, key="quant-latency",
+             fig=tradeoff_chart(frame, "latency_ms", title="Accuracy vs CPU latency (largest batch)"))
         st.caption("int8 needs real int8 kernels to run faster; fp16/bf16 only pay off on hardware built for them. "
                    "At batch 1 the quantize/dequantize overhead can make int8 slower than fp32: the latency batch "
                    "in the sidebar changes what you see.")
