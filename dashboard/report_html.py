@@ -6,6 +6,7 @@ import html
 
 import plotly.io as pio
 
+from .display import IMAGE_EXPORT  # each chart's camera button saves a 3x PNG: slide-ready
 from .charts import runs_frame, tradeoff_chart
 from .charts_behaviour import gallery_captions, png_data_uri, what_changed
 from .components import human_bytes, human_count
@@ -56,7 +57,7 @@ def build_report(rows: list[tuple[dict, dict | None, str]], title: str = "Compre
     items = "".join(items)
     charts = [tradeoff_chart(frame, "params"), tradeoff_chart(frame, "size_bytes"),
               tradeoff_chart(frame, "latency_ms", title="Accuracy vs CPU latency (largest batch)")]
-    chart_html = "".join(pio.to_html(fig, include_plotlyjs=(i == 0), full_html=False)
+    chart_html = "".join(pio.to_html(fig, include_plotlyjs=(i == 0), full_html=False, config=IMAGE_EXPORT)
                          for i, fig in enumerate(charts))
     rows = "".join(
         f"<tr><td>{r['run_id']}</td><td>{html.escape(str(r['label']))}</td><td>{html.escape(str(r['model']))}</td>"
