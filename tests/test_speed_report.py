@@ -1,7 +1,6 @@
 """Speed-ups only from paired timings: the store's speedups table, the Report's words, and refusals."""
 from streamlit.testing.v1 import AppTest
 
-from compression import RunStore
 from compression.core.timing import machine_fingerprint
 from compression.labs.speed import latest_speedup, relation, speed_text
 from compression.labs.summary import versus_baseline

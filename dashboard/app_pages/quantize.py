@@ -1,13 +1,12 @@
 import streamlit as st
 
-from compression import LabError
 from compression.labs.summary import versus_baseline
 from compression.techniques.prune import METHODS as PRUNE_METHODS
 from compression.techniques.quantize import METHODS, availability
 from dashboard.charts import lineage_ids, runs_frame, tradeoff_chart
 from dashboard.display import plot
 from dashboard.components import job_panel, metric_cards, submit_job
-from dashboard.state import baseline_params, get_store, records
+from dashboard.state import baseline_params, records
 
 st.title("Quantize")
 st.write("Store weights (and activations) in fewer bits. Every result is measured on this machine, and says "
