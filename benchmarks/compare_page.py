@@ -11,7 +11,7 @@ from pathlib import Path
 
 import _common
 
-from compression import RunStore, get_baseline
+from compression import BaselineConfig, RunContext, RunStore, get_baseline
 
 APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
 
@@ -43,7 +43,8 @@ def render_seconds(home: str, repeats: int = 5) -> float:
 
 
 if __name__ == "__main__":
-    _, template = get_baseline("synthetic", "mlp:hidden=16", epochs=1, latency_batch=16, latency_time=0.02)
+    _, template = get_baseline(BaselineConfig(dataset="synthetic", model="mlp:hidden=16", epochs=1, latency_batch=16),
+                               RunContext(latency_time=0.02))
     homes = {}
     for count in (10, 1000):
         homes[count] = tempfile.mkdtemp(prefix=f"bench-compare-{count}-")

@@ -9,14 +9,14 @@ to imitate the teacher's soft targets; with 10% labels it still closed 63% of th
 """
 import _common
 
-from compression.distill_lab import run_distill
+from compression import DistillLabConfig, run_distill
 
 COMMON = dict(teacher="cnn:width=64", student="mlp:hidden=32", dataset="digits", temperatures=[2.0], alpha=0.5,
               seeds=[0, 1, 2], epochs=40)
 
 if __name__ == "__main__":
-    few = run_distill(label_fraction=0.1, **COMMON)
-    full = run_distill(label_fraction=1.0, **COMMON)
+    few = run_distill(DistillLabConfig(label_fraction=0.1, **COMMON))
+    full = run_distill(DistillLabConfig(label_fraction=1.0, **COMMON))
     mean = lambda rs: sum(r["accuracy"] for r in rs) / len(rs)  # noqa: E731
     _common.emit({"benchmark": "distill", "dataset": "digits", "teacher": COMMON["teacher"], "student": COMMON["student"],
                   "seeds": COMMON["seeds"], "temperature": 2.0, "alpha": 0.5, "epochs": 40,

@@ -7,16 +7,16 @@
 """
 import _common
 
-from compression.measure import latency_of
-from compression.prune_lab import run_prune_sweep
+from compression import PruneLabConfig, RunContext, run_prune
+from compression.core.measure import latency_of
 
 BATCH = 256
 
 
 def sweep(model, method, sparsity, finetune, schedule="oneshot", steps=1):
-    out = run_prune_sweep(sparsities=[sparsity], method=method, finetune_epochs=finetune, schedule=schedule,
-                          steps=steps, dataset="digits",
-                          model=model, epochs=10, seed=0, latency_batch=BATCH, latency_time=1.0)
+    out = run_prune(PruneLabConfig(sparsities=[sparsity], method=method, finetune_epochs=finetune, schedule=schedule,
+                                   steps=steps, dataset="digits", model=model, epochs=10, seed=0,
+                                   latency_batch=BATCH), RunContext(latency_time=1.0))
     base, result = out["baseline"], out["results"][0]
     return {"model": model, "method": method, "sparsity": sparsity, "finetune_epochs": finetune,
             "schedule": schedule, "steps": steps,

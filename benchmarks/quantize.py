@@ -6,39 +6,45 @@
   >= 4x smaller, >= 2x faster, <= 1 pt drop
 """
 import _common
+import torch
 
-from compression import RunStore, get_baseline, load_dataset
-from compression.artifacts import load_run_model
-from compression.measure import paired_speedup
-from compression.pipeline import run_pipeline
-from compression.quantize_lab import run_quantize
+from compression import (BaselineConfig, PipelineLabConfig, QuantizeLabConfig, RunStore, get_baseline, load_dataset,
+                         run_pipeline, run_quantize, speedup)
+from compression.store.artifacts import load_run_model
 
 BATCH = 256
 
 
+def paired(model_a, model_b) -> dict:
+    """Interleaved A/B timing at the benchmark batch (compression.speedup): the ratio, its 95% CI, and whether
+    other processes disturbed it."""
+    example = torch.randn(BATCH, *load_dataset("digits").input_shape)
+    result = speedup(model_a, model_b, example)
+    return {"cpu_speedup_b256": round(result["speedup"], 2), "speedup_ci95": [round(v, 2) for v in result["ci95"]],
+            "timing_noisy": result["noisy"]}
+
+
 def quantize_figures(model_spec, method):
-    base_model, _ = get_baseline("digits", model_spec, epochs=10)
-    out = run_quantize(methods=[method], dataset="digits", model=model_spec, epochs=10, latency_batch=BATCH)
+    base_model, _ = get_baseline(BaselineConfig(dataset="digits", model=model_spec, epochs=10, latency_batch=BATCH))
+    out = run_quantize(QuantizeLabConfig(methods=[method], dataset="digits", model=model_spec, epochs=10,
+                                         latency_batch=BATCH))
     base, result = out["baseline"], out["results"][0]
     quantized = load_run_model(RunStore().get_run(result["run_id"])["weights_path"])
-    speed = paired_speedup(base_model, quantized, load_dataset("digits").input_shape, BATCH)
     return {"model": model_spec, "method": method, "kernels": result["kernels"],
             "baseline_accuracy": round(base["accuracy"], 4), "accuracy": round(result["accuracy"], 4),
             "drop_pt": round(100 * (base["accuracy"] - result["accuracy"]), 2),
-            "size_ratio": round(result["size_bytes"] / base["size_bytes"], 3),
-            "cpu_speedup_b256": round(speed["speedup"], 2), "speedup_range": [round(speed["min"], 2), round(speed["max"], 2)]}
+            "size_ratio": round(result["size_bytes"] / base["size_bytes"], 3), **paired(base_model, quantized)}
 
 
 def pipeline_figures(model_spec, steps):
-    base_model, _ = get_baseline("digits", model_spec, epochs=10)
-    out = run_pipeline(steps=steps, dataset="digits", model=model_spec, epochs=10, latency_batch=BATCH)
+    base_model, _ = get_baseline(BaselineConfig(dataset="digits", model=model_spec, epochs=10, latency_batch=BATCH))
+    out = run_pipeline(PipelineLabConfig(steps=steps, dataset="digits", model=model_spec, epochs=10,
+                                         latency_batch=BATCH))
     base, final = out["baseline"], out["stages"][-1]
     final_model = load_run_model(RunStore().get_run(final["run_id"])["weights_path"])
-    speed = paired_speedup(base_model, final_model, load_dataset("digits").input_shape, BATCH)
     return {"model": model_spec, "steps": steps, "baseline_accuracy": round(base["accuracy"], 4),
             "accuracy": round(final["accuracy"], 4), "drop_pt": round(100 * (base["accuracy"] - final["accuracy"]), 2),
-            "smaller_x": round(base["size_bytes"] / final["size_bytes"], 2),
-            "cpu_speedup_b256": round(speed["speedup"], 2), "speedup_range": [round(speed["min"], 2), round(speed["max"], 2)],
+            "smaller_x": round(base["size_bytes"] / final["size_bytes"], 2), **paired(base_model, final_model),
             "stages": [{"label": s["label"], "accuracy": round(s["accuracy"], 4), "size_bytes": s["size_bytes"]}
                        for s in out["stages"]]}
 
@@ -47,7 +53,7 @@ if __name__ == "__main__":
     static = quantize_figures("cnn:width=64", "static_int8")
     dynamic = quantize_figures("mlp:hidden=256-256", "dynamic_int8")
     pipe = pipeline_figures("cnn:width=64", "prune:channel_l1=0.5,finetune:5,quantize:static_int8")
-    from compression.measure import cpu_simd
+    from compression.core.measure import cpu_simd
     _common.emit({"benchmark": "quantize", "dataset": "digits", "device": "cpu", "batch_size": BATCH,
                   "cpu_simd": cpu_simd(), "note": "int8 kernels gain most with VNNI/AMX; this list shows what the CPU has",
                   "static_int8_cnn64": static, "dynamic_int8_mlp256": dynamic, "pipeline_cnn64": pipe,

@@ -9,7 +9,8 @@ import time
 
 import _common
 
-from compression.search import SearchConfig, run_search
+from compression import SearchConfig
+from compression.labs.search import run_search
 
 
 def search(strategy, seed, trials=20):

@@ -65,9 +65,22 @@ class Registry(Generic[T]):
                 return self._families[family](name)
             self._load()
             if name not in self._items:
-                known = self.names() + [f"{p}PATH" for p in self._families]
-                raise UnknownNameError(self.what, str(name), known)
+                raise UnknownNameError(self.what, str(name), self._known_for(str(name)))
         return self._items[name]
+
+    def _known_for(self, name: str) -> list[str]:
+        """The names to suggest: a big dotted group (tv.*: 80 torchvision models) is listed in full only when the
+        unknown name is in it, else summed up in one entry, so the message stays one readable line."""
+        groups: dict[str, list[str]] = {}
+        for n in self.names():
+            groups.setdefault(n.split(".", 1)[0] + "." if "." in n else n, []).append(n)
+        known = []
+        for key, members in groups.items():
+            if len(members) > 10 and not name.startswith(key):
+                known.append(f"{key}NAME ({len(members)} names, e.g. {members[0]})")
+            else:
+                known.extend(members)
+        return known + [f"{p}PATH" for p in self._families]
 
     def check(self, name: str) -> str:
         self.get(name)

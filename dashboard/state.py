@@ -4,11 +4,14 @@ from __future__ import annotations
 import streamlit as st
 
 from compression import RunStore, as_record
-from compression.core.data import DATASETS
+from compression.core.data import DATASETS, IMAGEFOLDER
 from compression.core.measure import available_devices, hardware_info
-from compression.core.models import MODELS
+from compression.core.models import MODELS, list_models
 from compression.paths import default_data_dir
 from dashboard.display import presentation_toggle
+
+
+FOLDER_CHOICE = "image folder..."
 
 
 def get_store() -> RunStore:
@@ -19,18 +22,25 @@ def sidebar() -> None:
     """The shared sidebar: dataset, device, data folder and baseline model (kept in session_state)."""
     with st.sidebar:
         st.header("Setup")
-        st.selectbox("Dataset", DATASETS.names(), key="dataset", help="digits is embedded and works offline",
+        st.selectbox("Dataset", DATASETS.names() + [FOLDER_CHOICE], key="dataset",
+                     help="digits is embedded and works offline; an image folder holds one subfolder per class",
                      format_func=lambda d: f"{d} (default)" if d == "digits" else d)
-        st.caption(DATASETS.about(st.session_state.dataset))
+        if st.session_state.dataset == FOLDER_CHOICE:
+            st.text_input("Image folder", key="image_folder", placeholder="/path/to/images",
+                          help="class subfolders, or train/ val/ test/ holding them; resized to 32x32 (add ?size=N)")
+        st.caption(DATASETS.about(dataset_name()))
         hw = hardware_info()
         labels = {"cpu": f"cpu ({hw['cpu']}, {hw['threads']} threads)"}
         labels.update({"cuda": f"cuda ({name})" for name in hw["cuda"][:1]})
         st.selectbox("Device", available_devices(), key="device", format_func=labels.get)
-        if st.session_state.dataset not in ("digits", "synthetic"):
+        if st.session_state.dataset not in ("digits", "synthetic", FOLDER_CHOICE):
             st.text_input("Data folder", value=str(default_data_dir()), key="data_dir")
             st.checkbox("Download if missing (needs internet)", key="download")
-        st.selectbox("Baseline model", MODELS.names(), key="model_name",
-                     index=MODELS.names().index("lenet5"), help="the model every lab starts from")
+        names = MODELS.names()  # the zoo, then torchvision's classifiers as tv.NAME; type to search
+        st.selectbox("Baseline model", names, key="model_name", index=names.index("lenet5"),
+                     format_func=lambda n: f"{n} (torchvision)" if n.startswith("tv.") else n,
+                     help=f"the model every lab starts from: {len(list_models())} zoo models and "
+                          f"{len(names) - len(list_models())} torchvision classifiers; type to search")
         st.caption(MODELS.about(st.session_state.model_name))
         st.text_input("Model arguments", key="model_args", placeholder="e.g. width=64 or hidden=256-256")
         c1, c2 = st.columns(2)
@@ -42,6 +52,16 @@ def sidebar() -> None:
         presentation_toggle()
 
 
+def dataset_name() -> str:
+    """The sidebar's data set as the labs name it: a registered set, or imagefolder:PATH (digits until a folder
+    is typed in)."""
+    chosen = st.session_state.get("dataset", "digits")
+    if chosen == FOLDER_CHOICE:
+        folder = (st.session_state.get("image_folder") or "").strip()
+        return f"{IMAGEFOLDER}{folder}" if folder else "digits"
+    return chosen
+
+
 def model_spec() -> str:
     args = (st.session_state.get("model_args") or "").strip().replace(" ", "")
     name = st.session_state.get("model_name", "lenet5")
@@ -51,7 +71,7 @@ def model_spec() -> str:
 def baseline_params() -> dict:
     """What picks the baseline: the same keys as the CLI's train verb."""
     ss = st.session_state
-    return {"dataset": ss.get("dataset", "digits"), "model": model_spec(), "epochs": int(ss.get("epochs", 10)),
+    return {"dataset": dataset_name(), "model": model_spec(), "epochs": int(ss.get("epochs", 10)),
             "seed": int(ss.get("seed", 0)), "device": ss.get("device", "cpu"),
             "data_dir": ss.get("data_dir") or None, "download": bool(ss.get("download", False)),
             "latency_batch": int(ss.get("latency_batch", 256))}

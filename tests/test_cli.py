@@ -1,9 +1,11 @@
 """`python -m compression` as a user runs it: a real process, real stdout and stderr."""
 import json
+import re
 import subprocess
 import sys
 
 import pytest
+import torch
 
 from conftest import ROOT, cli_env
 
@@ -11,9 +13,9 @@ FIELDS = ["run_id", "kind", "parent_id", "dataset", "model", "config", "accuracy
           "nonzero_params", "size_bytes", "gzip_bytes", "macs", "latency"]
 
 
-def cli(home, *args):
+def cli(home, *args, timeout=300):
     return subprocess.run([sys.executable, "-m", "compression", *args], cwd=ROOT, env=cli_env(home),
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def test_train_lenet5_on_digits_meets_the_bar_and_prints_the_record(lab_home):
@@ -42,23 +44,127 @@ def test_train_lenet5_on_digits_meets_the_bar_and_prints_the_record(lab_home):
     assert "lenet5" in table.stdout and "accuracy" in table.stdout
 
 
-@pytest.mark.parametrize("args,message", [
+SYN = ["--dataset", "synthetic"]  # where a bug let a case through, it would train on tiny data, not digits
+# what each lab verb needs besides the flag under test
+NEEDS = {"train": [], "prune": ["--sparsity", "0.5"], "quantize": ["--method", "dynamic_int8"],
+         "pipeline": ["--steps", "finetune:1"], "distill": ["--teacher", "mlp:hidden=8", "--student", "mlp:hidden=4"],
+         "search": []}
+TRAIN_FLAGS = {"--latency-batch": ("70000", "latency batch must be in [1, 65536], got 70000"),
+               "--epochs": ("-3", "epochs must be in [0, 10000], got -3"),
+               "--seed": ("-2", "seed must be at least 0, got -2"),
+               "--batch-size": ("0", "batch size must be in [1, 65536], got 0"),
+               "--lr": ("0", "lr must be in (0, 10], got 0")}
+FROM = {"--from": ("0", "from run must be at least 1, got 0")}
+# an out-of-range value for every numeric flag of every lab verb
+NUMERIC = {
+    "train": {**TRAIN_FLAGS, "--latency-batch": ("0", "latency batch must be in [1, 65536], got 0"),
+              "--epochs": ("-1", "epochs must be in [0, 10000], got -1")},
+    "prune": {**TRAIN_FLAGS, **FROM, "--sparsity": ("1.0", "sparsities must be in [0, 1), got 1"),
+              "--finetune-epochs": ("-1", "finetune epochs must be in [0, 1000], got -1"),
+              "--steps": ("0", "steps must be in [1, 100], got 0")},
+    "quantize": {**TRAIN_FLAGS, **FROM, "--calibration-batches": ("0", "calibration batches must be in [1, 1000], got 0")},
+    "pipeline": {**TRAIN_FLAGS, **FROM, "--calibration-batches": ("0", "calibration batches must be in [1, 1000], got 0")},
+    "distill": {"--latency-batch": ("0", "latency batch must be in [1, 65536], got 0"),
+                "--temperature": ("0", "temperatures must be in (0, 1000], got 0"),
+                "--alpha": ("2", "alpha must be in [0, 1], got 2"),
+                "--label-fraction": ("0", "label fraction must be in (0, 1], got 0"),
+                "--seeds": ("-1", "seeds must be at least 0, got -1"),
+                "--epochs": ("0", "epochs must be in [1, 10000], got 0"),
+                "--teacher-epochs": ("0", "teacher epochs must be in [1, 10000], got 0")},
+    "search": {"--latency-batch": ("0", "latency batch must be in [1, 65536], got 0"),
+               "--trials": ("0", "trials must be in [1, 10000], got 0"),
+               "--epochs": ("0", "epochs must be in [1, 1000], got 0"),
+               "--max-params": ("0", "max params must be at least 1, got 0"),
+               "--max-macs": ("-5", "max macs must be at least 1, got -5"),
+               "--seed": ("-1", "seed must be at least 0, got -1")},
+}
+BAD_INPUT = [([verb, flag, value, *([] if flag in NEEDS[verb] else NEEDS[verb]), *SYN], message)
+             for verb, flags in NUMERIC.items() for flag, (value, message) in flags.items()] + [
+    # unknown names
     (["train", "--model", "vgg99"], "Unknown model 'vgg99'"),
     (["train", "--model", "cnn:depth=2"], "Known: width"),
-    (["train", "--dataset", "imagenet"], "Unknown dataset"),
-    (["train", "--epochs", "many"], "invalid int value"),
-    (["train", "--lr", "-1"], "learning rate"),
+    (["train", "--dataset", "imagenet"], "Unknown dataset 'imagenet'"),
+    (["train", "--optimizer", "lion", *SYN], "Unknown optimizer 'lion'. Known: adam, sgd"),
+    (["train", "--device", "tpu", *SYN], "Unknown device 'tpu'"),
+    (["search", "--device", "tpu", *SYN], "Unknown device 'tpu'"),
+    (["prune", "--sparsity", "0.5", "--method", "magic", *SYN], "Unknown pruning method 'magic'"),
+    (["prune", "--sparsity", "0.5", "--schedule", "weekly", *SYN], "Unknown schedule 'weekly'"),
+    (["quantize", "--method", "int3", *SYN], "Unknown quantization method 'int3'"),
+    (["pipeline", "--steps", "distort:3", *SYN], "Unknown stage 'distort'"),
+    (["pipeline", "--steps", "quantize:int3", *SYN], "Unknown quantization method 'int3'"),
+    (["distill", "--teacher", "mlp:hidden=8", "--student", "vgg99", *SYN], "Unknown model 'vgg99'"),
+    (["distill", "--teacher", "vgg99", "--student", "mlp:hidden=4", *SYN], "Unknown model 'vgg99'"),
+    (["search", "--strategy", "annealing", *SYN], "Unknown strategy 'annealing'"),
+    (["search", "--objective", "energy", *SYN], "Unknown objective 'energy'"),
+    (["search", "--space", "transformer", *SYN], "Unknown space 'transformer'"),
+    (["export", "1", "--format", "tflite", "--out", "model.tflite"], "invalid choice: 'tflite'"),
+    (["jobs", "submit", "nonsense"], "Unknown job kind 'nonsense'"),
+    (["runs", "frobnicate"], "invalid choice: 'frobnicate'"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+    # unknown ids
+    (["runs", "show", "999"], "no run 999"),
+    (["runs", "delete", "999"], "no run 999"),
+    (["export", "999", "--out", "model.pt"], "no run 999"),
+    (["prune", "--sparsity", "0.5", "--from", "999", *SYN], "no run 999"),
+    (["quantize", "--method", "dynamic_int8", "--from", "999", *SYN], "no run 999"),
+    (["distill", "--teacher", "999", "--student", "mlp:hidden=4", *SYN], "no run 999"),
+    (["jobs", "cancel", "999999"], "no job 999999"),
+    (["worker", "--study", "no-such-study"], "No study named 'no-such-study'"),
+    # malformed values
+    (["train", "--epochs", "many"], "epochs must be a whole number, got 'many'"),
+    (["train", "--epochs", "2.5"], "epochs must be a whole number, got '2.5'"),
+    (["train", "--lr", "nan"], "lr must be a number, got 'nan'"),
+    (["train", "--lr", "-1"], "lr must be in (0, 10], got -1"),
+    (["prune", "--sparsity", "abc", *SYN], "sparsities must be a list of numbers"),
+    (["prune", "--sparsity", "0.5", "-0.1", *SYN], "sparsities must be in [0, 1), got -0.1"),
+    (["train", "--model", "cnn:width"], "Bad model argument 'width' in 'cnn:width': write key=value"),
+    (["train", "--model", "cnn:width=0"], "Model argument width=0 of 'cnn' must be at least 1"),
+    (["train", "--model", "mlp:hidden=64-0"], "of 'mlp' must be at least 1"),
+    (["pipeline", "--steps", "quantize:static_int8,prune:global_l1=0.5", *SYN], "Quantize must be the last stage"),
+    (["pipeline", "--steps", "finetune:0", *SYN], "write finetune:EPOCHS with EPOCHS >= 1"),
+    (["pipeline", "--steps", "prune:global_l1=lots", *SYN], "write prune:METHOD=SPARSITY"),
+    (["pipeline", "--steps", "prune:global_l1=1.2", *SYN], "Sparsity must be in [0, 1), got 1.2"),
+    (["pipeline", "--steps", ",", *SYN], "The pipeline is empty"),
+    (["search", "--early-stop", *SYN], "single-objective"),
+    (["search", "--space", "mlp", "--max-params", "10", *SYN], "No architecture in this space satisfies"),
+    (["runs", "show", "abc"], "invalid int value: 'abc'"),
+    (["jobs", "cancel", "abc"], "'abc' is not a job id"),
+    (["jobs", "cancel"], "jobs cancel needs a job id"),
+    (["jobs", "submit"], "jobs submit needs a kind"),
+    (["jobs", "submit", "prune", "sparsities=1.7"], "sparsities must be in [0, 1), got 1.7"),
+    (["jobs", "submit", "train", "epochs_teacher=3"], "Unknown parameter 'epochs_teacher' for train"),
+    (["jobs", "submit", "train", "epochs"], "Bad job parameter 'epochs': write key=value"),
+    (["jobs", "submit", "search", "trials=0"], "trials must be in [1, 10000], got 0"),
+    (["prune", *SYN], "the following arguments are required: --sparsity"),
+    (["train", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+    (["export", "1"], "the following arguments are required: --out"),
     (["train", "--dataset", "mnist"], "files not found"),
-    (["runs", "show", "999"], "No run with id 999"),
-    (["frobnicate"], "invalid choice"),
-])
-def test_bad_arguments_exit_nonzero_with_one_line(lab_home, args, message):
-    result = cli(lab_home, *args, "--json") if args[0] != "frobnicate" else cli(lab_home, *args)
-    assert result.returncode != 0
+    # database URLs
+    (["runs", "list", "--db", "mysql://x"], "Unsupported database URL 'mysql://x'"),
+    (["runs", "list", "--db", "nonsense"], "Bad database URL 'nonsense'"),
+    (["runs", "list", "--db", "postgresql://u@127.0.0.1:1/db"], "Cannot open the database postgresql"),
+    pytest.param(["train", "--device", "cuda", *SYN], "no CUDA device is available here",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")),
+]
+CLASS_NAME = re.compile(r"\w*(Error|Exception)\b")  # TypeError, LabError, KeyError, "Error:", Exception ...
+
+
+@pytest.mark.parametrize("args,message", BAD_INPUT, ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+def test_bad_arguments_exit_2_with_one_line(lab_home, args, message):
+    result = cli(lab_home, *args, *(["--json"] if args[0] != "frobnicate" else []), timeout=120)
+    assert result.returncode == 2, (result.returncode, result.stderr)
     assert result.stdout == ""
-    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and message in lines[0], result.stderr
-    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr  # one line, nothing else on stderr
+    assert message in lines[0], result.stderr
+    assert "Traceback" not in result.stderr and not CLASS_NAME.search(result.stderr), result.stderr
+    assert not list(lab_home.glob("weights/*")), "bad input must be refused before anything is trained"
+
+
+def test_the_fuzz_table_is_large_enough():
+    assert len(BAD_INPUT) >= 60
+    flags = {(a[0], a[1]) for a, _ in BAD_INPUT[:sum(len(f) for f in NUMERIC.values())]}
+    assert flags == {(verb, flag) for verb, flags in NUMERIC.items() for flag in flags}
 
 
 def test_registry_lists_models_and_datasets(lab_home):

@@ -162,3 +162,18 @@ def test_lab_config_coerces_loose_input_and_round_trips():
                                        "epochs": "2", "latency_batch": 16.0, "with_sensitivity": "yes"})
     assert config.sparsities == [0.5, 0.8] and config.epochs == 2 and config.with_sensitivity is True
     assert PruneLabConfig.from_dict(config.to_dict()) == config
+
+
+@pytest.mark.parametrize("spec,sparsity", [("mlp:hidden=16", 0.95), ("mlp:hidden=64", 0.99), ("cnn:width=8", 0.95)])
+def test_a_channel_sparsity_that_would_empty_a_layer_keeps_one_channel_and_says_so(synthetic, spec, sparsity):
+    # Torch-Pruning alone would skip such a layer (nothing removed, no word said); issue 13: clamp and say so
+    model = build_model(spec, synthetic.input_shape, synthetic.num_classes)
+    pruned, report = prune_model(model, synthetic, PruneConfig(method="channel_l1", sparsity=sparsity,
+                                                               finetune_epochs=0))
+    widths = [m.out_channels if isinstance(m, nn.Conv2d) else m.out_features for m in pruned.modules()
+              if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert min(widths[:-1]) == 1 and widths[-1] == synthetic.num_classes
+    assert sum(p.numel() for p in pruned.parameters()) < 0.5 * sum(p.numel() for p in model.parameters())
+    assert report["notes"] and all("keeps 1 of its" in note for note in report["notes"])
+    with torch.no_grad():
+        assert pruned(synthetic.x_test[:3]).shape == (3, synthetic.num_classes)

@@ -107,7 +107,7 @@ def test_hypervolume_by_hand():
 @pytest.mark.parametrize("kwargs,message", [
     (dict(trials=0), r"trials must be in \[1, 10000\], got 0"), (dict(choices={"width": []}, space="mlp"), "empty"),
     (dict(strategy="annealing"), "Unknown strategy"), (dict(objective="energy"), "Unknown objective"),
-    (dict(early_stop=True), "single-objective"), (dict(space="transformer"), "Unknown search space"),
+    (dict(early_stop=True), "single-objective"), (dict(space="transformer"), "Unknown space 'transformer'"),
 ])
 def test_bad_search_input_is_refused(kwargs, message):
     with pytest.raises(LabError, match=message):

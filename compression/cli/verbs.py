@@ -72,7 +72,8 @@ def _registry(p):
     output_args(p)
 
     def handler(args):
-        payload = {"datasets": {n: DATASETS.about(n) for n in DATASETS},
+        payload = {"datasets": {**{n: DATASETS.about(n) for n in DATASETS},
+                                **{f"{p}PATH": DATASETS.about(p) for p in DATASETS.families()}},
                    "models": {n: {"description": MODELS.about(n), "args": model_args(n)} for n in MODELS}}
         rows = ([{"kind": "dataset", "name": k, "about": v} for k, v in payload["datasets"].items()] +
                 [{"kind": "model", "name": k, "about": v["description"]} for k, v in payload["models"].items()])

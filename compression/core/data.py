@@ -7,6 +7,7 @@ torchvision's own dataset classes and download only when asked to.
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -59,13 +60,15 @@ def list_datasets() -> list[str]:
 
 def load_dataset(name: str = "digits", data_dir: str | Path | None = None,
                  download: bool = False) -> Dataset:
-    """Load a registered data set; cached per process because pages and jobs reload often."""
+    """Load a registered data set; cached per process because pages and jobs reload often. An image folder's
+    cache entry is keyed by its folders' modification times too, so added or removed images are seen."""
     DATASETS.check(name)
-    return _load_cached(name, str(data_dir or default_data_dir()), download)
+    stamp = _folder_stamp(name) if name.startswith(IMAGEFOLDER) else None
+    return _load_cached(name, str(data_dir or default_data_dir()), download, stamp)
 
 
 @functools.lru_cache(maxsize=8)
-def _load_cached(name: str, data_dir: str, download: bool) -> Dataset:
+def _load_cached(name: str, data_dir: str, download: bool, stamp=None) -> Dataset:
     return DATASETS.get(name)(data_dir=Path(data_dir), download=download)
 
 
@@ -155,6 +158,129 @@ def _fashion(data_dir: Path, download: bool) -> Dataset:
 @register_dataset("cifar10", "CIFAR-10 32x32 colour images via torchvision, from the data folder")
 def _cifar(data_dir: Path, download: bool) -> Dataset:
     return _from_torchvision("cifar10", "CIFAR10", data_dir, download)
+
+
+# ---------------------------------------------------------------- image folders: imagefolder:PATH[?size=N]
+
+IMAGEFOLDER = "imagefolder:"
+DEFAULT_SIDE = 32
+SPLITS = ("train", "val", "test")
+FOLDER_FRACTIONS = (0.7, 0.1, 0.2)    # a folder without train/val/test subfolders: as digits is split
+MAX_IN_MEMORY_BYTES = 4 * 2**30       # the in-memory trainer holds every image as float32
+
+
+def parse_image_folder(name: str) -> tuple[Path, int]:
+    """`imagefolder:/data/flowers?size=64` -> (folder, side). The side defaults to 32."""
+    text = name[len(IMAGEFOLDER):]
+    path, _, query = text.partition("?")
+    side = DEFAULT_SIDE
+    if query:
+        key, _, value = query.partition("=")
+        if key != "size" or not value.isdigit() or not 4 <= int(value) <= 1024:
+            raise LabError(f"Bad image folder option '?{query}' in '{name}': write ?size=N with N from 4 to 1024")
+        side = int(value)
+    return Path(path).expanduser(), side
+
+
+def _folder_stamp(name: str) -> tuple:
+    """Modification times of the folder and its subfolders: adding or deleting a file changes its folder's."""
+    root, side = parse_image_folder(name)
+    if not root.is_dir():
+        return (side,)
+    return (side,) + tuple(sorted((d, os.stat(d).st_mtime_ns) for d, _, _ in os.walk(root)))
+
+
+def _image_folder_loader(name: str):
+    def load(data_dir: Path, download: bool) -> Dataset:
+        return load_image_folder(name)
+    return load
+
+
+DATASETS.register_family(IMAGEFOLDER, _image_folder_loader,
+                         about="your images: imagefolder:PATH holds one subfolder per class (or train/, val/ and "
+                               "test/ with class subfolders); resized to 32x32, or ?size=N", label="Image folder")
+
+
+def _read_image(path: str):
+    """torchvision's PIL loader, with a sentence naming the file when one is not an image (module level: the
+    DataLoader's worker processes must be able to import it)."""
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with open(path, "rb") as f:
+            return Image.open(f).convert("RGB")
+    except (OSError, UnidentifiedImageError, ValueError):
+        raise LabError(f"{path} is not an image PIL can read (corrupt, or another format).") from None
+
+
+def _read_folder(folder: Path, side: int, classes: list[str] | None = None):
+    """(x, y, class names) from one ImageFolder-style folder, every image resized to side x side, in [0, 1]."""
+    import torchvision
+    from torchvision import transforms
+
+    try:
+        ds = torchvision.datasets.ImageFolder(str(folder), loader=_read_image, transform=transforms.Compose(
+            [transforms.Resize((side, side)), transforms.ToTensor()]))
+    except FileNotFoundError as err:  # no class subfolders, or no images in them
+        raise LabError(f"{folder} is not an image folder: {str(err).splitlines()[0][:160]}. Put each class's "
+                       "images in a subfolder named after the class.") from None
+    if classes is not None and ds.classes != classes:
+        raise LabError(f"{folder} has classes {', '.join(ds.classes)}; the train folder has {', '.join(classes)}. "
+                       "Every split needs the same class subfolders.")
+    if len(ds) * 3 * side * side * 4 > MAX_IN_MEMORY_BYTES:
+        raise LabError(f"{folder} holds {len(ds):,} images: {len(ds) * 3 * side * side * 4 / 2**30:.1f} GiB at "
+                       f"{side}x{side}, more than the {MAX_IN_MEMORY_BYTES // 2**30} GiB the in-memory trainer "
+                       "takes. Choose a smaller ?size=N or fewer images.")
+    workers = 0 if len(ds) < 2000 else min(4, os.cpu_count() or 1)  # decoding dominates big folders
+    try:
+        batches = list(torch.utils.data.DataLoader(ds, batch_size=256, num_workers=workers))
+    except LabError as err:  # from a worker, the message carries the worker's traceback: keep the sentence
+        last = [line for line in str(err).splitlines() if line.strip()][-1]
+        raise LabError(last.split("LabError: ", 1)[-1]) from None
+    x = torch.cat([b[0] for b in batches]) if batches else torch.empty(0, 3, side, side)
+    y = torch.cat([b[1] for b in batches]) if batches else torch.empty(0, dtype=torch.long)
+    return x, y, list(ds.classes)
+
+
+def _stratified_split(x: torch.Tensor, y: torch.Tensor, fractions: tuple[float, ...]):
+    """Each class cut in the same proportions (seeded), so a small folder still has every class in every split
+    (when a class has enough images)."""
+    gen = torch.Generator().manual_seed(SPLIT_SEED)
+    parts: list[list[torch.Tensor]] = [[] for _ in fractions]
+    for c in torch.unique(y):
+        idx = (y == c).nonzero().flatten()
+        idx = idx[torch.randperm(len(idx), generator=gen)]
+        bounds = np.cumsum([0] + [round(f * len(idx)) for f in fractions[:-1]] + [len(idx)])
+        bounds = np.minimum(bounds, len(idx))
+        for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+            parts[k].append(idx[a:b])
+    out = []
+    for chosen in parts:
+        idx = torch.cat(chosen) if chosen else torch.empty(0, dtype=torch.long)
+        out.append((x[idx], y[idx]))
+    return out
+
+
+def load_image_folder(name: str) -> Dataset:
+    """`imagefolder:PATH`: class subfolders read with torchvision's ImageFolder, resized and standardised with the
+    training split's per-channel statistics. train/, val/ and test/ subfolders are used when present (a missing
+    val or test split is cut from train, stratified); otherwise the whole folder is split 70/10/20, stratified."""
+    root, side = parse_image_folder(name)
+    if not root.is_dir():
+        raise DatasetNotFoundError(f"Image folder {root} not found.")
+    if (root / "train").is_dir():
+        x, y, classes = _read_folder(root / "train", side)
+        given = {s: _read_folder(root / s, side, classes)[:2] for s in SPLITS[1:] if (root / s).is_dir()}
+        missing = [s for s in SPLITS[1:] if s not in given]
+        cut = _stratified_split(x, y, (1 - 0.1 * len(missing),) + (0.1,) * len(missing))
+        splits = {"train": cut[0], **dict(zip(missing, cut[1:])), **given}
+    else:
+        x, y, classes = _read_folder(root, side)
+        splits = dict(zip(SPLITS, _stratified_split(x, y, FOLDER_FRACTIONS)))
+    if min(len(splits[s][1]) for s in SPLITS) == 0:
+        raise LabError(f"{root} has too few images to fill train, val and test: "
+                       f"{', '.join(f'{s} {len(splits[s][1])}' for s in SPLITS)}. Add images (10 per class is a "
+                       "minimum).")
+    return _make(name, splits["train"], splits["val"], splits["test"], classes)
 
 
 def from_examples(data, *, name: str = "custom", val_fraction: float = 0.1, class_names=None,

@@ -78,6 +78,8 @@ def _is_buffer(model: nn.Module, name: str) -> bool:
         module = model.get_submodule(module_name) if module_name else model
     except AttributeError:
         return False
+    except RuntimeError:  # an uploaded TorchScript module has no get_submodule: look among all its buffers
+        return name in dict(model.named_buffers()) or leaf in ("scale", "zero_point")
     return leaf in dict(module.named_buffers(recurse=False)) or leaf in ("scale", "zero_point")
 
 

@@ -28,7 +28,8 @@ def check_device(device: str | None) -> None:
 class CommonConfig(LabConfig):
     """Where the data comes from and where results are measured."""
     lab = "common"
-    dataset: str = param("digits", help="a registered data set", choices=DATASETS)
+    dataset: str = param("digits", help="a registered data set, or imagefolder:PATH (class subfolders of images)",
+                         choices=DATASETS)
     device: str | None = param(None, help=DEVICE_HELP)
     data_dir: str | None = param(None, help="folder with torchvision's data set files")
     download: bool = param(False, help="download mnist/fashion_mnist/cifar10 if missing (needs internet)")

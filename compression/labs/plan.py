@@ -18,7 +18,6 @@ import time
 from dataclasses import dataclass
 
 import optuna
-import torch
 
 from ..config import param
 from ..core.measure import count_macs, count_params, effective_macs, measure, serialized_size
@@ -227,6 +226,7 @@ def make_objective(env: Env):
         except CancelledError:
             raise
         except LabError as err:  # e.g. a sparsity that empties a layer: a recipe that cannot be, not a crash
+            trial.set_constraint("accuracy", 1.0)  # the sampler ranks it with the worst
             trial.set_user_attr("note", f"not possible: {err}")
             raise optuna.TrialPruned(str(err)) from None
         val_acc = accuracy(built.model, env.parent.data.x_val.to(built.input_dtype), env.parent.data.y_val)

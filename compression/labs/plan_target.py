@@ -86,6 +86,12 @@ class Target:
         return TARGETS[self.kind].prior(self.ratio)
 
 
+def target_text(kind: str, factor: float) -> str:
+    """'2.5x faster' as the target it means: ('latency', 2.5) -> 'latency=0.4'."""
+    TARGETS.check(kind)
+    return f"{kind}={1 / factor:.4g}"
+
+
 def _times(factor: float) -> str:
     return f"{factor:,.0f}x" if factor >= 100 else f"{factor:.3g}x"
 

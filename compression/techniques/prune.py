@@ -451,7 +451,12 @@ def prune_model(model: nn.Module, data: Dataset, config: PruneConfig, device: st
     previous = 0.0
     for step, target in enumerate(agp_targets(config.sparsity, steps) if steps > 1 else [config.sparsity]):
         if pruner is not None:
-            pruner.step()
+            try:
+                pruner.step()
+            except Exception as err:  # Torch-Pruning's own failure, in its words: never a traceback for the user
+                raise LabError(f"Torch-Pruning could not remove channels from this model "
+                               f"({(str(err).strip().splitlines() or ['no detail'])[0][:160]}). Channel pruning "
+                               f"supports {SUPPORTED}; weight pruning works on any model.") from None
             for rule, _, module in found:
                 if rule.after_step:
                     rule.after_step(module)

@@ -1,7 +1,7 @@
 import streamlit as st
 
 from compression import LabError
-from compression.labs.upload import check_upload
+from compression.labs.upload import MAX_UPLOAD_BYTES, check_upload
 
 from dashboard.charts import training_curves
 from dashboard.display import plot
@@ -18,10 +18,12 @@ if st.button("Train baseline", type="primary"):
     submit_job("train", params)
 job_panel(("train", "upload"), key="baseline")
 
-with st.expander("Or upload trained weights for this model"):
-    st.caption(f"A PyTorch state dict (.pt) for {params['model']} on {params['dataset']}. It is read with "
-               "torch.load(weights_only=True): no code in the file can run.")
-    upload = st.file_uploader("State dict", type=["pt", "pth", "bin"])
+with st.expander("Or upload a trained model"):
+    st.caption(f"A state dict (.pt) for {params['model']}, read with torch.load(weights_only=True) so no code in "
+               "the file can run; or a whole model: TorchScript (torch.jit.save) or torch.export (.pt2, with a "
+               f"dynamic batch). It must run one batch of {params['dataset']} and give one score per class; up to "
+               f"{MAX_UPLOAD_BYTES // 2**20} MiB.")
+    upload = st.file_uploader("Model file", type=["pt", "pth", "bin", "pt2"])
     if upload is not None and st.button("Import and measure"):
         try:
             path = check_upload(upload.getvalue(), upload.name, params["model"], params["dataset"])

@@ -4,7 +4,7 @@ from compression.core.measure import hardware_info
 from dashboard.charts import runs_frame, tradeoff_chart
 from dashboard.display import plot
 from dashboard.components import job_panel, submit_job
-from dashboard.state import baseline_params, get_store, records
+from dashboard.state import baseline_params, dataset_name, get_store, records
 
 st.title("Compression Lab")
 st.markdown("Make neural networks **smaller and faster** by pruning, distillation, quantization and "
@@ -31,7 +31,7 @@ if last_demo and (last_demo.get("result") or {}).get("stages"):
     st.caption(f"The last demo ran {len(ran)} stages in {last_demo['result']['wall_s']:.0f} s: "
                + "; ".join(f"{s['stage']} ({s['runs']} run{'s' if s['runs'] != 1 else ''})" for s in ran))
 
-frame = runs_frame(records(dataset=st.session_state.get("dataset", "digits")))
+frame = runs_frame(records(dataset=dataset_name()))
 if frame.empty:
     st.info("No runs yet. Run the teaching demo, or train a model on the Baseline page.")
 else:

@@ -3,6 +3,7 @@ import streamlit as st
 from compression import LabError
 from compression.labs.compressed import run_compressed_bytes
 from compression.labs.plan_result import list_plans, plan_state
+from compression.labs.plan_target import target_text
 from dashboard.charts_plan import plan_chart
 from dashboard.components import human_bytes, job_panel, submit_job
 from dashboard.state import baseline_params, get_store
@@ -28,7 +29,7 @@ with st.form("plan-form"):
     max_drop = c1.slider("Largest accuracy drop (pt)", 0.0, 5.0, 1.0, 0.1)
     trials = c2.slider("Trial budget", 2, 48, 12)
     if st.form_submit_button("Plan", type="primary"):
-        submit_job("plan", {**params, "target": f"{kind}={1 / factor:.4g}", "max_drop": max_drop, "trials": trials})
+        submit_job("plan", {**params, "target": target_text(kind, factor), "max_drop": max_drop, "trials": trials})
 job_panel(("plan",), key="plan", show_curves=False)
 
 store = get_store()

@@ -1,6 +1,11 @@
-"""Real-browser fixtures: the app started as `make run` starts it, on a free port, and Chromium."""
+"""Real-browser fixtures: the app started as `make run` starts it, on a free port, and Chromium.
+
+Each test gets its own app server and lab folder, so no test depends on what another stored or on the order
+they run in; tests find their job's id in the app's store instead of assuming "Job 1".
+"""
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -37,7 +42,7 @@ def browser():
         browser.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def app_server(tmp_path_factory):
     """`python -m streamlit run dashboard/app.py` (what `make run` runs) on a free port, own lab folder."""
     home = tmp_path_factory.mktemp("e2e-lab")
@@ -63,6 +68,37 @@ def app_server(tmp_path_factory):
     proc.terminate()
     proc.wait(timeout=20)
     log.close()
+    _stop_worker(home)
+
+
+def _stop_worker(home: Path) -> None:
+    """The worker the app started runs in its own session (it outlives a server restart): stop it with its
+    server, so a test's unfinished job does not load the machine during the next test."""
+    try:
+        pid = int((home / "worker.lock").read_text().strip() or 0)
+    except (OSError, ValueError):
+        return
+    if pid:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+
+def app_store(app_server):
+    """The app's own run store (its lab folder's database), without touching this process's environment."""
+    from compression import RunStore
+    return RunStore(f"sqlite:///{app_server['home'] / 'runs.db'}")
+
+
+def job_ids(store, kind: str) -> set[int]:
+    return {j["id"] for j in store.list_jobs(limit=1000) if j["kind"] == kind}
+
+
+def new_job(store, kind: str, before: set[int], timeout: float = 30.0) -> int:
+    """The id of the job of `kind` that a click just queued (one that was not there `before`)."""
+    from conftest import wait_for  # the suite's conftest (tests/), not this one
+    return wait_for(lambda: min(job_ids(store, kind) - before, default=None), timeout=timeout)
 
 
 @pytest.fixture

@@ -1,17 +1,11 @@
 """End to end in a real browser: train a baseline through the UI, watch it, reload mid-job."""
 import pytest
 
-from compression import RunStore
+from conftest import baseline, quick_ctx
 
-from .conftest import screenshot
+from .conftest import app_store, job_ids, new_job, screenshot
 
 pytestmark = pytest.mark.e2e
-
-
-def _store(app_server):
-    import os
-    os.environ["COMPRESSION_LAB_HOME"] = str(app_server["home"])
-    return RunStore()
 
 
 def _goto(page, app_server, path=""):
@@ -20,36 +14,44 @@ def _goto(page, app_server, path=""):
 
 
 def test_train_baseline_through_the_ui_and_reload_mid_job(page, app_server):
+    store = app_store(app_server)
     _goto(page, app_server, "baseline")
     page.get_by_label("Epochs").fill("30")
     page.get_by_label("Epochs").press("Enter")
+    before = job_ids(store, "train")
     page.get_by_role("button", name="Train baseline").click()
+    job_id = new_job(store, "train", before)
+    label = f"Job {job_id} (train)"
     # the job shows with a progress bar and a Cancel button
-    page.get_by_text("Job 1 (train)").first.wait_for()
+    page.get_by_text(label).first.wait_for()
     page.get_by_role("button", name="Cancel").wait_for()
     page.reload()  # mid-job: the job is still shown, read back from the store
     page.wait_for_selector("[data-testid='stSidebar']")
-    page.get_by_text("Job 1 (train)").first.wait_for(timeout=30_000)
+    page.get_by_text(label).first.wait_for(timeout=30_000)
     second_tab = page.context.browser.new_context().new_page()  # another browser session, same server
     second_tab.goto(f"{app_server['url']}/baseline")
-    second_tab.get_by_text("Job 1 (train)").first.wait_for(timeout=30_000)
+    second_tab.get_by_text(label).first.wait_for(timeout=30_000)
     second_tab.context.close()
-    store = _store(app_server)
-    assert store.get_job(1)["status"] in ("queued", "running", "done")
+    assert store.get_job(job_id)["status"] in ("queued", "running", "done")
+    assert store.get_job(job_id)["params"]["epochs"] == 30
     # when it finishes the metric cards and the training curves appear without a manual refresh
-    page.get_by_text("finished in").wait_for(timeout=120_000)
+    page.get_by_text(f"{label} finished in").wait_for(timeout=120_000)
     page.get_by_text("Parameters").first.wait_for()
     page.wait_for_selector(".main-svg")
     assert page.get_by_text("95% CI").count() >= 1
     screenshot(page, "baseline")
-    assert store.get_job(1)["status"] == "done"
+    assert store.get_job(job_id)["status"] == "done"
+    assert len(store.list_runs(job_id=job_id)) == 1
 
 
 def test_compare_draws_the_stored_runs(page, app_server):
+    store = app_store(app_server)
+    _, run = baseline(ctx=quick_ctx(store=store))  # this test's own run, stored in the app's database
     _goto(page, app_server, "compare")
     page.wait_for_selector(".main-svg")
     page.wait_for_selector(".scatterlayer .point")
     assert page.locator(".scatterlayer .point").count() >= 1
+    assert page.get_by_text(run["label"]).count() >= 1
     screenshot(page, "compare")
 
 
@@ -69,3 +71,4 @@ def test_a_corrupt_upload_gets_a_message_not_a_traceback(page, app_server, tmp_p
     page.get_by_role("button", name="Import and measure").click()
     page.get_by_text("not a valid PyTorch state dict").wait_for(timeout=30_000)
     assert page.get_by_text("Traceback").count() == 0
+    assert app_store(app_server).list_jobs() == []  # the file was checked in the web process: no upload job

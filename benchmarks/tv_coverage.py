@@ -1,0 +1,142 @@
+"""What channel pruning (channel_l1 at 50%) and static int8 do to each torchvision classification model, on random
+weights and random 3x32x32 images (batch 2; models that need a bigger side resize their input, see
+compression/core/tv_models.py).
+
+    python benchmarks/tv_coverage.py                 # the smallest model of each family; one JSON line
+    python benchmarks/tv_coverage.py --all --write   # all of them, and docs/tv_coverage.md from the results
+
+Each model runs in its own process (a 600M-parameter model, or a hang in a tracer, then costs only itself).
+"""
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import _common
+
+SHAPE = (3, 32, 32)
+DOC = Path(__file__).resolve().parent.parent / "docs" / "tv_coverage.md"
+TIMEOUT_S = 1200
+
+
+def _first_line(err: Exception) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+
+
+def one(name: str) -> dict:
+    """Build, prune and quantize one model in this process; every outcome becomes a row, never an exception."""
+    import warnings
+
+    import torch
+
+    import compression
+    from compression.core.models import build_model
+
+    warnings.simplefilter("ignore")
+    torch.manual_seed(0)
+    row = {"model": name}
+    start = time.perf_counter()
+    model = build_model(f"tv.{name}", SHAPE, 10).eval()
+    row["side"] = getattr(model, "side", SHAPE[1])
+    row["params"] = sum(p.numel() for p in model.parameters())
+    data = (torch.randn(2, *SHAPE), torch.arange(2))
+    x = torch.randn(2, *SHAPE)
+    try:
+        pruned = compression.prune(model, data, method="channel_l1", sparsity=0.5)
+        with torch.no_grad():
+            ok = pruned(x).shape == (2, 10)
+        row["prune"] = "prunes" if ok else "wrong output shape"
+        row["params_ratio"] = round(sum(p.numel() for p in pruned.parameters()) / row["params"], 3)
+    except compression.LabError as err:
+        row["prune"], row["prune_reason"] = "refused", _first_line(err)
+    try:
+        int8 = compression.quantize(model, data, method="static_int8", calibration_batches=1)
+        with torch.no_grad():
+            row["int8"] = "runs" if int8(x).shape == (2, 10) else "wrong output shape"
+    except compression.LabError as err:
+        row["int8"], row["int8_reason"] = "refused", _first_line(err)
+    row["seconds"] = round(time.perf_counter() - start, 1)
+    return row
+
+
+def run_in_child(name: str) -> dict:
+    try:
+        done = subprocess.run([sys.executable, __file__, "--one", name], capture_output=True, text=True,
+                              timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return {"model": name, "prune": f"did not finish in {TIMEOUT_S} s"}
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1][:200]
+        return {"model": name, "prune": "crashed", "prune_reason": tail}
+    return json.loads(lines[-1])
+
+
+def smallest_per_family(names: list[str]) -> list[str]:
+    """The smallest model of each torchvision module (a family: one module's code, other widths and depths)."""
+    import torchvision
+
+    def size(name):
+        return torchvision.models.get_model_weights(name).DEFAULT.meta.get("num_params", 0)
+    smallest: dict[str, str] = {}
+    for name in names:
+        family = torchvision.models.get_model_builder(name).__module__
+        if family not in smallest or size(name) < size(smallest[family]):
+            smallest[family] = name
+    return sorted(smallest.values())
+
+
+def write_doc(rows: list[dict]) -> None:
+    import torch
+    import torchvision
+
+    works = sum(r.get("prune") == "prunes" for r in rows)
+    lines = ["# Torchvision classification models: what channel pruning and int8 do", "",
+             f"Written by `python benchmarks/tv_coverage.py --all --write` (torch {torch.__version__}, torchvision "
+             f"{torchvision.__version__}): random weights, random 3x32x32 images, batch 2, 10 classes. "
+             f"{works} of {len(rows)} models prune; the rest are refused with a message naming the layer. "
+             "`side` is the input side the model runs at (smaller images are resized up to it). "
+             "`params after` is the pruned model's share of the parameters.", "",
+             "| model | side | params | channel_l1 50% | params after | static int8 |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        prune = r.get("prune", "")
+        if r.get("prune_reason"):
+            prune += f": {r['prune_reason']}"
+        int8 = r.get("int8", "")
+        if r.get("int8_reason"):
+            int8 += f": {r['int8_reason']}"
+        params = f"{r['params'] / 1e6:.1f} M" if r.get("params") else ""
+        lines.append(f"| tv.{r['model']} | {r.get('side', '')} | {params} | {prune} | "
+                     f"{r.get('params_ratio', '')} | {int8} |")
+    DOC.parent.mkdir(exist_ok=True)
+    DOC.write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--all", action="store_true", help="every model, not the smallest of each family")
+    parser.add_argument("--write", action="store_true", help=f"write {DOC.name} from the results")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(one(args.one)))
+        return
+    from compression.core.tv_models import tv_names
+    names = tv_names() if args.all else smallest_per_family(tv_names())
+    rows = []
+    for name in names:
+        rows.append(run_in_child(name))
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    if args.write:
+        write_doc(rows)
+    _common.emit({"benchmark": "tv_coverage", "models": len(rows),
+                  "prune_ok": sum(r.get("prune") == "prunes" for r in rows),
+                  "int8_ok": sum(r.get("int8") == "runs" for r in rows),
+                  "refused": sorted(r["model"] for r in rows if r.get("prune") != "prunes")})
+
+
+if __name__ == "__main__":
+    main()
