@@ -5,7 +5,10 @@ compression/core/tv_models.py).
     python benchmarks/tv_coverage.py                 # the smallest model of each family; one JSON line
     python benchmarks/tv_coverage.py --all --write   # all of them, and docs/tv_coverage.md from the results
 
-Each model runs in its own process (a 600M-parameter model, or a hang in a tracer, then costs only itself).
+Each model runs in its own process (a 600M-parameter model, or a hang in a tracer, then costs only itself); each
+row goes to stderr as a JSON line, and `--resume FILE` reuses such lines from an interrupted run. With --all the
+smallest model of each family runs first, and --write rewrites the table after every model, so an interrupted
+run still leaves every family covered and says which models it did not reach.
 """
 import argparse
 import json
@@ -88,15 +91,23 @@ def smallest_per_family(names: list[str]) -> list[str]:
     return sorted(smallest.values())
 
 
+def _imagenet_params(name: str) -> int:
+    import torchvision
+    return torchvision.models.get_model_weights(name).DEFAULT.meta.get("num_params", 0)
+
+
 def write_doc(rows: list[dict]) -> None:
     import torch
     import torchvision
 
-    works = sum(r.get("prune") == "prunes" for r in rows)
+    count = {k: sum(r.get("prune", "").startswith(k) for r in rows) for k in ("prunes", "refused", "not run")}
+    other = len(rows) - sum(count.values())
     lines = ["# Torchvision classification models: what channel pruning and int8 do", "",
              f"Written by `python benchmarks/tv_coverage.py --all --write` (torch {torch.__version__}, torchvision "
-             f"{torchvision.__version__}): random weights, random 3x32x32 images, batch 2, 10 classes. "
-             f"{works} of {len(rows)} models prune; the rest are refused with a message naming the layer. "
+             f"{torchvision.__version__}): random weights, random 3x32x32 images, batch 2, 10 classes. Of "
+             f"{len(rows)} models, {count['prunes']} prune, {count['refused']} are refused with a message naming "
+             f"the layer, {count['not run']} were not run{f', {other} failed otherwise' if other else ''}. "
+             "tests/test_tv_models.py checks the smallest model of each family on every test run. "
              "`side` is the input side the model runs at (smaller images are resized up to it). "
              "`params after` is the pruned model's share of the parameters.", "",
              "| model | side | params | channel_l1 50% | params after | static int8 |",
@@ -119,19 +130,34 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--all", action="store_true", help="every model, not the smallest of each family")
     parser.add_argument("--write", action="store_true", help=f"write {DOC.name} from the results")
+    parser.add_argument("--resume", help="a file of JSON rows (this script's stderr) whose models are not rerun")
+    parser.add_argument("--max-params", type=float, help="skip (and say so) models with more parameters")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         print(json.dumps(one(args.one)))
         return
     from compression.core.tv_models import tv_names
-    names = tv_names() if args.all else smallest_per_family(tv_names())
-    rows = []
+    first = smallest_per_family(tv_names())
+    names = first + [n for n in tv_names() if n not in first] if args.all else first
+    done = {}
+    for line in Path(args.resume).read_text().splitlines() if args.resume else []:
+        if line.startswith("{"):
+            row = json.loads(line)
+            done[row["model"]] = row
+    rows = {n: {"model": n, "prune": "not run yet"} for n in names}
     for name in names:
-        rows.append(run_in_child(name))
-        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    if args.write:
-        write_doc(rows)
+        if name in done:
+            rows[name] = done[name]
+        elif args.max_params and _imagenet_params(name) > args.max_params:
+            rows[name] = {"model": name, "params": _imagenet_params(name),
+                          "prune": f"not run here (more than --max-params {args.max_params / 1e6:.0f} M)"}
+        else:
+            rows[name] = run_in_child(name)
+        print(json.dumps(rows[name]), file=sys.stderr, flush=True)
+        if args.write:
+            write_doc([rows[n] for n in sorted(rows)])
+    rows = list(rows.values())
     _common.emit({"benchmark": "tv_coverage", "models": len(rows),
                   "prune_ok": sum(r.get("prune") == "prunes" for r in rows),
                   "int8_ok": sum(r.get("int8") == "runs" for r in rows),

@@ -10,6 +10,7 @@ which a CLI verb that never builds a tv model should not pay).
 """
 from __future__ import annotations
 
+import threading
 from typing import Callable, Generic, Iterator, TypeVar
 
 from .errors import UnknownNameError
@@ -25,6 +26,7 @@ class Registry(Generic[T]):
         self._labels: dict[str, str] = {}
         self._families: dict[str, Callable[[str], T]] = {}
         self._loaders: list[Callable[["Registry"], None]] = []
+        self._loading = threading.Lock()
 
     def register(self, name: str, item: T | None = None, *, about: str = "", label: str | None = None):
         """`registry.register(name, item)`, or `@registry.register(name)` on a function or class."""
@@ -44,12 +46,17 @@ class Registry(Generic[T]):
         return make
 
     def add_loader(self, loader: Callable[["Registry"], None]) -> None:
-        """`loader(registry)` registers more names, once, when first needed (a miss or a full listing)."""
+        """`loader(registry)` registers more names, once, when first needed (a miss or a full listing). It may only
+        call register(): reading the registry from inside the loader would wait on itself."""
         self._loaders.append(loader)
 
     def _load(self) -> None:
-        while self._loaders:
-            self._loaders.pop(0)(self)
+        if not self._loaders:
+            return
+        with self._loading:  # the dashboard's sessions are threads: one loads, the others wait for the full table
+            while self._loaders:
+                self._loaders[0](self)
+                self._loaders.pop(0)
 
     def _family_of(self, name: str) -> str | None:
         return next((p for p in self._families if isinstance(name, str) and name.startswith(p)

@@ -111,3 +111,28 @@ def test_the_sidebar_picks_an_image_folder_and_a_torchvision_model(tmp_path, lab
     at.switch_page("app_pages/baseline.py").run()
     assert not at.exception, [e.value for e in at.exception]
     assert f"tv.resnet18 on imagefolder:{root}" in at.caption[0].value  # what Train baseline would submit
+
+
+def test_augmentation_crops_from_the_padded_image_and_flips_some(synthetic):
+    from compression import build_model, train
+    from compression.core.train import TrainConfig, augment_batch, cache_key
+
+    x = torch.arange(2 * 3 * 16 * 16, dtype=torch.float32).reshape(2, 3, 16, 16) + 1  # every pixel distinct
+    gen = torch.Generator().manual_seed(0)
+    flips = 0
+    for _ in range(10):
+        out = augment_batch(x, gen)
+        assert out.shape == x.shape
+        padded = torch.nn.functional.pad(x, (2, 2, 2, 2))  # 16 // 8 = 2 pixels each side
+        for i in range(2):  # the oracle: one of the 5 x 5 crops of the padded image, mirrored or not
+            crops = [padded[i, :, a:a + 16, b:b + 16] for a in range(5) for b in range(5)]
+            plain = any(torch.equal(out[i], c) for c in crops)
+            mirrored = any(torch.equal(out[i], c.flip(-1)) for c in crops)
+            assert plain or mirrored
+            flips += mirrored and not plain
+    assert 3 <= flips <= 17  # about half of 20
+    spec = {"name": "cnn", "args": {}}
+    assert cache_key("digits", spec, TrainConfig()) != cache_key("digits", spec, TrainConfig(augment=True))
+    model = build_model("cnn:width=4", synthetic.input_shape, 4)
+    history = train(model, synthetic, TrainConfig(epochs=2, augment=True))
+    assert len(history) == 2 and history[-1]["train_loss"] < history[0]["train_loss"] * 1.5

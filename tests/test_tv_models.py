@@ -28,7 +28,8 @@ FAMILIES = {
 # wide_resnet is ResNet's bottleneck code with wider inner convs; vgg*_bn adds BatchNorm, checked via vgg11_bn.
 REPRESENTATIVES = sorted(set(FAMILIES.values()) | {"vgg11_bn"})
 # What channel pruning refuses, and the layer its message must name.
-REFUSED = {"swin_t": "features.1.0.attn", "swin_v2_t": "features.1.0.attn", "maxvit_t": "net.blocks.0.layers.0.layers.window_attention.attn_layer.1"}
+REFUSED = {"swin_t": "features.1.0.attn", "swin_v2_t": "features.1.0.attn",
+           "maxvit_t": "net.blocks.0.layers.0.layers.window_attention.attn_layer.1"}  # maxvit_t runs at 224: resized
 
 
 def family_of(name: str) -> str:

@@ -49,6 +49,7 @@ class BaselineConfig(CommonConfig):
     batch_size: int = param(TrainConfig.batch_size, min=1, max=65536, help="training batch size")
     lr: float = param(TrainConfig.lr, above=0, max=10, help="learning rate")
     optimizer: str = param(TrainConfig.optimizer, choices=("adam", "sgd"), help="optimizer")
+    augment: bool = param(False, help="random crop and horizontal flip while training (photos, not digits)")
 
     def check(self) -> None:
         super().check()
@@ -56,7 +57,7 @@ class BaselineConfig(CommonConfig):
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, optimizer=self.optimizer,
-                           seed=self.seed)
+                           seed=self.seed, augment=self.augment)
 
 
 @dataclass
