@@ -25,7 +25,8 @@ TIMEOUT_S = 1200
 
 
 def _first_line(err: Exception) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+    """The message's reason: its first line, without the list of what is supported (the same in every row)."""
+    return (str(err).strip().splitlines() or [type(err).__name__])[0].split(". It supports")[0][:300]
 
 
 def one(name: str) -> dict:
@@ -122,6 +123,16 @@ def write_doc(rows: list[dict]) -> None:
         params = f"{r['params'] / 1e6:.1f} M" if r.get("params") else ""
         lines.append(f"| tv.{r['model']} | {r.get('side', '')} | {params} | {prune} | "
                      f"{r.get('params_ratio', '')} | {int8} |")
+    lines += ["", "How the harder families are handled (compression/techniques/prune.py, `ARCHITECTURES`):", "",
+              "- ViT: `nn.MultiheadAttention` is pruned head by head (the same dims removed in every head, so the head "
+              "count stays and each kept dim stays in its head); the class token and position embedding shrink with "
+              "the embedding.",
+              "- ShuffleNet: the channel shuffle is shown to Torch-Pruning as one opaque op that no channel crosses, so "
+              "block insides prune and block outputs stay whole (about half the parameters go, not three quarters).",
+              "- Swin and MaxViT: refused before tracing (Torch-Pruning's tracer does not finish on their window "
+              "attention: on swin_t it ran past 5 minutes and 20 GiB).",
+              "- static int8: `x.mean([2, 3])` on 1x1 int8 maps is rewritten to `mean(keepdim=True).flatten(1)` "
+              "(ShuffleNet's channels_last rank error), and channels_last models are made contiguous first."]
     DOC.parent.mkdir(exist_ok=True)
     DOC.write_text("\n".join(lines) + "\n")
 
@@ -161,7 +172,10 @@ def main() -> None:
     _common.emit({"benchmark": "tv_coverage", "models": len(rows),
                   "prune_ok": sum(r.get("prune") == "prunes" for r in rows),
                   "int8_ok": sum(r.get("int8") == "runs" for r in rows),
-                  "refused": sorted(r["model"] for r in rows if r.get("prune") != "prunes")})
+                  "refused": sorted(r["model"] for r in rows if r.get("prune", "").startswith("refused")),
+                  "not_run": sorted(r["model"] for r in rows if r.get("prune", "").startswith("not run")),
+                  "failed": sorted(r["model"] for r in rows if r.get("prune") not in ("prunes", None)
+                                   and not r["prune"].startswith(("refused", "not run")))})
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ def test_teaching_demo_fills_the_charts(page, app_server):
     job_id = new_job(store, "demo", before)
     page.get_by_role("button", name="Cancel").wait_for()  # progress with a Cancel button
     page.get_by_text("ETA").first.wait_for(timeout=60_000)
-    page.get_by_text(f"Job {job_id} (demo) finished in").wait_for(timeout=400_000)
+    page.get_by_text(f"Job {job_id} (demo) finished in").wait_for(timeout=600_000)
     page.wait_for_selector(".main-svg")
     assert page.locator(".scatterlayer .point").count() >= 12  # baselines, pruned, quantized, pipeline stages
     assert store.list_runs(kind="search_trial", job_id=job_id)  # the demo ends with a small search
