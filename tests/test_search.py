@@ -8,9 +8,11 @@ import optuna
 import pytest
 
 from compression import LabError, RunStore, SearchConfig, build_model
+from compression.labs.diff import diff_runs
 from compression.labs.search import create_study, finished_trials, load_config, run_search, study_summary, work
 from compression.search.space import DEFAULT_SPACES, arch_to_spec, space_size, suggest
 from compression.search.strategies import hypervolume
+from compression.store.artifacts import load_run_model
 
 from conftest import ROOT, cli_env, quick_ctx, wait_for
 
@@ -206,3 +208,16 @@ def test_a_killed_workers_trial_becomes_failed_and_the_study_goes_on(lab_home):
     assert retried and retried[0].state == optuna.trial.TrialState.COMPLETE  # the killed trial ran again
     assert retried[0].params == trials[0].params
     assert len(store.list_runs(kind="search_trial")) == 2
+
+
+def test_any_two_trials_can_be_compared_answer_by_answer(lab_home):
+    out = run_search(SearchConfig(space="mlp", strategy="random", objective="params", seed=2, **{**TINY, "trials": 2}),
+                     quick_ctx())
+    first, second = [t["run_id"] for t in out["trials"] if t["status"] == "complete"][:2]
+    store = RunStore()
+    diff = diff_runs(store, first, second)
+    # the answers were stored with the trial: the diff agrees with each trial's own test accuracy
+    assert diff["accuracy_a"] == pytest.approx(store.get_run(first)["record"]["accuracy"])
+    assert diff["accuracy_b"] == pytest.approx(store.get_run(second)["record"]["accuracy"])
+    model = load_run_model(store.get_run(first)["weights_path"])  # and the weights, to prune or export it as is
+    assert sum(p.numel() for p in model.parameters()) == store.get_run(first)["record"]["params"]

@@ -12,6 +12,8 @@ def as_record(run: dict) -> dict:
     out.update(run.get("record") or {})
     # the stored test-set answers (up to n_test x classes numbers) stay in the run: `diff` reads them there
     out.update({k: v for k, v in (run.get("extra") or {}).items() if k != "predictions"})
+    # answers can be compared (Compare's behaviour section) when stored, or recomputable from stored weights
+    out["has_answers"] = bool(run.get("weights_path") or (run.get("extra") or {}).get("predictions"))
     if run.get("error"):
         out["error"] = run["error"]
     return out

@@ -23,7 +23,8 @@ from ..errors import CancelledError, LabError
 from ..search.space import arch_to_spec, smallest_arch, space_size, suggest
 from ..search.strategies import OBJECTIVES, ZOO, hypervolume, sampler
 from ..store import RunStore, worker_alive, worker_name
-from .baseline import get_baseline
+from ..store.artifacts import save_model
+from .baseline import get_baseline, predictions_on_test
 from .configs import BaselineConfig, SearchConfig
 from .context import RunContext
 from .records import as_record
@@ -89,8 +90,11 @@ def make_objective(config: SearchConfig, study_name: str, data, ctx: RunContext)
         run_id = ctx.store.add_run("search_trial", config.dataset, spec, {**config.to_dict(), "study": study_name,
                                                                           "trial": trial.number},
                                    record=record, method=config.strategy, label=f"{study_name} trial {trial.number}",
-                                   extra={"arch": arch, "val_accuracy": val_acc, "cost": cost, "study": study_name},
-                                   job_id=ctx.job_id)
+                                   extra={"arch": arch, "val_accuracy": val_acc, "cost": cost, "study": study_name,
+                                          # stored answers and weights: any two trials can be compared on the
+                                          # Compare page, and a trial can be pruned or exported as it is
+                                          "predictions": predictions_on_test(model, data)},
+                                   job_id=ctx.job_id, weights_path=save_model(model, data.x_test[:1]))
         trial.set_user_attr("run_id", run_id)
         done = len(trial.study.get_trials(deepcopy=False, states=FINISHED))
         ctx.report(min(0.1 + 0.85 * (done + 1) / config.trials, 0.95),

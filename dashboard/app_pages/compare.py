@@ -74,7 +74,7 @@ d3.download_button("Export JSON", json.dumps([r for r in all_records if r["run_i
 st.header("Behaviour: what did compression change?")
 st.write("Accuracy hides churn: two models with the same accuracy can disagree on many answers, and the damage "
          "gathers in a few classes. Pick two runs on the same data set; the default is a run and its parent.")
-done = [r for r in all_records if r["status"] == "done"]
+done = [r for r in all_records if r["status"] == "done" and r.get("has_answers")]
 done_by_id = {r["run_id"]: r for r in done}
 newest = [r["run_id"] for r in done][::-1]
 name_of = lambda i: f"#{i} {done_by_id[i]['label']}"  # noqa: E731
