@@ -153,8 +153,6 @@ def test_compare_deletes_selected_runs_and_keeps_the_rest(two_runs):
     assert at.dataframe[0].value["run_id"].tolist() == [third, fourth]  # the page shows what is left
 
 
-@pytest.mark.xfail(strict=True, reason="dashboard bug: Compare keeps the table's positional row selection after a "
-                   "delete, so it then points at other runs, or past the end of the table (IndexError)")
 def test_compare_selection_does_not_outlive_a_delete(two_runs):
     at, (base, child, third) = _compare_with_runs(two_runs, extra=1)
     _select_and_delete(at, [third])  # the last row: after the delete, row 2 no longer exists
@@ -229,8 +227,6 @@ def test_quantize_page_shows_results(lab_home):
     assert len(at.get("plotly_chart")) >= 3
 
 
-@pytest.mark.xfail(strict=True, reason="dashboard bug: the Distill page still submits the old key 'epochs_teacher' "
-                   "(renamed 'teacher_epochs'), which the distill config refuses")
 def test_distill_page_queues_a_study(lab_home):
     at = _synthetic_app()
     at.sidebar.number_input(key="epochs").set_value(3).run()

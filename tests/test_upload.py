@@ -81,9 +81,6 @@ def test_mismatched_and_non_finite_weights_are_refused(lab_home, synthetic):
         import_weights(_state_bytes({"x": torch.zeros(1)}), "x.pt", "mlp:hidden=8", "synthetic")
 
 
-@pytest.mark.xfail(strict=True, reason="bug in compression.labs.upload: check_upload saves the blob under a random "
-                   "name and load_state_dict_file names that copy (e.g. '6e69...c38e2.pt') in its message, not the "
-                   "user's file")
 def test_a_refused_file_is_named_as_the_user_named_it(lab_home):
     with pytest.raises(LabError) as err:
         check_upload(b"\x00garbage" * 100, "my-weights.pt", "mlp:hidden=8", "synthetic")

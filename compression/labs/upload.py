@@ -97,7 +97,7 @@ def _load_checked(path: Path, filename: str, model: str, dataset: str) -> tuple[
     spec = parse_spec(model)
     data = load_dataset(dataset)
     net = build_model(spec, data.input_shape, data.num_classes)
-    state = load_state_dict_file(path)
+    state = load_state_dict_file(path, filename)
     expected = net.state_dict()
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     wrong = [k for k in set(expected) & set(state) if expected[k].shape != state[k].shape]

@@ -77,13 +77,14 @@ def load_run_model(path: str | None) -> nn.Module:
         return torch.load(path, map_location="cpu", weights_only=False).eval()
 
 
-def load_state_dict_file(path: str | Path) -> dict:
-    """Load an untrusted state-dict file safely (weights_only: no pickled code can run)."""
+def load_state_dict_file(path: str | Path, shown_name: str | None = None) -> dict:
+    """Load an untrusted state-dict file safely (weights_only: no pickled code can run). Messages name the
+    file as `shown_name` (what the user called it) when the bytes were saved under another name."""
+    name = shown_name or Path(path).name
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # corrupt, truncated or hostile file
-        raise LabError(f"Could not read weights from {Path(path).name}: not a valid PyTorch state dict "
-                       f"({type(err).__name__}).") from None
+    except Exception:  # corrupt, truncated or hostile file
+        raise LabError(f"Could not read weights from {name}: it is not a valid PyTorch state dict.") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise LabError(f"{Path(path).name} is not a state dict of tensors.")
+        raise LabError(f"{name} is not a state dict of tensors.")
     return state

@@ -60,10 +60,13 @@ table = st.dataframe(shown, hide_index=True, on_select="rerun", selection_mode="
                                         help="share of test answers that differ from the parent's"),
                                     "latency_ms": st.column_config.NumberColumn(f"ms ({device}, b{batch})",
                                                                                 format="%.3f")})
-chosen = shown.iloc[table.selection.rows]["run_id"].tolist() if table.selection.rows else []
+# the selection is by row position: rows past the end (the table shrank since) select nothing
+chosen = shown.iloc[[i for i in table.selection.rows if i < len(shown)]]["run_id"].tolist()
 d1, d2, d3 = st.columns(3)
 if d1.button(f"Delete {len(chosen)} selected", disabled=not chosen):
     get_store().delete_runs(chosen)
+    # forget the selection: its row positions would point at other runs once these are gone
+    st.session_state.pop("runs-table", None)
     st.toast(f"Deleted {len(chosen)} run(s)")
     st.rerun()
 d2.download_button("Export CSV", frame.to_csv(index=False), "runs.csv", "text/csv")

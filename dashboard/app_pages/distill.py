@@ -40,7 +40,7 @@ with st.form("distill-form"):
         submit_job("distill", {"teacher": params["model"] if teacher == "sidebar" else teacher, "student": student,
                                "dataset": params["dataset"], "temperatures": temperatures, "alpha": alpha,
                                "label_fraction": fraction, "seeds": seeds, "epochs": int(epochs),
-                               "epochs_teacher": params["epochs"], "device": params["device"],
+                               "teacher_epochs": params["epochs"], "device": params["device"],
                                "latency_batch": params["latency_batch"]})
 job_panel(("distill",), key="distill")
 

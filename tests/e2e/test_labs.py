@@ -61,8 +61,6 @@ def test_prune_sweep_through_the_ui(page, app_server):
     screenshot(page, "prune")
 
 
-@pytest.mark.xfail(strict=True, reason="dashboard bug: the Distill page still submits the old key 'epochs_teacher' "
-                   "(renamed 'teacher_epochs'), which the distill config refuses, so no job is queued")
 def test_distill_through_the_ui(page, app_server):
     _open(page, app_server, "distill")
     _fill(page, "Student epochs", 3)
