@@ -1,4 +1,6 @@
 """`python -m compression` as a user runs it: a real process, real stdout and stderr."""
+import contextlib
+import io
 import json
 import re
 import subprocess
@@ -7,6 +9,7 @@ import sys
 import pytest
 import torch
 
+from compression.cli import build_parser
 from conftest import ROOT, cli_env
 
 FIELDS = ["run_id", "kind", "parent_id", "dataset", "model", "config", "accuracy", "accuracy_ci", "params",
@@ -170,3 +173,16 @@ def test_the_fuzz_table_is_large_enough():
 def test_registry_lists_models_and_datasets(lab_home):
     payload = json.loads(cli(lab_home, "registry", "--json").stdout)
     assert "digits" in payload["datasets"] and payload["models"]["cnn"]["args"] == {"width": 32}
+
+
+def test_a_list_flag_answers_to_its_plural_and_help_says_what_is_required():
+    parser = build_parser()
+    for flag in ("--sparsity", "--sparsities"):
+        assert parser.parse_args(["prune", flag, "0.5", "0.9"]).sparsities == ["0.5", "0.9"]
+    distill = ["distill", "--teacher", "lenet5", "--student", "mlp", "--temperatures", "2", "4"]
+    assert parser.parse_args(distill).temperatures == ["2", "4"]
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text), pytest.raises(SystemExit):
+        parser.parse_args(["prune", "--help"])
+    help_text = " ".join(text.getvalue().split())
+    assert "a sweep (required)" in help_text and "(default: [0.5])" not in help_text

@@ -65,17 +65,21 @@ def add_config_arguments(p: argparse.ArgumentParser, config_cls) -> None:
         meta = f.metadata
         if not meta.get("cli", True):
             continue
-        flag = meta.get("flag") or "--" + f.name.replace("_", "-")
+        own = "--" + f.name.replace("_", "-")
+        # a singular flag for a list (--sparsity 0.5 0.9) also answers to the field's own name (--sparsities)
+        flags = [meta.get("flag") or own] + ([own] if meta.get("flag") and meta["flag"] != own else [])
         base, is_list, _ = field_type(hints[f.name])
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         help_text = meta.get("help", "")
         if meta.get("choices") is not None:
             help_text += f"; one of: {', '.join(str(c) for c in choices_of(meta['choices']) if c is not None)}"
-        kwargs = dict(dest=f.name, default=argparse.SUPPRESS, help=f"{help_text} (default: {default})")
+        required = bool(meta.get("required"))
+        kwargs = dict(dest=f.name, default=argparse.SUPPRESS,
+                      help=f"{help_text} ({'required' if required else f'default: {default}'})")
         if base is bool:
-            p.add_argument(flag, action="store_true", **kwargs)
+            p.add_argument(*flags, action="store_true", **kwargs)
         else:
-            p.add_argument(flag, nargs="+" if is_list else None, required=bool(meta.get("required")), **kwargs)
+            p.add_argument(*flags, nargs="+" if is_list else None, required=required, **kwargs)
 
 
 def config_from_args(config_cls, args: argparse.Namespace):
