@@ -137,7 +137,10 @@ def test_sweep_stores_one_child_per_sparsity(lab_home):
     # --from: start from a stored run (here the 50% one), and the child points at it
     again = run_prune(PruneLabConfig(sparsities=[0.9], from_run=out["results"][0]["run_id"], finetune_epochs=0,
                                      dataset="synthetic", latency_batch=16), quick_ctx())
-    assert store.get_run(again["results"][0]["run_id"])["parent_id"] == out["results"][0]["run_id"]
+    child = store.get_run(again["results"][0]["run_id"])
+    assert child["parent_id"] == out["results"][0]["run_id"]
+    # its config names the model it was applied to, not the baseline flags' defaults it never used
+    assert child["config"]["model"] == "mlp:hidden=32" and "epochs" not in child["config"]
 
 
 def test_sparsity_text_is_parsed_or_refused_clearly():

@@ -16,7 +16,7 @@ from ..core.train import cache_key, predict, resolve_device, train
 from ..errors import LabError
 from ..paths import checkpoints_dir
 from ..store.artifacts import load_run_model, save_model
-from .configs import BaselineConfig, TechniqueConfig
+from .configs import BaselineConfig, CommonConfig, TechniqueConfig
 from .context import RunContext
 from .records import as_record
 from .speed import record_fields, split_gain, time_pair
@@ -161,8 +161,8 @@ def store_child(ctx: RunContext, parent: Parent, model: nn.Module, child: Child,
     if child.float_model is not None and child.extra.get("real_int8") and child.method == "static_int8":
         extra["speedup_split"] = split_gain(parent.model, model, parent.data.input_shape, parent.latency_batch,
                                             _block_s(ctx))
-    run_id = ctx.store.add_run(child.kind, up["dataset"], child.model_spec or up["model"], child.config,
-                               parent_id=up["id"], record=record, extra=extra, method=child.method,
+    run_id = ctx.store.add_run(child.kind, up["dataset"], child.model_spec or up["model"],
+                               config_as_applied(child.config, parent.run), parent_id=up["id"], record=record, extra=extra, method=child.method,
                                label=child.label, job_id=ctx.job_id,
                                weights_path=save_model(model, parent.data.x_test[:1]))
     reference = "parent" if up["id"] == parent.run["id"] else "ancestor"
@@ -170,6 +170,19 @@ def store_child(ctx: RunContext, parent: Parent, model: nn.Module, child: Child,
         ctx.store.add_machine(machine_fingerprint(timing["device"], timing["threads"]))
         ctx.store.add_speedup(parent.run["id"], run_id, timing, reference)
     return ctx.store.get_run(run_id)
+
+
+# flags that only say how to train a baseline: a technique started from a stored run (--from) never used them
+_TRAINING_ONLY = set(BaselineConfig.field_names()) - set(CommonConfig.field_names()) - {"model"}
+
+
+def config_as_applied(config: dict, parent_run: dict) -> dict:
+    """The config stored with a child: from a stored run, it names that run's model and data set, not the
+    baseline flags' defaults (which were ignored), so a reader of the run is not told "lenet5, 10 epochs"."""
+    if not config.get("from_run"):
+        return config
+    out = {k: v for k, v in config.items() if k not in _TRAINING_ONLY}
+    return {**out, "model": format_spec(parent_run["model"]), "dataset": parent_run["dataset"]}
 
 
 def predictions_on_test(model: nn.Module, data: Dataset, input_dtype: torch.dtype = torch.float32) -> dict:
