@@ -11,6 +11,7 @@ from compression.labs.diff import diff_runs
 
 from .charts import training_curves
 from .charts_behaviour import gallery_captions, thumbnails
+from .display import plot
 from .state import get_store
 
 
@@ -168,7 +169,7 @@ def job_panel(kinds: tuple[str, ...], key: str, show_curves: bool = True) -> Non
         return
     _render_job(latest, store)
     if show_curves and latest["status"] == "running" and latest.get("events"):
-        st.plotly_chart(training_curves(latest["events"]), key=f"curves-{key}")
+        plot(training_curves(latest["events"]), f"curves-{key}")
     signature = (latest["id"], latest["status"], len(store.list_runs(job_id=latest["id"])))
     previous = st.session_state.get(f"job-signature-{key}")
     st.session_state[f"job-signature-{key}"] = signature

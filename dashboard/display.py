@@ -12,8 +12,15 @@ PRESENT_CSS = """<style>
 html, body, [data-testid="stMarkdownContainer"] p, li {font-size: 1.35rem !important;}
 h1 {font-size: 3rem !important;}
 </style>"""
-# the modebar's camera button saves a PNG at 3x: sharp on a 4K projector and in slides
-IMAGE_EXPORT = {"toImageButtonOptions": {"format": "png", "scale": 3}, "displaylogo": False}
+# the modebar's camera button saves every chart in the sidebar's format: a PNG at 3x (sharp on a 4K projector
+# and in slides) or an SVG (vector: any size, editable in a drawing program)
+IMAGE_FORMATS = {"PNG (3x)": {"format": "png", "scale": 3}, "SVG": {"format": "svg", "scale": 1}}
+IMAGE_EXPORT = {"toImageButtonOptions": IMAGE_FORMATS["PNG (3x)"], "displaylogo": False}  # the offline report's
+
+
+def image_export() -> dict:
+    return {"toImageButtonOptions": dict(IMAGE_FORMATS[st.session_state.get("image_format", "PNG (3x)")]),
+            "displaylogo": False}
 
 
 def presenting() -> bool:
@@ -26,7 +33,7 @@ def plot(fig: go.Figure, key: str, container=None) -> None:
     if presenting():
         fig.update_layout(font_size=20, title_font_size=26, legend_font_size=18, height=640)
         fig.update_traces(marker_size=16, selector=dict(type="scatter"))
-    (container or st).plotly_chart(fig, key=key, config=IMAGE_EXPORT)
+    (container or st).plotly_chart(fig, key=key, config=image_export())
 
 
 def presentation_toggle() -> None:
@@ -40,6 +47,8 @@ def presentation_toggle() -> None:
     elif "present" in st.query_params:
         del st.query_params["present"]
     st.toggle("Accuracy axis from 0 to 1", key="full_y", help="off: fitted to the runs, so 0.93-0.99 is readable")
+    st.radio("Charts download as", list(IMAGE_FORMATS), key="image_format", horizontal=True,
+             help="the camera button above each chart saves it in this format")
 
 
 def apply_presentation() -> None:

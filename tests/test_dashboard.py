@@ -1,4 +1,6 @@
 """Every page through streamlit's AppTest, from the entry point, against a real run store."""
+import json
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -280,3 +282,14 @@ def test_home_queues_the_teaching_demo(lab_home):
     RunStore().request_cancel(job["id"])
     from compression.labs.demo import demo_stages
     assert [label for label, _ in demo_stages()][-1] == "search"  # the demo ends with a small search
+
+
+def _download_format(chart) -> dict:
+    return json.loads(chart.proto.config)["toImageButtonOptions"]
+
+
+def test_every_chart_downloads_as_a_3x_png_or_as_svg(two_runs):
+    at = open_page("compare", "synthetic")
+    assert [_download_format(c) for c in at.get("plotly_chart")] == [{"format": "png", "scale": 3}] * charts(at)
+    at.sidebar.radio(key="image_format").set_value("SVG").run()
+    assert charts(at) >= 1 and all(_download_format(c)["format"] == "svg" for c in at.get("plotly_chart"))

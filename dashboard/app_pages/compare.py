@@ -7,6 +7,7 @@ from dashboard.charts import COST_AXES, lineage_ids, runs_frame, tradeoff_chart
 from dashboard.charts_behaviour import (FLIP_AXIS, confusion_delta_heatmap, flip_tradeoff_chart, per_class_delta_chart,
                                         reliability_chart, what_changed, with_flip_rate)
 from dashboard.components import behaviour_of, flip_gallery
+from dashboard.display import plot
 from dashboard.state import get_store, records
 
 st.title("Compare")
@@ -44,8 +45,8 @@ highlight = lineage_ids(everything, lineage_of) if lineage_of is not None else N
 if highlight and len(highlight) > 1:
     labels = everything.set_index("run_id").loc[highlight, "label"]
     st.caption("Lineage: " + " → ".join(labels))
-st.plotly_chart(flip_tradeoff_chart(frame, log_x, highlight) if cost == "flip_rate" else
-                tradeoff_chart(frame, cost, log_x=log_x, highlight=highlight), key="compare-chart")
+plot(flip_tradeoff_chart(frame, log_x, highlight) if cost == "flip_rate" else
+     tradeoff_chart(frame, cost, log_x=log_x, highlight=highlight), "compare-chart")
 
 shown = frame[["run_id", "label", "technique", "dataset", "model", "parent_id", "accuracy", "acc_lo", "acc_hi",
                "flip_rate", "params", "nonzero_params", "size_bytes", "gzip_bytes", "macs", "latency_ms"]]
@@ -109,10 +110,10 @@ m3.metric("Newly right", diff["newly_right"], help="A answered wrong, B right")
 m4.metric("ECE (15 bins)", f"{diff['ece_b']:.3f}", f"{diff['ece_b'] - diff['ece_a']:+.3f} vs A", delta_color="inverse",
           help="expected calibration error of the top-1 confidence (Guo et al. 2017); lower is more honest")
 st.caption(f"{words['flips']}. {words['hurt']}.")
-st.plotly_chart(per_class_delta_chart(diff, names), key="behaviour-classes")
+plot(per_class_delta_chart(diff, names), "behaviour-classes")
 left, right = st.columns(2)
-left.plotly_chart(confusion_delta_heatmap(diff, names), key="behaviour-confusion")
-right.plotly_chart(reliability_chart(diff, names), key="behaviour-reliability")
+plot(confusion_delta_heatmap(diff, names), "behaviour-confusion", left)
+plot(reliability_chart(diff, names), "behaviour-reliability", right)
 st.subheader("Flipped examples, newly wrong first")
 if diff["gallery"]:
     shown = f"The first {len(diff['gallery'])} of" if len(diff["flipped"]) > len(diff["gallery"]) else "All"

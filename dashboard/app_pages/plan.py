@@ -6,6 +6,7 @@ from compression.labs.plan_result import list_plans, plan_state
 from compression.labs.plan_target import target_text
 from dashboard.charts_plan import plan_chart
 from dashboard.components import human_bytes, job_panel, submit_job
+from dashboard.display import plot
 from dashboard.state import baseline_params, get_store
 
 # what a user asks for -> the target kind, and the factors the slider offers
@@ -49,7 +50,7 @@ st.caption(f"Target **{state['target']['phrase']}** within **{state['max_drop']:
            f"{state['finished']} of {state['trials']} trials finished"
            + (f", {len(state['stopped'])} stopped early." if state["stopped"] else "."))
 if state["points"]:
-    st.plotly_chart(plan_chart(state, best.get("run_id")), key="plan-chart")
+    plot(plan_chart(state, best.get("run_id")), "plan-chart")
 else:
     st.info("No trial has finished yet; the chart fills in as they do.")
 

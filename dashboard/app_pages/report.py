@@ -8,6 +8,7 @@ from compression.labs.summary import reference_of, versus_baseline
 from dashboard.charts import runs_frame, tradeoff_chart
 from dashboard.charts_behaviour import what_changed
 from dashboard.components import behaviour_of, flip_gallery, job_panel, submit_job
+from dashboard.display import plot
 from dashboard.report_html import build_report
 from dashboard.state import get_store, records
 
@@ -75,8 +76,8 @@ selected = [r for r, _, _ in rows]
 references = [ref for _, ref, _ in rows if ref is not None]
 frame = runs_frame(list({r["run_id"]: r for r in references + selected}.values()))
 left, right = st.columns(2)
-left.plotly_chart(tradeoff_chart(frame, "size_bytes"), key="report-size")
-right.plotly_chart(tradeoff_chart(frame, "latency_ms", title="Accuracy vs CPU latency"), key="report-latency")
+plot(tradeoff_chart(frame, "size_bytes"), "report-size", left)
+plot(tradeoff_chart(frame, "latency_ms", title="Accuracy vs CPU latency"), "report-latency", right)
 st.dataframe(pd.DataFrame(frame.drop(columns=["config"])), hide_index=True)
 st.download_button("Download HTML report", build_report(rows, changes=changes), "compression-report.html", "text/html",
                    type="primary")
