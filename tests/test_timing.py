@@ -16,6 +16,7 @@ import pytest
 import torch
 from torch import nn
 
+from compression.core import timing
 from compression.core.timing import (LoadSampler, latency_entry, machine_fingerprint, median_ci, paired_speedup,
                                      time_forward, wait_for_quiet)
 
@@ -107,7 +108,8 @@ def test_load_sampler_does_not_count_own_work():
     assert statistics.median(diffs) < 0.5
 
 
-def test_wait_for_quiet_is_bounded_under_load():
+def test_wait_for_quiet_is_bounded_under_load(monkeypatch):
+    monkeypatch.setitem(timing._recent, "sample", None)  # forget the quiet the previous test saw
     with spinners(1):
         start = time.monotonic()
         seen = wait_for_quiet(max_wait_s=1.0, probe_s=0.25)
@@ -117,6 +119,21 @@ def test_wait_for_quiet_is_bounded_under_load():
     start = time.monotonic()
     wait_for_quiet(max_wait_s=0, probe_s=0.1)  # one probe only
     assert time.monotonic() - start < 0.5
+
+
+def test_a_quiet_sample_a_moment_ago_skips_the_probe_and_a_stale_one_does_not(monkeypatch):
+    monkeypatch.setitem(timing._recent, "sample", (time.monotonic(), 0.1))
+    start = time.monotonic()
+    assert wait_for_quiet(max_wait_s=5, probe_s=0.3) == 0.1  # reused: no 0.3 s probe
+    assert time.monotonic() - start < 0.1
+    monkeypatch.setitem(timing._recent, "sample", (time.monotonic() - timing._RECENT_S - 1, 0.1))
+    start = time.monotonic()
+    wait_for_quiet(max_wait_s=0, probe_s=0.3)
+    assert time.monotonic() - start >= 0.3  # too old to describe the machine now: probed
+    monkeypatch.setitem(timing._recent, "sample", (time.monotonic(), 2.0))
+    start = time.monotonic()
+    wait_for_quiet(max_wait_s=0, probe_s=0.3)
+    assert time.monotonic() - start >= 0.3  # busy a moment ago: probe again, it may have passed
 
 
 # ---------------------------------------------------------------- machine identity

@@ -81,7 +81,8 @@ def run_demo(config: DemoConfig, ctx: RunContext | None = None) -> dict:
     stages = demo_stages()
     ids, ran = [], []
     for i, (label, stage) in enumerate(stages):
+        began = time.perf_counter()
         stage_ids = stage(config, ctx.slice(i / len(stages), (i + 1) / len(stages), label))
         ids += stage_ids
-        ran.append({"stage": label, "runs": len(stage_ids)})
+        ran.append({"stage": label, "runs": len(stage_ids), "wall_s": round(time.perf_counter() - began, 1)})
     return {"run_ids": ids, "stages": ran, "wall_s": time.perf_counter() - start}
