@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from compression import LabError, RunStore
+from compression.store.runs import answers_table
 
 
 def _add(store, kind="train", parent=None, **kw):
@@ -21,6 +22,24 @@ def test_runs_round_trip_with_json_fields(store):
     assert run["status"] == "done" and run["created_at"] > 0
     assert [r["id"] for r in store.list_runs(kind="train")] == [run_id]
     assert store.list_runs(kind="prune") == []
+
+
+def test_answers_live_apart_from_listings_and_go_with_their_run(store):
+    answers = {"label": [3, 1, 4], "confidence": [0.9, 0.5, 0.7]}
+    run_id = _add(store, extra={"history": [1], "predictions": answers})
+    assert store.get_run(run_id)["extra"] == {"history": [1], "has_answers": True, "predictions": answers}
+    listed = store.list_runs()[0]["extra"]
+    assert listed == {"history": [1], "has_answers": True}  # a listing never decodes every run's answers
+    newer = {"label": [0, 0, 0], "confidence": [1.0, 1.0, 1.0]}
+    store.update_run(run_id, extra={**listed, "predictions": newer})  # replaced, not duplicated
+    assert store.get_run(run_id)["extra"]["predictions"] == newer
+    store.update_run(run_id, extra={**listed, "note": "kept"})  # an update without answers keeps them
+    assert store.get_run(run_id)["extra"]["predictions"] == newer
+    other = _add(store)
+    store.delete_runs([run_id])
+    with store.engine.connect() as conn:  # deleted with the run: a new run under a reused id starts clean
+        assert conn.execute(answers_table.select()).all() == []
+    assert "predictions" not in (store.get_run(other)["extra"] or {})
 
 
 def test_lineage_and_delete_keep_children(store):

@@ -198,6 +198,8 @@ def _predictions_of_parent(ctx: RunContext, parent: Parent, up: dict) -> dict | 
     """The stored answers of the run a child is stored under; a parent stored before runs kept their answers
     gets them computed once here (from the model in memory) and stored, so the next child reuses them."""
     stored = (up.get("extra") or {}).get("predictions")
+    if stored is None and (up.get("extra") or {}).get("has_answers"):  # a listed run: its answers stay in the store
+        stored = (ctx.store.get_run(up["id"]).get("extra") or {}).get("predictions")
     if stored and len(stored.get("label", [])) == len(parent.data.y_test):
         return stored
     if up["id"] != parent.run["id"]:

@@ -10,10 +10,11 @@ def as_record(run: dict) -> dict:
            "dataset": run["dataset"], "model": run["model"], "model_name": format_spec(run["model"]),
            "method": run.get("method"), "label": run.get("label"), "config": run["config"]}
     out.update(run.get("record") or {})
-    # the stored test-set answers (up to n_test x classes numbers) stay in the run: `diff` reads them there
-    out.update({k: v for k, v in (run.get("extra") or {}).items() if k != "predictions"})
+    # the stored test-set answers (up to n_test x classes numbers) stay in the store: `diff` reads them there
+    extra = run.get("extra") or {}
+    out.update({k: v for k, v in extra.items() if k != "predictions"})
     # answers can be compared (Compare's behaviour section) when stored, or recomputable from stored weights
-    out["has_answers"] = bool(run.get("weights_path") or (run.get("extra") or {}).get("predictions"))
+    out["has_answers"] = bool(run.get("weights_path") or extra.get("has_answers") or extra.get("predictions"))
     if run.get("error"):
         out["error"] = run["error"]
     return out
