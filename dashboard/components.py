@@ -155,6 +155,12 @@ def _render_job(job: dict, store) -> None:
         st.warning(f"Job {jid} ({job['kind']}) {status}: {job['error']}  \n{kept} finished run(s) were kept.")
 
 
+@st.cache_data(max_entries=16, show_spinner=False)
+def _curves(events: list[dict]):
+    """The live curves, built once per new epoch: the panel redraws every second, a Plotly figure costs ~0.1 s."""
+    return training_curves(events)
+
+
 @st.fragment(run_every=1.0)
 def job_panel(kinds: tuple[str, ...], key: str, show_curves: bool = True) -> None:
     """The latest job of these kinds with progress, ETA and Cancel, plus the queue. Polls the store,
@@ -169,7 +175,7 @@ def job_panel(kinds: tuple[str, ...], key: str, show_curves: bool = True) -> Non
         return
     _render_job(latest, store)
     if show_curves and latest["status"] == "running" and latest.get("events"):
-        plot(training_curves(latest["events"]), f"curves-{key}")
+        plot(_curves(latest["events"]), f"curves-{key}")
     signature = (latest["id"], latest["status"], len(store.list_runs(job_id=latest["id"])))
     previous = st.session_state.get(f"job-signature-{key}")
     st.session_state[f"job-signature-{key}"] = signature
