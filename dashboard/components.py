@@ -1,6 +1,8 @@
 """Shared widgets: metric cards, the live job panel, lab placeholders."""
 from __future__ import annotations
 
+import time
+
 import streamlit as st
 
 from compression import LabError
@@ -161,7 +163,12 @@ def _curves(events: list[dict]):
     return training_curves(events)
 
 
-@st.fragment(run_every=1.0)
+REDRAW_EVERY_S = 6.0
+
+
+# every 2 s: each poll is a server rerun and a browser redraw, CPU that the worker timing models on the same
+# cores would lose (a 1 s poll slowed the browser demo by a tenth)
+@st.fragment(run_every=2.0)
 def job_panel(kinds: tuple[str, ...], key: str, show_curves: bool = True) -> None:
     """The latest job of these kinds with progress, ETA and Cancel, plus the queue. Polls the store,
     so a reload or a second tab shows the same; reruns the page when new results land."""
@@ -184,8 +191,13 @@ def job_panel(kinds: tuple[str, ...], key: str, show_curves: bool = True) -> Non
     st.session_state[f"job-token-{key}"] = token
     if timer_rerun and previous is not None and previous != signature and previous[0] == signature[0]:
         # a run landed or the job ended: redraw the page's charts. Only from the timer: a full run
-        # already reads fresh data, and rerunning it would swallow the click that started it.
-        st.rerun(scope="app")
+        # already reads fresh data, and rerunning it would swallow the click that started it. While the job
+        # runs, at most every REDRAW_EVERY_S: each redraw takes CPU from the worker timing models beside it.
+        since = time.monotonic() - st.session_state.get(f"job-redrawn-{key}", 0.0)
+        if signature[1] != "running" or since >= REDRAW_EVERY_S:
+            st.session_state[f"job-redrawn-{key}"] = time.monotonic()
+            st.rerun(scope="app")
+        st.session_state[f"job-signature-{key}"] = previous  # not yet: the change stays pending for a later poll
 
 
 def coming_soon(title: str, what: str) -> None:

@@ -16,6 +16,7 @@ def lab_home(tmp_path, monkeypatch):
     # measuring waits up to 10 s for other processes to go quiet; a test run is never quiet (its own workers,
     # the next subprocess), so probe once and time: the assertions never depend on a quiet machine
     monkeypatch.setenv("COMPRESSION_LAB_QUIET_WAIT_S", "0")
+    monkeypatch.setenv("COMPRESSION_LAB_PREWARM", "0")  # Home warms up a worker: not for each page test
     return home
 
 

@@ -6,6 +6,7 @@ from streamlit.testing.v1 import AppTest
 
 from compression import (DistillLabConfig, PipelineLabConfig, PruneLabConfig, QuantizeLabConfig, RunStore,
                          SearchConfig, run_distill, run_pipeline, run_prune, run_quantize)
+from compression.jobs.queue import worker_running
 from compression.labs.search import run_search
 from conftest import ROOT, baseline, quick_ctx, wait_for
 
@@ -293,3 +294,10 @@ def test_every_chart_downloads_as_a_3x_png_or_as_svg(two_runs):
     assert [_download_format(c) for c in at.get("plotly_chart")] == [{"format": "png", "scale": 3}] * charts(at)
     at.sidebar.radio(key="image_format").set_value("SVG").run()
     assert charts(at) >= 1 and all(_download_format(c)["format"] == "svg" for c in at.get("plotly_chart"))
+
+
+def test_home_warms_up_a_worker_so_the_demo_starts_at_once(monkeypatch):
+    assert not worker_running()
+    monkeypatch.setenv("COMPRESSION_LAB_PREWARM", "1")
+    open_page("home")
+    assert wait_for(worker_running, timeout=30)  # it exits after the idle time tests set (5 s)

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from compression import build_model, measure, wilson_interval
-from compression.core.measure import count_macs, count_params, serialized_size
+from compression.core.measure import count_macs, count_params, quiet_wait_limit, quiet_wait_s, serialized_size
 
 
 def test_wilson_interval_matches_the_formula():
@@ -80,3 +80,13 @@ def test_latency_grows_with_batch(synthetic):
         for batch in timings:
             timings[batch].append(measure_latency(model, synthetic.input_shape, "cpu", batch, min_run_time=0.05)["median_ms"])
     assert statistics.median(timings[256]) > 2 * statistics.median(timings[1])
+
+
+def test_a_job_can_cap_the_quiet_wait_but_never_lengthen_it(monkeypatch):
+    monkeypatch.setenv("COMPRESSION_LAB_QUIET_WAIT_S", "10")
+    with quiet_wait_limit(1.0):
+        assert quiet_wait_s() == 1.0
+    assert quiet_wait_s() == 10.0  # only inside
+    monkeypatch.setenv("COMPRESSION_LAB_QUIET_WAIT_S", "0.5")
+    with quiet_wait_limit(1.0):
+        assert quiet_wait_s() == 0.5

@@ -193,8 +193,9 @@ def worker_running() -> bool:
         return False
 
 
-def ensure_worker(store: RunStore) -> None:
-    """Start a worker process in its own session, so it outlives a restart of the web server."""
+def ensure_worker(store: RunStore, wait: bool = True) -> None:
+    """Start a worker process in its own session, so it outlives a restart of the web server. `wait`: return
+    once it holds the lock (a second submit then finds it); a page warming one up does not wait."""
     if worker_running():
         return
     log_path = lab_home() / "worker.log"
@@ -203,7 +204,7 @@ def ensure_worker(store: RunStore) -> None:
         subprocess.Popen([sys.executable, "-m", "compression", "jobs", "work"], cwd=PROJECT_ROOT, env=env,
                          stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                          start_new_session=True)
-    for _ in range(50):  # wait until it holds the lock, so a second submit does not start another
+    for _ in range(50 if wait else 0):  # wait until it holds the lock, so a second submit does not start another
         if worker_running():
             return
         time.sleep(0.1)
