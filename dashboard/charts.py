@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -107,12 +108,13 @@ def tradeoff_chart(frame: pd.DataFrame, cost: str = "params", log_x: bool = True
                                showarrow=True, arrowhead=3, arrowsize=1.5, arrowcolor="#f59e0b", text="")
     if log_x:  # arrows on log axes take log10 positions
         for ann in fig.layout.annotations:
-            import math
             ann.x, ann.ax = math.log10(ann.x), math.log10(ann.ax)
     fig.update_layout(title=title or f"Accuracy vs {COST_AXES.get(cost, cost)}",
                       xaxis_title=COST_AXES.get(cost, cost), yaxis_title="test accuracy",
                       yaxis_range=accuracy_range(frame.dropna(subset=["accuracy"]), full_y),
-                      xaxis_type="log" if log_x else "linear", height=460, legend_title="technique",
+                      xaxis_type="log" if log_x else "linear", height=540, legend_title="technique",
+                      # below the plot: beside it, the legend took half of a half-width chart
+                      legend=dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0),
                       margin=dict(l=10, r=10, t=50, b=10), template="plotly_white")
     return fig
 

@@ -35,6 +35,8 @@ def test_versus_baseline_in_plain_words():
     assert summary["text"] == "4.1x smaller, 2.3x faster [2.1, 2.5], \u22120.4 pt accuracy"
     slow = versus_baseline(SLOW, BASE, _paired(0.5, 0.45, 0.55), MACHINE)["text"]
     assert slow == "2.0x larger, 2.0x slower [1.8, 2.2], +1.0 pt accuracy"
+    step = versus_baseline({**SMALL, "final_stage": False, "fine_tuned": False}, BASE, None, MACHINE)["text"]
+    assert step.endswith("\u22120.4 pt accuracy, an intermediate stage, before fine-tuning")
 
 
 def test_report_is_one_self_contained_file():

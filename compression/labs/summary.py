@@ -21,6 +21,9 @@ def versus_baseline(record: dict, baseline: dict, speed: dict | None = None, thi
         parts.append(f"{size_ratio:.1f}x smaller" if size_ratio >= 1 else f"{1 / size_ratio:.1f}x larger")
     parts.append(speed_text(speed, this_machine))
     parts.append(f"{delta_pt:+.1f} pt accuracy".replace("-", "\u2212"))
+    if record.get("final_stage") is False and record.get("fine_tuned") is False:
+        # a pipeline's un-fine-tuned step: its accuracy is not a result, say so beside the number
+        parts.append("an intermediate stage, before fine-tuning")
     return {"run_id": record["run_id"], "baseline_id": baseline["run_id"], "size_ratio": size_ratio,
             "gzip_ratio": gzip_ratio, "speed_ratio": speed_ratio,
             "speed_ci95": speed["ci95"] if speed_ratio else None, "speed_noisy": bool(speed and speed["noisy"]),
