@@ -1,5 +1,4 @@
 """Data registry: the embedded default, the synthetic set, and torchvision's real loaders on tiny files."""
-import gzip
 import hashlib
 import pickle
 import struct

@@ -8,7 +8,7 @@ from compression import (LabError, PipelineLabConfig, QuantizeLabConfig, RunStor
 from compression.core.measure import serialized_size
 from compression.labs.export import export_run
 from compression.labs.stages import parse_steps
-from compression.techniques.quantize import METHODS, availability, quantize_model, quantized_layers
+from compression.techniques.quantize import METHODS, availability, quantize_model
 
 from conftest import quick_ctx
 
