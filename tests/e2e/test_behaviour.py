@@ -19,10 +19,12 @@ def pruned_digits(app_server, monkeypatch):
     return base, RunStore().get_run(child["run_id"])
 
 
-def _gallery_widths(page) -> list[int]:
-    """naturalWidth of every image in the page's main section, once all have loaded (0: did not decode)."""
-    page.wait_for_function("() => { const imgs = [...document.querySelectorAll(\"[data-testid='stMain'] img\")];"
-                           " return imgs.length > 0 && imgs.every(i => i.complete); }", timeout=60_000)
+def _gallery_widths(page, at_least: int = 1) -> list[int]:
+    """naturalWidth of every image in the page's main section, once at least `at_least` are there and all have
+    loaded (0: did not decode). The gallery arrives row by row: waiting for the first would count a part."""
+    page.wait_for_function("n => { const imgs = [...document.querySelectorAll(\"[data-testid='stMain'] img\")];"
+                           " return imgs.length >= n && imgs.every(i => i.complete); }", arg=at_least,
+                           timeout=60_000)
     return page.eval_on_selector_all("[data-testid='stMain'] img", "imgs => imgs.map(i => i.naturalWidth)")
 
 
@@ -33,7 +35,7 @@ def test_flipped_examples_show_as_images_in_compare_and_report(page, app_server,
     page.goto(f"{app_server['url']}/compare")
     page.get_by_text("Flipped examples, newly wrong first").wait_for(timeout=90_000)
     page.wait_for_selector(".main-svg")
-    widths = _gallery_widths(page)
+    widths = _gallery_widths(page, min(flips, 24))
     assert len(widths) == min(flips, 24) and all(w == 64 for w in widths), widths  # 8x8 digits, 8x nearest
     assert page.get_by_text("newly wrong · true").count() >= 1  # each image says what changed
     assert page.locator(".main-svg").count() >= 4  # trade-off, per-class deltas, confusion change, reliability
