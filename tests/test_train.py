@@ -1,8 +1,11 @@
 """The training loop: learns, is seeded, stops on divergence, and can be cancelled."""
+from dataclasses import replace
+
 import pytest
 import torch
 
 from compression import CancelledError, DivergedError, LabError, TrainConfig, accuracy, build_model, train
+from compression.core.train import training_threads
 
 
 def test_training_learns_and_reports_each_epoch(synthetic):
@@ -57,3 +60,15 @@ def test_cancel_stops_training(synthetic):
 def test_bad_config_is_refused(bad):
     with pytest.raises(LabError):
         TrainConfig(**bad)
+
+
+def test_small_batches_train_on_one_thread_and_the_setting_comes_back(synthetic):
+    wide = replace(synthetic, x_train=torch.zeros(len(synthetic.y_train), 3, 64, 64))
+    assert training_threads(synthetic, TrainConfig(), torch.device("cpu")) == 1
+    assert training_threads(wide, TrainConfig(), torch.device("cpu")) is None  # 32 x 3x64x64: worth threads
+    assert training_threads(synthetic, TrainConfig(), torch.device("cuda")) is None
+    before = torch.get_num_threads()
+    seen = []
+    model = build_model("mlp:hidden=8", synthetic.input_shape, synthetic.num_classes)
+    train(model, synthetic, TrainConfig(epochs=1), on_epoch=lambda _: seen.append(torch.get_num_threads()))
+    assert seen == [1] and torch.get_num_threads() == before

@@ -235,7 +235,7 @@ def _iqr(values: list[float]) -> float:
 # ---------------------------------------------------------------- one model, ready to time
 
 @contextmanager
-def _num_threads(threads: int | None):
+def num_threads(threads: int | None):
     """Set torch's intra-op threads for a block and restore them: thread count changes speed."""
     before = torch.get_num_threads()
     if threads is not None and threads != before:
@@ -401,7 +401,7 @@ def time_forward(model, example, *, device="cpu", mode="eager", number=None, thr
     Returns {"ms": per-call ms, "number": n, "mode": used, "fallback_reason"?: why not `mode`}.
     """
     mode = _resolve_mode(mode, device)
-    with _num_threads(threads):
+    with num_threads(threads):
         runner = _Runner(model, example, device, mode)
         try:
             n = int(number) if number else runner.calibrate(block_s)
@@ -446,7 +446,7 @@ def paired_speedup(model_a, model_b, example_a, example_b=None, *, device="cpu",
     mode = _resolve_mode(mode, device)
     threads_used = int(threads) if threads is not None else torch.get_num_threads()
     load_before = wait_for_quiet(max_quiet_wait_s)
-    with _num_threads(threads_used):
+    with num_threads(threads_used):
         runner_a = _Runner(model_a, example_a, device, mode)
         runner_b = None
         try:
@@ -501,7 +501,7 @@ def latency_entry(model, example, *, device="cpu", mode="eager", threads=None, b
     mode = _resolve_mode(mode, device)
     threads_used = int(threads) if threads is not None else torch.get_num_threads()
     wait_for_quiet(max_quiet_wait_s)
-    with _num_threads(threads_used):
+    with num_threads(threads_used):
         runner = _Runner(model, example, device, mode)
         try:
             number = runner.calibrate(block_s)

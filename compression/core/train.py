@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import Dataset
+from .timing import num_threads
 from ..errors import CancelledError, DivergedError, LabError
 
 # on_epoch(info) gets {"epoch", "epochs", "train_loss", "val_accuracy", "elapsed_s", ...}
@@ -112,6 +113,23 @@ def train(model: nn.Module, data: Dataset, config: TrainConfig, device: str | to
     A NaN or Inf loss raises DivergedError; `should_cancel()` returning True raises CancelledError.
     """
     device = torch.device(device)
+    with num_threads(training_threads(data, config, device)):
+        return _train(model, data, config, device, on_epoch, should_cancel, loss_fn, after_step)
+
+
+# below this many input numbers per batch a second intra-op thread gains nothing (digits: lenet5 0.61 s vs 0.64 s
+# for 5 epochs), and when another process holds a core it stalls at every OpenMP barrier: 4-5x slower measured
+# with one busy core beside it (lenet5 3.8-5.6 s vs 0.75 s) -- as in a browser demo, where the page is that process
+SMALL_BATCH_NUMBERS = 65_536
+
+
+def training_threads(data: Dataset, config: TrainConfig, device: torch.device) -> int | None:
+    """One intra-op thread for small CPU batches (digits, MNIST); None keeps torch's setting."""
+    per_batch = config.batch_size * math.prod(data.input_shape)
+    return 1 if device.type == "cpu" and per_batch < SMALL_BATCH_NUMBERS else None
+
+
+def _train(model, data, config, device, on_epoch, should_cancel, loss_fn, after_step) -> list[dict]:
     torch.manual_seed(config.seed)
     model.to(device).train()
     optimizer = _make_optimizer(model, config)
