@@ -2,6 +2,7 @@
 import signal
 import subprocess
 import sys
+import time
 
 import optuna
 import pytest
@@ -187,8 +188,11 @@ def test_a_killed_workers_trial_becomes_failed_and_the_study_goes_on(lab_home):
                           epochs=1000, choices={"depth": [2], "width": [128]}, latency_batch=8)
     create_study(config, store, "kill-test")
     victim = _worker(lab_home, "kill-test", store.url)
-    wait_for(lambda: any(t.state == optuna.trial.TrialState.RUNNING for t in
+    wait_for(lambda: any(t.state == optuna.trial.TrialState.RUNNING and "worker" in t.user_attrs for t in
                          optuna.load_study(study_name="kill-test", storage=store.url).get_trials()), timeout=120)
+    # past a heartbeat interval (2 s): a trial killed before its first heartbeat can never go stale (a busy
+    # machine made that race real in a full run)
+    time.sleep(3)
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     study, config = load_config("kill-test", store)
