@@ -162,7 +162,8 @@ def store_child(ctx: RunContext, parent: Parent, model: nn.Module, child: Child,
         extra["speedup_split"] = split_gain(parent.model, model, parent.data.input_shape, parent.latency_batch,
                                             _block_s(ctx))
     run_id = ctx.store.add_run(child.kind, up["dataset"], child.model_spec or up["model"],
-                               config_as_applied(child.config, parent.run), parent_id=up["id"], record=record, extra=extra, method=child.method,
+                               config_as_applied(child.config, parent.run), parent_id=up["id"], record=record,
+                               extra=extra, method=child.method,
                                label=child.label, job_id=ctx.job_id,
                                weights_path=save_model(model, parent.data.x_test[:1]))
     reference = "parent" if up["id"] == parent.run["id"] else "ancestor"
