@@ -27,7 +27,8 @@ def sidebar() -> None:
                      format_func=lambda d: f"{d} (default)" if d == "digits" else d)
         if st.session_state.dataset == FOLDER_CHOICE:
             st.text_input("Image folder", key="image_folder", placeholder="/path/to/images",
-                          help="class subfolders, or train/ val/ test/ holding them; resized to 32x32 (add ?size=N)")
+                          help="class subfolders, or train/ val/ test/ holding them; resized to 32x32 (add ?size=N). "
+                               "A folder larger than memory is read from disk by batch (or add &stream=1)")
         st.caption(DATASETS.about(dataset_name()))
         hw = hardware_info()
         labels = {"cpu": f"cpu ({hw['cpu']}, {hw['threads']} threads)"}

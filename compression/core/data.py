@@ -1,4 +1,5 @@
-"""Dataset registry: every data set comes back as in-memory tensors with a fixed, seeded split.
+"""Dataset registry: every data set comes back with a fixed, seeded split, as in-memory tensors -- except an image
+folder larger than memory, whose splits stay on disk and are decoded by batch (core/stream.py).
 
 `digits` (scikit-learn's 1,797 real 8x8 handwritten digits) is the default because it ships
 inside scikit-learn and works offline. MNIST, Fashion-MNIST and CIFAR-10 go through
@@ -18,6 +19,7 @@ import torch
 from ..errors import DatasetNotFoundError, LabError
 from ..paths import default_data_dir
 from ..registry import Registry
+from .stream import FolderImages, Split, loader_workers, read_image
 
 SPLIT_SEED = 0  # the split never depends on the training seed, so every run sees the same test set
 
@@ -25,11 +27,11 @@ SPLIT_SEED = 0  # the split never depends on the training seed, so every run see
 @dataclass(frozen=True)
 class Dataset:
     name: str
-    x_train: torch.Tensor
+    x_train: Split             # a tensor, or FolderImages for a folder streamed from disk
     y_train: torch.Tensor
-    x_val: torch.Tensor
+    x_val: Split
     y_val: torch.Tensor
-    x_test: torch.Tensor
+    x_test: Split
     y_test: torch.Tensor
     class_names: tuple[str, ...]
 
@@ -44,7 +46,12 @@ class Dataset:
     def summary(self) -> dict:
         return {"name": self.name, "input_shape": list(self.input_shape),
                 "num_classes": self.num_classes, "train": len(self.y_train),
-                "val": len(self.y_val), "test": len(self.y_test)}
+                "val": len(self.y_val), "test": len(self.y_test), "streamed": self.streamed}
+
+    @property
+    def streamed(self) -> bool:
+        """Read from disk by batch (a folder larger than memory), not held in memory."""
+        return isinstance(self.x_train, FolderImages)
 
 
 DATASETS: Registry[Callable[..., Dataset]] = Registry("dataset")
@@ -160,34 +167,46 @@ def _cifar(data_dir: Path, download: bool) -> Dataset:
     return _from_torchvision("cifar10", "CIFAR10", data_dir, download)
 
 
-# ---------------------------------------------------------------- image folders: imagefolder:PATH[?size=N]
+# ---------------------------------------------------------------- image folders: imagefolder:PATH[?size=N&stream=1]
 
 IMAGEFOLDER = "imagefolder:"
 DEFAULT_SIDE = 32
 SPLITS = ("train", "val", "test")
 FOLDER_FRACTIONS = (0.7, 0.1, 0.2)    # a folder without train/val/test subfolders: as digits is split
-MAX_IN_MEMORY_BYTES = 4 * 2**30       # the in-memory trainer holds every image as float32
+MAX_IN_MEMORY_BYTES = 4 * 2**30       # above this (or half the free memory) a folder streams from disk
+STATS_SAMPLE = 2000                   # training images the standardisation statistics are taken from
+MIN_WORKER_IMAGES = 2000              # decoding a folder whole: fewer images than this decode in-process
 
 
-def parse_image_folder(name: str) -> tuple[Path, int]:
-    """`imagefolder:/data/flowers?size=64` -> (folder, side). The side defaults to 32."""
-    text = name[len(IMAGEFOLDER):]
-    path, _, query = text.partition("?")
-    side = DEFAULT_SIDE
-    if query:
-        key, _, value = query.partition("=")
-        if key != "size" or not value.isdigit() or not 4 <= int(value) <= 1024:
-            raise LabError(f"Bad image folder option '?{query}' in '{name}': write ?size=N with N from 4 to 1024")
-        side = int(value)
-    return Path(path).expanduser(), side
+@dataclass(frozen=True)
+class FolderSpec:
+    root: Path
+    side: int = DEFAULT_SIDE
+    stream: bool = False              # ?stream=1: decode from disk by batch even when the folder would fit
+
+
+def parse_image_folder(name: str) -> FolderSpec:
+    """`imagefolder:/data/flowers?size=64&stream=1` -> the folder, the side (32 by default) and whether to stream."""
+    path, _, query = name[len(IMAGEFOLDER):].partition("?")
+    options = {}
+    for item in filter(None, query.split("&")):
+        key, _, value = item.partition("=")
+        if key == "size" and value.isdigit() and 4 <= int(value) <= 1024:
+            options["side"] = int(value)
+        elif key == "stream" and value in ("0", "1"):
+            options["stream"] = value == "1"
+        else:
+            raise LabError(f"Bad image folder option '{item}' in '{name}': write ?size=N with N from 4 to 1024, "
+                           "and &stream=1 to read the images from disk by batch")
+    return FolderSpec(Path(path).expanduser(), **options)
 
 
 def _folder_stamp(name: str) -> tuple:
     """Modification times of the folder and its subfolders: adding or deleting a file changes its folder's."""
-    root, side = parse_image_folder(name)
+    root = parse_image_folder(name).root
     if not root.is_dir():
-        return (side,)
-    return (side,) + tuple(sorted((d, os.stat(d).st_mtime_ns) for d, _, _ in os.walk(root)))
+        return ()
+    return tuple(sorted((d, os.stat(d).st_mtime_ns) for d, _, _ in os.walk(root)))
 
 
 def _image_folder_loader(name: str):
@@ -198,50 +217,25 @@ def _image_folder_loader(name: str):
 
 DATASETS.register_family(IMAGEFOLDER, _image_folder_loader,
                          about="your images: imagefolder:PATH holds one subfolder per class (or train/, val/ and "
-                               "test/ with class subfolders); resized to 32x32, or ?size=N", label="Image folder")
+                               "test/ with class subfolders); resized to 32x32, or ?size=N; folders larger than "
+                               "memory (or &stream=1) are read from disk by batch", label="Image folder")
 
-
-def _read_image(path: str):
-    """torchvision's PIL loader, with a sentence naming the file when one is not an image (module level: the
-    DataLoader's worker processes must be able to import it)."""
-    from PIL import Image, UnidentifiedImageError
-    try:
-        with open(path, "rb") as f:
-            return Image.open(f).convert("RGB")
-    except (OSError, UnidentifiedImageError, ValueError):
-        raise LabError(f"{path} is not an image PIL can read (corrupt, or another format).") from None
-
-
-def _read_folder(folder: Path, side: int, classes: list[str] | None = None):
-    """(x, y, class names) from one ImageFolder-style folder, every image resized to side x side, in [0, 1]."""
+def _folder_samples(folder: Path, classes: list[str] | None = None) -> tuple[list[str], torch.Tensor, list[str]]:
+    """(image paths, labels, class names) of one ImageFolder-style folder; nothing is decoded yet."""
     import torchvision
-    from torchvision import transforms
 
     try:
-        ds = torchvision.datasets.ImageFolder(str(folder), loader=_read_image, transform=transforms.Compose(
-            [transforms.Resize((side, side)), transforms.ToTensor()]))
+        ds = torchvision.datasets.ImageFolder(str(folder), loader=read_image)
     except FileNotFoundError as err:  # no class subfolders, or no images in them
         raise LabError(f"{folder} is not an image folder: {str(err).splitlines()[0][:160]}. Put each class's "
                        "images in a subfolder named after the class.") from None
     if classes is not None and ds.classes != classes:
         raise LabError(f"{folder} has classes {', '.join(ds.classes)}; the train folder has {', '.join(classes)}. "
                        "Every split needs the same class subfolders.")
-    if len(ds) * 3 * side * side * 4 > MAX_IN_MEMORY_BYTES:
-        raise LabError(f"{folder} holds {len(ds):,} images: {len(ds) * 3 * side * side * 4 / 2**30:.1f} GiB at "
-                       f"{side}x{side}, more than the {MAX_IN_MEMORY_BYTES // 2**30} GiB the in-memory trainer "
-                       "takes. Choose a smaller ?size=N or fewer images.")
-    workers = 0 if len(ds) < 2000 else min(4, os.cpu_count() or 1)  # decoding dominates big folders
-    try:
-        batches = list(torch.utils.data.DataLoader(ds, batch_size=256, num_workers=workers))
-    except LabError as err:  # from a worker, the message carries the worker's traceback: keep the sentence
-        last = [line for line in str(err).splitlines() if line.strip()][-1]
-        raise LabError(last.split("LabError: ", 1)[-1]) from None
-    x = torch.cat([b[0] for b in batches]) if batches else torch.empty(0, 3, side, side)
-    y = torch.cat([b[1] for b in batches]) if batches else torch.empty(0, dtype=torch.long)
-    return x, y, list(ds.classes)
+    return [p for p, _ in ds.samples], torch.tensor(ds.targets, dtype=torch.long), list(ds.classes)
 
 
-def _stratified_split(x: torch.Tensor, y: torch.Tensor, fractions: tuple[float, ...]):
+def _stratified_indices(y: torch.Tensor, fractions: tuple[float, ...]) -> list[torch.Tensor]:
     """Each class cut in the same proportions (seeded), so a small folder still has every class in every split
     (when a class has enough images)."""
     gen = torch.Generator().manual_seed(SPLIT_SEED)
@@ -253,34 +247,71 @@ def _stratified_split(x: torch.Tensor, y: torch.Tensor, fractions: tuple[float, 
         bounds = np.minimum(bounds, len(idx))
         for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
             parts[k].append(idx[a:b])
-    out = []
-    for chosen in parts:
-        idx = torch.cat(chosen) if chosen else torch.empty(0, dtype=torch.long)
-        out.append((x[idx], y[idx]))
-    return out
+    return [torch.cat(chosen) if chosen else torch.empty(0, dtype=torch.long) for chosen in parts]
+
+
+def _folder_splits(root: Path) -> tuple[dict[str, tuple[list[str], torch.Tensor]], list[str]]:
+    """{split: (paths, labels)} and the class names. train/, val/ and test/ subfolders are used when present (a
+    missing val or test split is cut from train, stratified); otherwise the whole folder is split 70/10/20."""
+    if (root / "train").is_dir():
+        paths, y, classes = _folder_samples(root / "train")
+        given = {s: _folder_samples(root / s, classes)[:2] for s in SPLITS[1:] if (root / s).is_dir()}
+        missing = [s for s in SPLITS[1:] if s not in given]
+        cut = _stratified_indices(y, (1 - 0.1 * len(missing),) + (0.1,) * len(missing))
+        splits = {"train": cut[0], **dict(zip(missing, cut[1:]))}
+        return {**{s: ([paths[i] for i in idx.tolist()], y[idx]) for s, idx in splits.items()}, **given}, classes
+    paths, y, classes = _folder_samples(root)
+    cut = dict(zip(SPLITS, _stratified_indices(y, FOLDER_FRACTIONS)))
+    return {s: ([paths[i] for i in idx.tolist()], y[idx]) for s, idx in cut.items()}, classes
+
+
+def in_memory_limit() -> int:
+    """Bytes of decoded images a folder may take before it streams: 4 GiB, or half the free memory if less."""
+    import psutil
+
+    return min(MAX_IN_MEMORY_BYTES, psutil.virtual_memory().available // 2)
+
+
+def _statistics_rows(n: int) -> list[int]:
+    """The training images the standardisation statistics come from: all of them up to STATS_SAMPLE, else a
+    seeded sample of that many. The same rule streamed or not, so the mode never changes a split's numbers."""
+    if n <= STATS_SAMPLE:
+        return list(range(n))
+    return sorted(torch.randperm(n, generator=torch.Generator().manual_seed(SPLIT_SEED))[:STATS_SAMPLE].tolist())
+
+
+def _statistics(raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std (3x1x1) of raw [0, 1] images."""
+    return raw.mean(dim=(0, 2, 3)).reshape(3, 1, 1), raw.std(dim=(0, 2, 3)).clamp_min(1e-6).reshape(3, 1, 1)
+
+
+def _decoded(paths: list[str], side: int) -> torch.Tensor:
+    return FolderImages(paths, side, workers=loader_workers(len(paths), MIN_WORKER_IMAGES)).load()
 
 
 def load_image_folder(name: str) -> Dataset:
-    """`imagefolder:PATH`: class subfolders read with torchvision's ImageFolder, resized and standardised with the
-    training split's per-channel statistics. train/, val/ and test/ subfolders are used when present (a missing
-    val or test split is cut from train, stratified); otherwise the whole folder is split 70/10/20, stratified."""
-    root, side = parse_image_folder(name)
-    if not root.is_dir():
-        raise DatasetNotFoundError(f"Image folder {root} not found.")
-    if (root / "train").is_dir():
-        x, y, classes = _read_folder(root / "train", side)
-        given = {s: _read_folder(root / s, side, classes)[:2] for s in SPLITS[1:] if (root / s).is_dir()}
-        missing = [s for s in SPLITS[1:] if s not in given]
-        cut = _stratified_split(x, y, (1 - 0.1 * len(missing),) + (0.1,) * len(missing))
-        splits = {"train": cut[0], **dict(zip(missing, cut[1:])), **given}
-    else:
-        x, y, classes = _read_folder(root, side)
-        splits = dict(zip(SPLITS, _stratified_split(x, y, FOLDER_FRACTIONS)))
+    """`imagefolder:PATH`: class subfolders listed with torchvision's ImageFolder, resized, and standardised with
+    the training split's per-channel statistics. A folder whose decoded images would take more than
+    in_memory_limit() (or one named with &stream=1) stays on disk: its splits are FolderImages, decoded by batch."""
+    spec = parse_image_folder(name)
+    if not spec.root.is_dir():
+        raise DatasetNotFoundError(f"Image folder {spec.root} not found.")
+    splits, classes = _folder_splits(spec.root)
     if min(len(splits[s][1]) for s in SPLITS) == 0:
-        raise LabError(f"{root} has too few images to fill train, val and test: "
+        raise LabError(f"{spec.root} has too few images to fill train, val and test: "
                        f"{', '.join(f'{s} {len(splits[s][1])}' for s in SPLITS)}. Add images (10 per class is a "
                        "minimum).")
-    return _make(name, splits["train"], splits["val"], splits["test"], classes)
+    images = sum(len(y) for _, y in splits.values())
+    train_paths = splits["train"][0]
+    if spec.stream or images * 3 * spec.side ** 2 * 4 > in_memory_limit():
+        mean, std = _statistics(_decoded([train_paths[i] for i in _statistics_rows(len(train_paths))], spec.side))
+        xs = {s: FolderImages(splits[s][0], spec.side, mean, std) for s in SPLITS}
+    else:
+        raw = {s: _decoded(splits[s][0], spec.side) for s in SPLITS}
+        mean, std = _statistics(raw["train"][_statistics_rows(len(train_paths))])
+        xs = {s: ((raw[s] - mean) / std).contiguous() for s in SPLITS}  # as FolderImages computes each image
+    return Dataset(name, xs["train"], splits["train"][1], xs["val"], splits["val"][1], xs["test"],
+                   splits["test"][1], tuple(classes))
 
 
 def from_examples(data, *, name: str = "custom", val_fraction: float = 0.1, class_names=None,

@@ -1,7 +1,8 @@
-"""The one training / evaluation loop, over in-memory tensors.
+"""The one training / evaluation loop, over in-memory tensors or streamed image folders.
 
-Why not a DataLoader: on small data the per-sample `__getitem__` + collate costs more than the
-model itself; slicing a shuffled index tensor is several times faster (benchmarks/trainer.py).
+Why not a DataLoader for tensors: on small data the per-sample `__getitem__` + collate costs more
+than the model itself; slicing a shuffled index tensor is several times faster (benchmarks/trainer.py).
+A folder larger than memory goes through one, with decoding workers (core/stream.py).
 """
 from __future__ import annotations
 
@@ -17,11 +18,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import Dataset
+from .stream import in_batches, in_order
 from .timing import num_threads
 from ..errors import CancelledError, DivergedError, LabError
 
 # on_epoch(info) gets {"epoch", "epochs", "train_loss", "val_accuracy", "elapsed_s", ...}
 EpochCallback = Callable[[dict], None]
+# on_batch(info) gets {"epoch", "epochs", "batch", "batches"} after every optimizer step
+BatchCallback = Callable[[dict], None]
 CancelCheck = Callable[[], bool]
 # loss_fn(model, logits, targets, batch_indices) -> scalar loss; the default is cross-entropy
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -92,7 +96,7 @@ def predict(model: nn.Module, x: torch.Tensor, device: torch.device | str = "cpu
     was_training = model.training
     model.eval()
     device = torch.device(device)
-    outs = [model(x[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)]
+    outs = [model(batch.to(device)).float().cpu() for batch in in_batches(x, batch_size)]
     model.train(was_training)
     return torch.cat(outs) if outs else torch.empty(0)
 
@@ -106,15 +110,16 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device="cpu") -
 def train(model: nn.Module, data: Dataset, config: TrainConfig, device: str | torch.device = "cpu",
           on_epoch: EpochCallback | None = None, should_cancel: CancelCheck | None = None,
           loss_fn: LossFn | None = None, after_step: Callable[[nn.Module], None] | None = None,
-          ) -> list[dict]:
+          on_batch: BatchCallback | None = None) -> list[dict]:
     """Train `model` in place; returns the per-epoch history.
 
-    `after_step` runs after every optimizer step (pruning uses it to keep masked weights at zero).
+    `after_step` runs after every optimizer step (pruning uses it to keep masked weights at zero); `on_batch`
+    after it, for progress within an epoch (a streamed folder's epoch can take minutes).
     A NaN or Inf loss raises DivergedError; `should_cancel()` returning True raises CancelledError.
     """
     device = torch.device(device)
     with num_threads(training_threads(data, config, device)):
-        return _train(model, data, config, device, on_epoch, should_cancel, loss_fn, after_step)
+        return _train(model, data, config, device, on_epoch, should_cancel, loss_fn, after_step, on_batch)
 
 
 # below this many input numbers per batch a second intra-op thread gains nothing (digits: lenet5 0.61 s vs 0.64 s
@@ -129,7 +134,7 @@ def training_threads(data: Dataset, config: TrainConfig, device: torch.device) -
     return 1 if device.type == "cpu" and per_batch < SMALL_BATCH_NUMBERS else None
 
 
-def _train(model, data, config, device, on_epoch, should_cancel, loss_fn, after_step) -> list[dict]:
+def _train(model, data, config, device, on_epoch, should_cancel, loss_fn, after_step, on_batch) -> list[dict]:
     torch.manual_seed(config.seed)
     model.to(device).train()
     optimizer = _make_optimizer(model, config)
@@ -140,17 +145,18 @@ def _train(model, data, config, device, on_epoch, should_cancel, loss_fn, after_
                           F.cross_entropy(logits, targets, label_smoothing=config.label_smoothing))
     use_amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    x_train, y_train = data.x_train.to(device), data.y_train.to(device)
+    x_train, y_train = data.x_train.to(device), data.y_train.to(device)  # a streamed split stays on disk
     shuffle = torch.Generator().manual_seed(config.seed)
+    batches = math.ceil(len(y_train) / config.batch_size)
     history, start = [], time.perf_counter()
     for epoch in range(1, config.epochs + 1):
         order = torch.randperm(len(y_train), generator=shuffle).to(device)
         total, seen = 0.0, 0
-        for i in range(0, len(order), config.batch_size):
+        for step, (idx, batch) in enumerate(in_order(x_train, order, config.batch_size), 1):
             if should_cancel and should_cancel():
                 raise CancelledError("cancelled by the user")
-            idx = order[i:i + config.batch_size]
-            batch = augment_batch(x_train[idx], shuffle) if config.augment else x_train[idx]
+            batch = batch.to(device, non_blocking=True)
+            batch = augment_batch(batch, shuffle) if config.augment else batch
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
                 logits = model(batch)
                 loss = loss_fn(model, logits.float(), y_train[idx], idx)
@@ -167,6 +173,8 @@ def _train(model, data, config, device, on_epoch, should_cancel, loss_fn, after_
                 after_step(model)
             total += loss.item() * len(idx)
             seen += len(idx)
+            if on_batch:
+                on_batch({"epoch": epoch, "epochs": config.epochs, "batch": step, "batches": batches})
         info = {"epoch": epoch, "epochs": config.epochs, "train_loss": total / max(seen, 1),
                 "val_accuracy": accuracy(model, data.x_val, data.y_val, device),
                 "elapsed_s": time.perf_counter() - start}

@@ -72,7 +72,7 @@ def get_baseline(config: BaselineConfig, ctx: RunContext | None = None) -> tuple
         ctx.report(0.8, "Loaded cached baseline weights")
     else:
         history = train(net, data, train_config, dev, on_epoch=ctx.on_epoch(0.0, 0.8, "Training: epoch"),
-                        should_cancel=ctx.should_cancel)
+                        should_cancel=ctx.should_cancel, on_batch=ctx.on_batch(0.0, 0.8, "Training: epoch"))
         net.cpu()
         torch.save({"state_dict": net.state_dict(), "history": history}, checkpoint)
     ctx.report(0.85, "Measuring accuracy, size, MACs and latency")

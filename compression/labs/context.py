@@ -7,6 +7,7 @@ Progress is always reported as a fraction of the *current slice*: a lab that run
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -54,6 +55,22 @@ class RunContext:
             done = info["epoch"] / max(info["epochs"], 1)
             self.report(lo + (hi - lo) * done, f"{what} {info['epoch']}/{info['epochs']}, val acc "
                         f"{info['val_accuracy']:.3f}", **{k: info[k] for k in EPOCH_FIELDS if k in info})
+        return callback
+
+    def on_batch(self, lo: float = 0.0, hi: float = 1.0, what: str = "epoch",
+                 every_s: float = 1.0) -> Callable[[dict], None]:
+        """A train() on_batch callback that reports progress within an epoch into [lo, hi] of this slice, at most
+        once per `every_s` (each report is a store write; a digits epoch has 40 batches a second)."""
+        last = [time.monotonic()]
+
+        def callback(info: dict) -> None:
+            now = time.monotonic()
+            if now - last[0] < every_s:
+                return
+            last[0] = now
+            done = (info["epoch"] - 1 + info["batch"] / max(info["batches"], 1)) / max(info["epochs"], 1)
+            self.report(lo + (hi - lo) * done, f"{what} {info['epoch']}/{info['epochs']}, batch "
+                        f"{info['batch']}/{info['batches']}")
         return callback
 
     def cancelled(self) -> bool:

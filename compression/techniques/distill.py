@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.data import Dataset
+from ..core.stream import rows
 from ..core.train import TrainConfig, predict, train
 from ..errors import LabError
 
@@ -78,7 +79,7 @@ def train_plain_student(student: nn.Module, data: Dataset, config: DistillConfig
                         should_cancel=None) -> tuple[nn.Module, list[dict]]:
     """A copy of the same untrained student, same seed and epochs, trained on the labelled share alone."""
     mask = label_mask(len(data.y_train), config.label_fraction, config.seed)
-    labelled = dataclasses.replace(data, x_train=data.x_train[mask], y_train=data.y_train[mask])
+    labelled = dataclasses.replace(data, x_train=rows(data.x_train, mask), y_train=data.y_train[mask])
     student = copy.deepcopy(student)
     history = train(student, labelled, TrainConfig(epochs=config.epochs, seed=config.seed), device,
                     on_epoch=on_epoch, should_cancel=should_cancel)
