@@ -11,7 +11,7 @@ import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -19,7 +19,7 @@ import torch
 from ..errors import DatasetNotFoundError, LabError
 from ..paths import default_data_dir
 from ..registry import Registry
-from .stream import FolderImages, Split, loader_workers, read_image
+from .stream import LOADER_BATCH, FolderImages, Split, in_batches, loader_workers, read_image
 
 SPLIT_SEED = 0  # the split never depends on the training seed, so every run sees the same test set
 
@@ -280,13 +280,22 @@ def _statistics_rows(n: int) -> list[int]:
     return sorted(torch.randperm(n, generator=torch.Generator().manual_seed(SPLIT_SEED))[:STATS_SAMPLE].tolist())
 
 
-def _statistics(raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and std (3x1x1) of raw [0, 1] images."""
-    return raw.mean(dim=(0, 2, 3)).reshape(3, 1, 1), raw.std(dim=(0, 2, 3)).clamp_min(1e-6).reshape(3, 1, 1)
+def _statistics(batches: Iterable[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std (3x1x1) of raw [0, 1] images, summed batch by batch in float64: a streamed
+    folder's sample never sits in memory whole, and both modes sum the same batches, so they agree exactly."""
+    total, squares, count = torch.zeros(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64), 0
+    for batch in batches:
+        wide = batch.double()
+        total += wide.sum(dim=(0, 2, 3))
+        squares += wide.square().sum(dim=(0, 2, 3))
+        count += wide.numel() // 3
+    mean = total / max(count, 1)
+    variance = (squares - count * mean.square()) / max(count - 1, 1)
+    return mean.float().reshape(3, 1, 1), variance.clamp_min(0).sqrt().float().clamp_min(1e-6).reshape(3, 1, 1)
 
 
-def _decoded(paths: list[str], side: int) -> torch.Tensor:
-    return FolderImages(paths, side, workers=loader_workers(len(paths), MIN_WORKER_IMAGES)).load()
+def _workers_for(paths: list[str]) -> int:
+    return loader_workers(len(paths), MIN_WORKER_IMAGES)
 
 
 def load_image_folder(name: str) -> Dataset:
@@ -304,11 +313,13 @@ def load_image_folder(name: str) -> Dataset:
     images = sum(len(y) for _, y in splits.values())
     train_paths = splits["train"][0]
     if spec.stream or images * 3 * spec.side ** 2 * 4 > in_memory_limit():
-        mean, std = _statistics(_decoded([train_paths[i] for i in _statistics_rows(len(train_paths))], spec.side))
+        sample = [train_paths[i] for i in _statistics_rows(len(train_paths))]
+        sample_images = FolderImages(sample, spec.side, workers=_workers_for(sample))
+        mean, std = _statistics(in_batches(sample_images, LOADER_BATCH))
         xs = {s: FolderImages(splits[s][0], spec.side, mean, std) for s in SPLITS}
     else:
-        raw = {s: _decoded(splits[s][0], spec.side) for s in SPLITS}
-        mean, std = _statistics(raw["train"][_statistics_rows(len(train_paths))])
+        raw = {s: FolderImages(splits[s][0], spec.side, workers=_workers_for(splits[s][0])).load() for s in SPLITS}
+        mean, std = _statistics(in_batches(raw["train"][_statistics_rows(len(train_paths))], LOADER_BATCH))
         xs = {s: ((raw[s] - mean) / std).contiguous() for s in SPLITS}  # as FolderImages computes each image
     return Dataset(name, xs["train"], splits["train"][1], xs["val"], splits["val"][1], xs["test"],
                    splits["test"][1], tuple(classes))
