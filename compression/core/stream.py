@@ -19,6 +19,9 @@ import torch
 from ..errors import LabError
 
 LOADER_BATCH = 256            # images per DataLoader batch when a split is decoded whole or evaluated
+# a whole pass over a streamed split decodes at most this much per batch: each worker keeps two batches in
+# flight, so predict()'s 1,024-image batches of 224x224 images would hold 5 GB, the folder memory it streams to spare
+PASS_BATCH_BYTES = 16 * 2**20
 
 
 def read_image(path: str):
@@ -146,9 +149,10 @@ def rows(x: Split, key) -> Split:
 
 
 def in_batches(x: Split, batch_size: int) -> Iterator[torch.Tensor]:
-    """x in order, `batch_size` rows at a time."""
+    """x in order, `batch_size` rows at a time (fewer for a streamed split of big images: PASS_BATCH_BYTES)."""
     if isinstance(x, FolderImages):
-        yield from x.stream(list(torch.arange(len(x)).split(batch_size)))
+        per_image = 3 * x.side ** 2 * x.dtype.itemsize
+        yield from x.stream(list(torch.arange(len(x)).split(max(1, min(batch_size, PASS_BATCH_BYTES // per_image)))))
     else:
         for i in range(0, len(x), batch_size):
             yield x[i:i + batch_size]
