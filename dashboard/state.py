@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from compression import RunStore, as_record
+from compression import LabError, RunStore, as_record
 from compression.core.data import DATASETS, IMAGEFOLDER
+from compression.labs.data_upload import MAX_ZIP_BYTES, import_image_zip, upload_label, uploaded_datasets
 from compression.core.measure import available_devices, hardware_info
 from compression.core.models import MODELS, list_models
 from compression.paths import default_data_dir
@@ -22,13 +23,12 @@ def sidebar() -> None:
     """The shared sidebar: dataset, device, data folder and baseline model (kept in session_state)."""
     with st.sidebar:
         st.header("Setup")
-        st.selectbox("Dataset", DATASETS.names() + [FOLDER_CHOICE], key="dataset",
-                     help="digits is embedded and works offline; an image folder holds one subfolder per class",
-                     format_func=lambda d: f"{d} (default)" if d == "digits" else d)
+        st.selectbox("Dataset", DATASETS.names() + uploaded_datasets() + [FOLDER_CHOICE], key="dataset",
+                     help="digits is embedded and works offline; an image folder holds one subfolder per class; "
+                          "zips you uploaded are listed as 'upload: NAME'",
+                     format_func=lambda d: f"{d} (default)" if d == "digits" else upload_label(d))
         if st.session_state.dataset == FOLDER_CHOICE:
-            st.text_input("Image folder", key="image_folder", placeholder="/path/to/images",
-                          help="class subfolders, or train/ val/ test/ holding them; resized to 32x32 (add ?size=N). "
-                               "A folder larger than memory is read from disk by batch (or add &stream=1)")
+            image_folder_choice()
         st.caption(DATASETS.about(dataset_name()))
         hw = hardware_info()
         labels = {"cpu": f"cpu ({hw['cpu']}, {hw['threads']} threads)"}
@@ -51,6 +51,31 @@ def sidebar() -> None:
                         help="the throughput batch for latency; batch 1 is always measured too")
         st.divider()
         presentation_toggle()
+
+
+def image_folder_choice() -> None:
+    """A folder on this machine by path, or a zip of one uploaded from the browser."""
+    st.text_input("Image folder", key="image_folder", placeholder="/path/to/images",
+                  help="class subfolders, or train/ val/ test/ holding them; resized to 32x32 (add ?size=N). "
+                       "A folder larger than memory is read from disk by batch (or add &stream=1)")
+    st.file_uploader("Or upload a zip of one", type=["zip"], key="image_zip",
+                     help=f"class subfolders of images, up to {MAX_ZIP_BYTES // 2**20} MiB; only the images are "
+                          "unpacked, and the folder must load before it is kept")
+    if st.session_state.get("image_zip") is not None:
+        st.button("Add as a data set", key="add_image_zip", on_click=_add_image_zip)
+    if st.session_state.get("image_zip_error"):
+        st.error(st.session_state.image_zip_error)
+
+
+def _add_image_zip() -> None:
+    """Button callback (it runs before the widgets, so it may set the Dataset picker): unpack, check, select."""
+    upload = st.session_state.get("image_zip")
+    st.session_state.image_zip_error = None
+    try:
+        with st.spinner("Unpacking and checking the images"):
+            st.session_state.dataset = import_image_zip(upload.getvalue(), upload.name)
+    except LabError as err:
+        st.session_state.image_zip_error = str(err)
 
 
 def dataset_name() -> str:

@@ -144,6 +144,29 @@ def _export(p):
     p.set_defaults(handler=handler)
 
 
+@verb("import-data", "unpack a zip of an image folder (class subfolders) into the lab as a data set")
+def _import_data(p):
+    p.add_argument("zip", help="a .zip of class subfolders of images, or of train/ val/ test/ holding them")
+    output_args(p)
+
+    def handler(args):
+        from pathlib import Path
+
+        from ..core.data import load_dataset
+        from ..labs.data_upload import MAX_ZIP_BYTES, import_image_zip
+        path = Path(args.zip)
+        if not path.is_file():
+            raise LabError(f"{args.zip} is not a file.")
+        if path.stat().st_size > MAX_ZIP_BYTES:  # before reading it all into memory
+            raise LabError(f"{path.name} is {path.stat().st_size / 2**20:.0f} MiB; the limit is "
+                           f"{MAX_ZIP_BYTES // 2**20} MiB.")
+        name = import_image_zip(path.read_bytes(), path.name)
+        info = {"dataset": name, **load_dataset(name).summary()}
+        emit(args, info, [{"dataset": name, "classes": info["num_classes"], "train": info["train"],
+                           "val": info["val"], "test": info["test"]}])
+    p.set_defaults(handler=handler)
+
+
 @verb("worker", "join a running search: run its trials from this process (or machine) until the budget is used")
 def _worker(p):
     p.add_argument("--study", required=True)

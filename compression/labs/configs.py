@@ -49,6 +49,7 @@ class BaselineConfig(CommonConfig):
     batch_size: int = param(TrainConfig.batch_size, min=1, max=65536, help="training batch size")
     lr: float = param(TrainConfig.lr, above=0, max=10, help="learning rate")
     optimizer: str = param(TrainConfig.optimizer, choices=("adam", "sgd"), help="optimizer")
+    weight_decay: float = param(TrainConfig.weight_decay, min=0, max=1, help="L2 weight decay")
     augment: bool = param(False, help="random crop and horizontal flip while training (photos, not digits)")
 
     def check(self) -> None:
@@ -57,7 +58,7 @@ class BaselineConfig(CommonConfig):
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, optimizer=self.optimizer,
-                           seed=self.seed, augment=self.augment)
+                           weight_decay=self.weight_decay, seed=self.seed, augment=self.augment)
 
 
 @dataclass
