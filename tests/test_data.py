@@ -64,32 +64,40 @@ def test_mnist_formats_load_through_torchvision(tmp_path, name, folder):
     assert data.y_test.tolist() == [i % 10 for i in range(20)]  # test labels in file order
 
 
-def test_cifar10_format_loads_through_torchvision(tmp_path, monkeypatch):
+def write_tiny_cifar(root, monkeypatch, per_batch=4, test=6):
+    """CIFAR-10's python format (five training batches, a test batch, the meta file) with a few random images,
+    and torchvision's md5 table pointed at them (it checks each file against the real CIFAR-10)."""
     import torchvision
 
-    folder = tmp_path / "cifar-10-batches-py"
-    folder.mkdir()
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
     md5 = {}
 
     def dump(name, obj):
-        blob = pickle.dumps(obj)
+        blob = pickle.dumps(obj)  # files this test writes itself; torchvision unpickles them
         (folder / name).write_bytes(blob)
         md5[name] = hashlib.md5(blob).hexdigest()
 
     for i in range(1, 6):
-        dump(f"data_batch_{i}", {"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8), "labels": [i % 10] * 4})
-    dump("test_batch", {"data": rng.integers(0, 256, (6, 3072), dtype=np.uint8), "labels": list(range(6))})
-    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-    dump("batches.meta", {"label_names": names})
-    # torchvision checks each file's md5 against the real CIFAR-10; point it at our tiny files instead
+        dump(f"data_batch_{i}", {"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
+                                 "labels": [(i + k) % 10 for k in range(per_batch)]})
+    dump("test_batch", {"data": rng.integers(0, 256, (test, 3072), dtype=np.uint8), "labels": list(range(test))})
+    dump("batches.meta", {"label_names": CIFAR_NAMES})
     cls = torchvision.datasets.CIFAR10
     monkeypatch.setattr(cls, "train_list", [[f"data_batch_{i}", md5[f"data_batch_{i}"]] for i in range(1, 6)])
     monkeypatch.setattr(cls, "test_list", [["test_batch", md5["test_batch"]]])
     monkeypatch.setattr(cls, "meta", {**cls.meta, "md5": md5["batches.meta"]})
+
+
+CIFAR_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def test_cifar10_format_loads_through_torchvision(tmp_path, monkeypatch):
+    write_tiny_cifar(tmp_path, monkeypatch)
     data = load_dataset("cifar10", data_dir=tmp_path)
     assert data.input_shape == (3, 32, 32)
-    assert data.class_names == tuple(names)
+    assert data.class_names == tuple(CIFAR_NAMES)
     assert len(data.y_test) == 6 and len(data.y_train) + len(data.y_val) == 20
 
 
