@@ -8,7 +8,7 @@ from pathlib import Path
 import streamlit as st
 
 from dashboard.display import apply_presentation
-from dashboard.state import sidebar  # `pip install -e .` (make's first step) makes the dashboard importable
+from dashboard.state import prewarm_worker, sidebar  # `pip install -e .` (make's first step) makes the dashboard importable
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,5 +30,6 @@ navigation = st.navigation(pages)
 # a new token per full run lets the job panel tell its own timer reruns from full page runs
 st.session_state["page_run_token"] = uuid.uuid4().hex
 sidebar()
+prewarm_worker()
 apply_presentation()
 navigation.run()

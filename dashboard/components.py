@@ -147,7 +147,7 @@ def _render_job(job: dict, store) -> None:
             store.request_cancel(jid)
             st.rerun(scope="fragment")
         return
-    kept = len(store.list_runs(job_id=jid))
+    kept = store.count_runs(job_id=jid)
     took = (job["finished_at"] or 0) - (job["started_at"] or job["finished_at"] or 0)
     if status == "done":
         st.success(f"Job {jid} ({job['kind']}) finished in {took:.1f} s; {kept} run(s) stored.")
@@ -159,7 +159,7 @@ def _render_job(job: dict, store) -> None:
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def _curves(events: list[dict]):
-    """The live curves, built once per new epoch: the panel redraws every second, a Plotly figure costs ~0.1 s."""
+    """The live curves, built once per new epoch: the panel polls every 2 s, a Plotly figure costs ~0.1 s."""
     return training_curves(events)
 
 
@@ -183,7 +183,7 @@ def job_panel(kinds: tuple[str, ...], key: str, show_curves: bool = True) -> Non
     _render_job(latest, store)
     if show_curves and latest["status"] == "running" and latest.get("events"):
         plot(_curves(latest["events"]), f"curves-{key}")
-    signature = (latest["id"], latest["status"], len(store.list_runs(job_id=latest["id"])))
+    signature = (latest["id"], latest["status"], store.count_runs(job_id=latest["id"]))
     previous = st.session_state.get(f"job-signature-{key}")
     st.session_state[f"job-signature-{key}"] = signature
     token = st.session_state.get("page_run_token")

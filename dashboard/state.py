@@ -1,12 +1,15 @@
 """The sidebar's choices and the store, shared by every page."""
 from __future__ import annotations
 
+import os
+
 import streamlit as st
 
 from compression import LabError, RunStore, as_record
 from compression.core.data import DATASETS, IMAGEFOLDER
 from compression.labs.data_upload import MAX_ZIP_BYTES, import_image_zip, upload_label, uploaded_datasets
 from compression.core.measure import available_devices, hardware_info
+from compression.jobs import ensure_worker
 from compression.core.models import MODELS, list_models
 from compression.paths import default_data_dir
 from dashboard.display import presentation_toggle
@@ -17,6 +20,14 @@ FOLDER_CHOICE = "image folder..."
 
 def get_store() -> RunStore:
     return RunStore()  # cheap: the engine behind it is cached per database URL
+
+
+def prewarm_worker() -> None:
+    """Start the job worker once per browser session, on whichever page the reader lands: it imports torch
+    (~5 s), which the first job's clock (the demo's, say) would count. COMPRESSION_LAB_PREWARM=0 turns it off."""
+    if os.environ.get("COMPRESSION_LAB_PREWARM", "1") == "1" and "worker_warmed" not in st.session_state:
+        st.session_state["worker_warmed"] = True
+        ensure_worker(get_store(), wait=False)
 
 
 def sidebar() -> None:

@@ -296,8 +296,9 @@ def test_every_chart_downloads_as_a_3x_png_or_as_svg(two_runs):
     assert charts(at) >= 1 and all(_download_format(c)["format"] == "svg" for c in at.get("plotly_chart"))
 
 
-def test_home_warms_up_a_worker_so_the_demo_starts_at_once(monkeypatch):
-    assert not worker_running()
+@pytest.mark.parametrize("page", ["home", "compare"])
+def test_any_first_page_warms_up_a_worker_so_the_demo_starts_at_once(monkeypatch, page):
+    assert wait_for(lambda: not worker_running(), timeout=30)  # the last test's warm worker has gone idle
     monkeypatch.setenv("COMPRESSION_LAB_PREWARM", "1")
-    open_page("home")
+    open_page(page)
     assert wait_for(worker_running, timeout=30)  # it exits after the idle time tests set (5 s)

@@ -24,6 +24,16 @@ def test_runs_round_trip_with_json_fields(store):
     assert store.list_runs(kind="prune") == []
 
 
+def test_count_runs_counts_what_a_listing_would_list(store):
+    job = store.submit_job("prune", {})
+    assert store.count_runs() == 0 and store.count_runs(job_id=job) == 0
+    for _ in range(3):
+        _add(store, job_id=job)
+    _add(store)
+    assert store.count_runs(job_id=job) == len(store.list_runs(job_id=job)) == 3
+    assert store.count_runs() == len(store.list_runs()) == 4
+
+
 def test_answers_live_apart_from_listings_and_go_with_their_run(store):
     answers = {"label": [3, 1, 4], "confidence": [0.9, 0.5, 0.7]}
     run_id = _add(store, extra={"history": [1], "predictions": answers})

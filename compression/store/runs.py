@@ -271,6 +271,14 @@ class RunStore:
         with self.engine.connect() as conn:
             return [_decode(row, _JSON_RUN) for row in conn.execute(query)]
 
+    def count_runs(self, job_id: int | None = None) -> int:
+        """How many runs (of one job): one COUNT, for pages that poll it every few seconds."""
+        query = sa.select(sa.func.count()).select_from(runs_table)
+        if job_id is not None:
+            query = query.where(runs_table.c.job_id == job_id)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
     def delete_runs(self, run_ids: list[int]) -> int:
         """Delete runs; their children keep existing and point at no parent."""
         ids = [int(i) for i in run_ids]

@@ -1,9 +1,6 @@
-import os
-
 import streamlit as st
 
 from compression.core.measure import hardware_info
-from compression.jobs import ensure_worker
 from dashboard.charts import runs_frame, tradeoff_chart
 from dashboard.display import plot
 from dashboard.components import job_panel, submit_job
@@ -25,10 +22,6 @@ st.subheader("Teaching demo")
 st.write("One click runs every lab on the embedded digits data with small defaults: three baselines, two "
          "pruning sweeps, distillation, two quantizations, a prune → fine-tune → int8 pipeline and a small "
          "architecture search. Charts fill in as each run finishes.")
-if os.environ.get("COMPRESSION_LAB_PREWARM", "1") == "1" and "worker_warmed" not in st.session_state:
-    # start the job worker while the newcomer reads: it imports torch (~5 s), which the demo's clock would count
-    st.session_state["worker_warmed"] = True
-    ensure_worker(get_store(), wait=False)
 if st.button("Run the teaching demo", type="primary"):
     submit_job("demo", {**baseline_params(), "dataset": "digits", "epochs": 10})
 job_panel(("demo",), key="home")
