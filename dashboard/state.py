@@ -6,7 +6,7 @@ import os
 import streamlit as st
 
 from compression import LabError, RunStore, as_record
-from compression.core.data import DATASETS, IMAGEFOLDER
+from compression.core.data import DATASETS, IMAGEFOLDER, describe_image_folder
 from compression.labs.data_upload import MAX_ZIP_BYTES, import_image_zip, upload_label, uploaded_datasets
 from compression.core.measure import available_devices, hardware_info
 from compression.jobs import ensure_worker
@@ -16,6 +16,7 @@ from dashboard.display import presentation_toggle
 
 
 FOLDER_CHOICE = "image folder..."
+TORCHVISION_SETS = ("mnist", "fashion_mnist", "cifar10")  # read from a data folder, or downloaded when asked
 
 
 def get_store() -> RunStore:
@@ -40,12 +41,12 @@ def sidebar() -> None:
                      format_func=lambda d: f"{d} (default)" if d == "digits" else upload_label(d))
         if st.session_state.dataset == FOLDER_CHOICE:
             image_folder_choice()
-        st.caption(DATASETS.about(dataset_name()))
+        describe_dataset(dataset_name())
         hw = hardware_info()
         labels = {"cpu": f"cpu ({hw['cpu']}, {hw['threads']} threads)"}
         labels.update({"cuda": f"cuda ({name})" for name in hw["cuda"][:1]})
         st.selectbox("Device", available_devices(), key="device", format_func=labels.get)
-        if st.session_state.dataset not in ("digits", "synthetic", FOLDER_CHOICE):
+        if st.session_state.dataset in TORCHVISION_SETS:
             st.text_input("Data folder", value=str(default_data_dir()), key="data_dir")
             st.checkbox("Download if missing (needs internet)", key="download")
         names = MODELS.names()  # the zoo, then torchvision's classifiers as tv.NAME; type to search
@@ -62,6 +63,20 @@ def sidebar() -> None:
                         help="the throughput batch for latency; batch 1 is always measured too")
         st.divider()
         presentation_toggle()
+
+
+def describe_dataset(name: str) -> None:
+    """What the data set is; for an image folder, also what was found in it (or why it cannot be used)."""
+    st.caption(DATASETS.about(name))
+    if not name.startswith(IMAGEFOLDER):
+        return
+    try:
+        info = describe_image_folder(name)  # listed, not decoded: this is the web process
+    except LabError as err:
+        st.error(str(err))
+        return
+    st.caption(f"{len(info['classes'])} classes · {info['train']} train, {info['val']} val, {info['test']} test "
+               f"images at {info['side']}x{info['side']}" + (" · streamed from disk" if info["streamed"] else ""))
 
 
 def image_folder_choice() -> None:

@@ -298,11 +298,7 @@ def _workers_for(paths: list[str]) -> int:
     return loader_workers(len(paths), MIN_WORKER_IMAGES)
 
 
-def load_image_folder(name: str) -> Dataset:
-    """`imagefolder:PATH`: class subfolders listed with torchvision's ImageFolder, resized, and standardised with
-    the training split's per-channel statistics. A folder whose decoded images would take more than
-    in_memory_limit() (or one named with &stream=1) stays on disk: its splits are FolderImages, decoded by batch."""
-    spec = parse_image_folder(name)
+def _checked_splits(spec: FolderSpec) -> tuple[dict[str, tuple[list[str], torch.Tensor]], list[str]]:
     if not spec.root.is_dir():
         raise DatasetNotFoundError(f"Image folder {spec.root} not found.")
     splits, classes = _folder_splits(spec.root)
@@ -310,9 +306,31 @@ def load_image_folder(name: str) -> Dataset:
         raise LabError(f"{spec.root} has too few images to fill train, val and test: "
                        f"{', '.join(f'{s} {len(splits[s][1])}' for s in SPLITS)}. Add images (10 per class is a "
                        "minimum).")
-    images = sum(len(y) for _, y in splits.values())
+    return splits, classes
+
+
+def _streams(spec: FolderSpec, images: int) -> bool:
+    return spec.stream or images * 3 * spec.side ** 2 * 4 > in_memory_limit()
+
+
+def describe_image_folder(name: str) -> dict:
+    """What `imagefolder:PATH` holds, from its file listing alone (nothing is decoded: a page can call it):
+    classes, images per split, the side, and whether it would stream."""
+    spec = parse_image_folder(name)
+    splits, classes = _checked_splits(spec)
+    counts = {s: len(splits[s][1]) for s in SPLITS}
+    return {"name": name, "classes": classes, **counts, "side": spec.side,
+            "streamed": _streams(spec, sum(counts.values()))}
+
+
+def load_image_folder(name: str) -> Dataset:
+    """`imagefolder:PATH`: class subfolders listed with torchvision's ImageFolder, resized, and standardised with
+    the training split's per-channel statistics. A folder whose decoded images would take more than
+    in_memory_limit() (or one named with &stream=1) stays on disk: its splits are FolderImages, decoded by batch."""
+    spec = parse_image_folder(name)
+    splits, classes = _checked_splits(spec)
     train_paths = splits["train"][0]
-    if spec.stream or images * 3 * spec.side ** 2 * 4 > in_memory_limit():
+    if _streams(spec, sum(len(y) for _, y in splits.values())):
         sample = [train_paths[i] for i in _statistics_rows(len(train_paths))]
         sample_images = FolderImages(sample, spec.side, workers=_workers_for(sample))
         mean, std = _statistics(in_batches(sample_images, LOADER_BATCH))

@@ -18,7 +18,7 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from ..core.data import IMAGEFOLDER, load_dataset
+from ..core.data import IMAGEFOLDER, load_image_folder
 from ..errors import LabError
 from ..paths import lab_home
 
@@ -73,7 +73,7 @@ def import_image_zip(blob: bytes, filename: str) -> str:
         _unpack(archive, images, partial, filename)
         name = f"{IMAGEFOLDER}{_data_root(partial)}"
         try:
-            load_dataset(name)
+            load_image_folder(name)  # decodes every image once; not cached: the web process calls this
         except LabError as err:
             raise LabError(f"{filename} does not hold a usable image folder: {err}") from None
         partial.rename(target)
