@@ -144,6 +144,9 @@ def training_curves(events: list[dict]) -> go.Figure:
             fig.add_trace(go.Scatter(x=group["epoch"], y=group["val_accuracy"], name=str(stage),
                                      mode="lines+markers", line=dict(color=color), legendgroup=str(stage),
                                      showlegend=False), row=1, col=2)
+        lowest = frame["val_accuracy"].min()
+        if pd.notna(lowest):  # accuracy ends at 1: a flat 100% run was drawn on an axis from 0 to 2
+            fig.update_yaxes(range=[max(0.0, lowest - 0.05), 1.01], row=1, col=2)
     fig.update_xaxes(title_text="epoch")
     fig.update_layout(height=320, margin=dict(l=10, r=10, t=40, b=10), template="plotly_white")
     return fig

@@ -302,3 +302,15 @@ def test_any_first_page_warms_up_a_worker_so_the_demo_starts_at_once(monkeypatch
     monkeypatch.setenv("COMPRESSION_LAB_PREWARM", "1")
     open_page(page)
     assert wait_for(worker_running, timeout=30)  # it exits after the idle time tests set (5 s)
+
+
+def test_training_curves_draw_accuracy_on_an_axis_that_ends_at_one():
+    from dashboard.charts import training_curves
+
+    flat = training_curves([{"epoch": e, "train_loss": 1 / e, "val_accuracy": 1.0} for e in (1, 2, 3)])
+    assert list(flat.layout.yaxis2.range) == [0.95, 1.01]  # not Plotly's 0-2 around a constant
+    rising = training_curves([{"epoch": 1, "train_loss": 2.0, "val_accuracy": 0.4},
+                              {"epoch": 2, "train_loss": 1.0, "val_accuracy": 0.9},
+                              {"message": "epoch 3/3, batch 2/9", "fraction": 0.5}])  # progress, not a point
+    assert list(rising.layout.yaxis2.range) == pytest.approx([0.35, 1.01])
+    assert [list(trace.x) for trace in rising.data] == [[1, 2], [1, 2]]
