@@ -8,7 +8,8 @@ from pathlib import Path
 import streamlit as st
 
 from dashboard.display import apply_presentation
-from dashboard.state import prewarm_worker, sidebar  # `pip install -e .` (make's first step) makes the dashboard importable
+from dashboard.sidebar import sidebar  # `pip install -e .` (make's first step) makes the dashboard importable
+from dashboard.state import prewarm_worker
 
 ROOT = Path(__file__).resolve().parent.parent
 

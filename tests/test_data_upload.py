@@ -7,9 +7,12 @@ import zipfile
 
 import pytest
 
-from compression import LabError, load_dataset
+from pathlib import Path
+
+from compression import LabError, RunStore, load_dataset
 from compression.labs import data_upload
-from compression.labs.data_upload import import_image_zip, upload_label, uploaded_datasets, uploads_dir
+from compression.labs.data_upload import (import_image_zip, run_import_data, save_zip, upload_label,
+                                          uploaded_datasets, uploads_dir)
 
 from conftest import ROOT
 from test_image_folder import cli, write_folder
@@ -111,8 +114,34 @@ def test_the_cli_imports_a_zip_and_refuses_a_bad_one_in_one_line(folder, lab_hom
     assert failed.returncode == 2 and failed.stderr.strip() == "error: bad.zip is not a zip file."
 
 
+def test_an_import_job_reports_progress_can_be_cancelled_and_removes_the_saved_zip(folder, lab_home):
+    from compression.errors import CancelledError
+    from compression.labs.configs import ImportDataConfig
+    from compression.labs.context import RunContext
+
+    blob = zip_of(folder, "pics/")
+    with pytest.raises(LabError, match="not a zip file"):  # the page's instant check: nothing saved
+        save_zip(b"garbage", "garbage.zip")
+    events = []
+    saved = save_zip(blob, "pics.zip")
+    with pytest.raises(CancelledError):
+        run_import_data(ImportDataConfig(path=saved, filename="pics.zip"),
+                        RunContext(progress=events.append, should_cancel=lambda: bool(events)))
+    assert nothing_left_behind() and not Path(saved).exists()  # cancelled after the first report
+    events.clear()
+    saved = save_zip(blob, "pics.zip")
+    out = run_import_data(ImportDataConfig(path=saved, filename="pics.zip"), RunContext(progress=events.append))
+    assert out["dataset"] in uploaded_datasets() and out["classes"] == ["class_0", "class_1", "class_2", "class_3"]
+    assert out["label"].startswith("upload: pics (") and not Path(saved).exists()
+    fractions = [e["fraction"] for e in events]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert any("Decoding each of the 40 images" in e["message"] for e in events)
+
+
 def test_the_sidebar_adds_an_uploaded_zip_and_selects_it(folder, lab_home):
     from streamlit.testing.v1 import AppTest
+
+    from conftest import wait_for
 
     at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=60)
     at.run()
@@ -126,6 +155,11 @@ def test_the_sidebar_adds_an_uploaded_zip_and_selects_it(folder, lab_home):
     uploader.set_value(("pics.zip", zip_of(folder), "application/zip")).run()
     at.sidebar.button(key="add_image_zip").click().run()
     assert not at.exception, [e.value for e in at.exception]
+    job_id = at.session_state["import_job"]
+    store = RunStore()
+    assert wait_for(lambda: store.get_job(job_id)["status"] in ("done", "failed"), timeout=120)
+    assert store.get_job(job_id)["status"] == "done", store.get_job(job_id)["error"]
+    at.run()  # the next rerun (the job panel's, in the app) selects what the job added
     chosen = at.sidebar.selectbox(key="dataset")
     assert chosen.value.startswith("imagefolder:") and chosen.value in uploaded_datasets()
-    assert not at.sidebar.error
+    assert not at.sidebar.error and any("4 classes" in c.value for c in at.sidebar.caption)

@@ -7,8 +7,9 @@ from typing import Callable
 
 from ..registry import Registry
 from .baseline import run_train
-from .configs import (BaselineConfig, DemoConfig, DistillLabConfig, PipelineLabConfig, PruneLabConfig,
-                      QuantizeLabConfig, RetimeConfig, SearchConfig, UploadConfig)
+from .configs import (BaselineConfig, DemoConfig, DistillLabConfig, ImportDataConfig, PipelineLabConfig,
+                      PruneLabConfig, QuantizeLabConfig, RetimeConfig, SearchConfig, UploadConfig)
+from .data_upload import run_import_data
 from .demo import run_demo
 from .distill import run_distill
 from .pipeline import run_pipeline
@@ -58,6 +59,9 @@ LABS.register("demo", Lab(DemoConfig, run_demo, lambda out: out["stages"], lambd
               about="the teaching demo: every lab on digits")
 LABS.register("upload", Lab(UploadConfig, run_upload, lambda out: [out], lambda out: [out["run_id"]]),
               about="measure an uploaded model")
+LABS.register("import_data", Lab(ImportDataConfig, run_import_data, lambda out: [out], lambda out: [],
+                                 lambda out: {"dataset": out["dataset"], "label": out["label"]}),
+              about="unpack and check an uploaded zip of an image folder")
 LABS.register("speedup", Lab(RetimeConfig, run_retime, lambda out: [out], lambda out: [],
     lambda out: {k: out[k] for k in ("speedup", "ci95", "noisy", "load", "machine", "relation")}),
     about="re-time two runs together on this machine")

@@ -198,6 +198,14 @@ class UploadConfig(CommonConfig):
 
 
 @dataclass
+class ImportDataConfig(LabConfig):
+    """A zip of an image folder that the page saved under the lab folder: unpacked and checked by a job."""
+    lab = "import_data"
+    path: str = param("", required=True, cli=False, help="the uploaded zip, saved under the lab folder")
+    filename: str = param("images.zip", cli=False, help="the name the user gave the file")
+
+
+@dataclass
 class RetimeConfig(LabConfig):
     """Time two stored runs together on this machine: the only way a speed-up is made."""
     lab = "speedup"

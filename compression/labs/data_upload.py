@@ -6,6 +6,9 @@ absolute path, no '..', no link, at most MAX_MEMBERS files and MAX_UNPACKED_BYTE
 header -- and each member is copied with a byte count, in case the header lies (a zip bomb). The unpacked folder
 must then load as an image folder (every image decodes, enough per split), or it is deleted and the reason given.
 The same zip uploaded twice is the same data set (its folder is named by the zip's hash).
+
+The page only runs the instant checks (`save_zip`: size, and the member list from the zip's central directory) and
+saves the file; unpacking and decoding every image is a job (`run_import_data`), with progress and a Cancel.
 """
 from __future__ import annotations
 
@@ -14,13 +17,16 @@ import io
 import re
 import shutil
 import stat
+import uuid
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from ..core.data import IMAGEFOLDER, load_image_folder
+from ..core.data import IMAGEFOLDER, describe_image_folder, load_image_folder
 from ..errors import LabError
 from ..paths import lab_home
+from .configs import ImportDataConfig
+from .context import RunContext
 
 MAX_ZIP_BYTES = 1 * 2**30
 MAX_UNPACKED_BYTES = 4 * 2**30
@@ -50,37 +56,69 @@ def upload_label(name: str) -> str:
     return f"upload: {stem} ({digest[:6]})"
 
 
-def import_image_zip(blob: bytes, filename: str) -> str:
+def save_zip(blob: bytes, filename: str) -> str:
+    """The page's part: refuse what the zip's own listing already shows is bad, else save it for an import job;
+    returns the saved path."""
+    _checked_images(_opened(blob, filename), filename)
+    folder = lab_home() / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{uuid.uuid4().hex}.zip"
+    path.write_bytes(blob)
+    return str(path)
+
+
+def run_import_data(config: ImportDataConfig, ctx: RunContext | None = None) -> dict:
+    """The job's part: unpack and check a saved zip; the saved zip is removed either way."""
+    path = Path(config.path)
+    if not path.is_file():
+        raise LabError(f"{config.filename} is no longer in the lab folder; upload it again.")
+    try:
+        name = import_image_zip(path.read_bytes(), config.filename, ctx)
+    finally:
+        path.unlink(missing_ok=True)
+    return {"dataset": name, "label": upload_label(name), **describe_image_folder(name)}
+
+
+def import_image_zip(blob: bytes, filename: str, ctx: RunContext | None = None) -> str:
     """Unpack an uploaded zip of class subfolders (or train/, val/ and test/ holding them) and check that it loads;
     returns its data set name, imagefolder:PATH. A bad zip raises LabError and leaves nothing behind."""
-    if not blob:
-        raise LabError(f"{filename} is empty.")
-    if len(blob) > MAX_ZIP_BYTES:
-        raise LabError(f"{filename} is {len(blob) / 2**20:.0f} MiB; the limit is {MAX_ZIP_BYTES // 2**20} MiB.")
-    digest = hashlib.sha256(blob).hexdigest()[:16]
-    stem = re.sub(r"[^A-Za-z0-9_.]+", "_", Path(filename).stem)[:40].strip("._") or "images"
-    target = uploads_dir() / f"{stem}-{digest}"
+    ctx = ctx or RunContext()
+    archive = _opened(blob, filename)
+    target = uploads_dir() / f"{_safe_stem(filename)}-{hashlib.sha256(blob).hexdigest()[:16]}"
     if target.is_dir():
         return f"{IMAGEFOLDER}{_data_root(target)}"  # the same zip again: the same data set
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(blob))
-    except (zipfile.BadZipFile, ValueError):
-        raise LabError(f"{filename} is not a zip file.") from None
     images = _checked_images(archive, filename)
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     try:
-        _unpack(archive, images, partial, filename)
+        _unpack(archive, images, partial, filename, ctx.slice(0.0, 0.5))
+        ctx.report(0.5, f"Decoding each of the {len(images):,} images once")
         name = f"{IMAGEFOLDER}{_data_root(partial)}"
         try:
-            load_image_folder(name)  # decodes every image once; not cached: the web process calls this
+            load_image_folder(name)  # not cached: the folder moves next
         except LabError as err:
             raise LabError(f"{filename} does not hold a usable image folder: {err}") from None
         partial.rename(target)
-    except BaseException:
+    except BaseException:  # a refusal, a cancel or a crash: nothing half-unpacked stays
         shutil.rmtree(partial, ignore_errors=True)
         raise
+    ctx.report(1.0, f"Added {upload_label(f'{IMAGEFOLDER}{target}')}")
     return f"{IMAGEFOLDER}{_data_root(target)}"
+
+
+def _opened(blob: bytes, filename: str) -> zipfile.ZipFile:
+    if not blob:
+        raise LabError(f"{filename} is empty.")
+    if len(blob) > MAX_ZIP_BYTES:
+        raise LabError(f"{filename} is {len(blob) / 2**20:.0f} MiB; the limit is {MAX_ZIP_BYTES // 2**20} MiB.")
+    try:
+        return zipfile.ZipFile(io.BytesIO(blob))
+    except (zipfile.BadZipFile, ValueError):
+        raise LabError(f"{filename} is not a zip file.") from None
+
+
+def _safe_stem(filename: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.]+", "_", Path(filename).stem)[:40].strip("._") or "images"
 
 
 def _checked_images(archive: zipfile.ZipFile, filename: str) -> list[zipfile.ZipInfo]:
@@ -108,9 +146,13 @@ def _checked_images(archive: zipfile.ZipFile, filename: str) -> list[zipfile.Zip
     return images
 
 
-def _unpack(archive: zipfile.ZipFile, images: list[zipfile.ZipInfo], folder: Path, filename: str) -> None:
+def _unpack(archive: zipfile.ZipFile, images: list[zipfile.ZipInfo], folder: Path, filename: str,
+            ctx: RunContext) -> None:
     written = 0
-    for info in images:
+    for done, info in enumerate(images):
+        ctx.check_cancel()
+        if done % 200 == 0:
+            ctx.report(done / len(images), f"Unpacking image {done + 1:,} of {len(images):,}")
         dest = folder.joinpath(*PurePosixPath(info.filename.replace("\\", "/")).parts)
         dest.parent.mkdir(parents=True, exist_ok=True)
         size = 0

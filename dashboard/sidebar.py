@@ -1,0 +1,110 @@
+"""The shared sidebar: data set (registered, an image folder by path, or an uploaded zip), device, baseline
+model; every choice is kept in session_state and read back through dashboard/state.py."""
+from __future__ import annotations
+
+import streamlit as st
+
+from compression import LabError
+from compression.core.data import DATASETS, IMAGEFOLDER, describe_image_folder
+from compression.core.measure import available_devices, hardware_info
+from compression.core.models import MODELS, list_models
+from compression.labs.data_upload import MAX_ZIP_BYTES, save_zip, upload_label, uploaded_datasets
+from compression.paths import default_data_dir
+
+from .components import job_panel, submit_job
+from .display import presentation_toggle
+from .state import FOLDER_CHOICE, dataset_name, get_store
+
+TORCHVISION_SETS = ("mnist", "fashion_mnist", "cifar10")  # read from a data folder, or downloaded when asked
+
+
+def sidebar() -> None:
+    with st.sidebar:
+        st.header("Setup")
+        _adopt_imported_zip()  # before the Dataset picker: it may select the data set a finished import added
+        st.selectbox("Dataset", DATASETS.names() + uploaded_datasets() + [FOLDER_CHOICE], key="dataset",
+                     help="digits is embedded and works offline; an image folder holds one subfolder per class; "
+                          "zips you uploaded are listed as 'upload: NAME'",
+                     format_func=lambda d: f"{d} (default)" if d == "digits" else upload_label(d))
+        if st.session_state.dataset == FOLDER_CHOICE:
+            image_folder_choice()
+        describe_dataset(dataset_name())
+        hw = hardware_info()
+        labels = {"cpu": f"cpu ({hw['cpu']}, {hw['threads']} threads)"}
+        labels.update({"cuda": f"cuda ({name})" for name in hw["cuda"][:1]})
+        st.selectbox("Device", available_devices(), key="device", format_func=labels.get)
+        if st.session_state.dataset in TORCHVISION_SETS:
+            st.text_input("Data folder", value=str(default_data_dir()), key="data_dir")
+            st.checkbox("Download if missing (needs internet)", key="download")
+        names = MODELS.names()  # the zoo, then torchvision's classifiers as tv.NAME; type to search
+        st.selectbox("Baseline model", names, key="model_name", index=names.index("lenet5"),
+                     format_func=lambda n: f"{n} (torchvision)" if n.startswith("tv.") else n,
+                     help=f"the model every lab starts from: {len(list_models())} zoo models and "
+                          f"{len(names) - len(list_models())} torchvision classifiers; type to search")
+        st.caption(MODELS.about(st.session_state.model_name))
+        st.text_input("Model arguments", key="model_args", placeholder="e.g. width=64 or hidden=256-256")
+        c1, c2 = st.columns(2)
+        c1.number_input("Epochs", 1, 200, 10, key="epochs")
+        c2.number_input("Seed", 0, 10_000, 0, key="seed")
+        st.number_input("Latency batch", 1, 4096, 256, key="latency_batch",
+                        help="the throughput batch for latency; batch 1 is always measured too")
+        st.divider()
+        presentation_toggle()
+
+
+def describe_dataset(name: str) -> None:
+    """What the data set is; for an image folder, also what was found in it (or why it cannot be used)."""
+    st.caption(DATASETS.about(name))
+    if not name.startswith(IMAGEFOLDER):
+        return
+    try:
+        info = describe_image_folder(name)  # listed, not decoded: this is the web process
+    except LabError as err:
+        st.error(str(err))
+        return
+    st.caption(f"{len(info['classes'])} classes · {info['train']} train, {info['val']} val, {info['test']} test "
+               f"images at {info['side']}x{info['side']}" + (" · streamed from disk" if info["streamed"] else ""))
+
+
+def image_folder_choice() -> None:
+    """A folder on this machine by path, or a zip of one uploaded from the browser."""
+    st.text_input("Image folder", key="image_folder", placeholder="/path/to/images",
+                  help="class subfolders, or train/ val/ test/ holding them; resized to 32x32 (add ?size=N). "
+                       "A folder larger than memory is read from disk by batch (or add &stream=1)")
+    st.file_uploader("Or upload a zip of one", type=["zip"], key="image_zip",
+                     help=f"class subfolders of images, up to {MAX_ZIP_BYTES // 2**20} MiB; only the images are "
+                          "unpacked, and the folder must load before it is kept")
+    if st.session_state.get("image_zip") is not None:
+        st.button("Add as a data set", key="add_image_zip", on_click=_add_image_zip)
+    if st.session_state.get("image_zip_error"):
+        st.error(st.session_state.image_zip_error)
+    if st.session_state.get("import_job"):
+        job_panel(("import_data",), key="import-data", show_curves=False)
+
+
+def _add_image_zip() -> None:
+    """Button callback: the instant checks here; unpacking and decoding every image is a job (progress, Cancel)."""
+    upload = st.session_state.get("image_zip")
+    st.session_state.image_zip_error = None
+    try:
+        path = save_zip(upload.getvalue(), upload.name)
+    except LabError as err:
+        st.session_state.image_zip_error = str(err)
+        return
+    st.session_state.import_job = submit_job("import_data", {"path": path, "filename": upload.name})
+
+
+def _adopt_imported_zip() -> None:
+    """Select the data set the session's import job added once it is done, or say why it failed."""
+    job_id = st.session_state.get("import_job")
+    try:
+        job = get_store().get_job(job_id) if job_id else None
+    except LabError:  # another database was chosen since
+        job = None
+    if job is None or job["status"] in ("queued", "running"):
+        return
+    st.session_state.import_job = None
+    if job["status"] == "done":
+        st.session_state.dataset = job["result"]["dataset"]
+    else:
+        st.session_state.image_zip_error = job.get("error") or f"The import was {job['status']}."
