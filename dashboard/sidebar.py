@@ -28,7 +28,10 @@ def sidebar() -> None:
                      format_func=lambda d: f"{d} (default)" if d == "digits" else upload_label(d))
         if st.session_state.dataset == FOLDER_CHOICE:
             image_folder_choice()
-        describe_dataset(dataset_name())
+        if st.session_state.dataset == FOLDER_CHOICE and not dataset_name().startswith(IMAGEFOLDER):
+            st.caption("Type a folder's path or upload a zip; until then the labs use digits.")
+        else:
+            describe_dataset(dataset_name())
         hw = hardware_info()
         labels = {"cpu": f"cpu ({hw['cpu']}, {hw['threads']} threads)"}
         labels.update({"cuda": f"cuda ({name})" for name in hw["cuda"][:1]})

@@ -146,6 +146,7 @@ def test_the_sidebar_adds_an_uploaded_zip_and_selects_it(folder, lab_home):
     at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=60)
     at.run()
     at.sidebar.selectbox(key="dataset").set_value("image folder...").run()
+    assert any("until then the labs use digits" in c.value for c in at.sidebar.caption)
     uploader = next(u for u in at.sidebar.get("file_uploader") if u.label.startswith("Or upload a zip"))
     uploader.set_value(("broken.zip", b"not a zip", "application/zip")).run()
     at.sidebar.button(key="add_image_zip").click().run()
