@@ -152,7 +152,7 @@ def _import_data(p):
     def handler(args):
         from pathlib import Path
 
-        from ..core.data import load_dataset
+        from ..core.data import describe_image_folder
         from ..labs.data_upload import MAX_ZIP_BYTES, import_image_zip
         path = Path(args.zip)
         if not path.is_file():
@@ -160,8 +160,10 @@ def _import_data(p):
         if path.stat().st_size > MAX_ZIP_BYTES:  # before reading it all into memory
             raise LabError(f"{path.name} is {path.stat().st_size / 2**20:.0f} MiB; the limit is "
                            f"{MAX_ZIP_BYTES // 2**20} MiB.")
-        name = import_image_zip(path.read_bytes(), path.name)
-        info = {"dataset": name, **load_dataset(name).summary()}
+        with ProgressBar(not args.quiet, "import-data") as bar:
+            name = import_image_zip(path.read_bytes(), path.name, RunContext(progress=bar))
+        described = describe_image_folder(name)  # from the listing: import_image_zip has decoded every image
+        info = {"dataset": name, "num_classes": len(described["classes"]), **described}
         emit(args, info, [{"dataset": name, "classes": info["num_classes"], "train": info["train"],
                            "val": info["val"], "test": info["test"]}])
     p.set_defaults(handler=handler)
