@@ -3,6 +3,7 @@ with worker processes. Real PNG files, torchvision's ImageFolder, real worker pr
 with &stream=1, or lower the in-memory limit, instead of writing gigabytes."""
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -33,7 +34,8 @@ def test_a_streamed_folder_holds_the_same_numbers_as_the_in_memory_one(folder):
     # every way the labs index a split gives what the tensor gives
     x, s = held.x_train, streamed.x_train
     mask = held.y_train == 2
-    assert torch.equal(s[5], x[5]) and torch.equal(s[torch.tensor(5)], x[5])
+    assert torch.equal(s[5], x[5]) and torch.equal(s[torch.tensor(5)], x[5]) and torch.equal(s[np.int64(5)], x[5])
+    assert torch.equal(s[np.array([2, 6])], x[[2, 6]]) and torch.equal(s[-1], x[-1])
     assert torch.equal(s[3:9], x[3:9]) and torch.equal(s[[7, 1]], x[[7, 1]])
     assert torch.equal(s[torch.tensor([4, 0, 4])], x[torch.tensor([4, 0, 4])])
     assert torch.equal(s[mask], x[mask]) and s[[]].shape == (0, 3, 16, 16)

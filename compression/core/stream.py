@@ -10,6 +10,7 @@ Bottom layer: imports only torch, torchvision, PIL and the standard library.
 """
 from __future__ import annotations
 
+import numbers
 import os
 import threading
 from typing import Iterator, Sequence
@@ -77,8 +78,7 @@ class FolderImages(torch.utils.data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, key) -> torch.Tensor:
-        if isinstance(key, int) or (isinstance(key, torch.Tensor) and key.ndim == 0 and not key.is_floating_point()
-                                    and key.dtype != torch.bool):
+        if _is_one_index(key):
             return self._decode(self.paths[int(key)])
         chosen = self._indices(key)
         if not chosen:
@@ -138,6 +138,13 @@ class FolderImages(torch.utils.data.Dataset):
         fields = {"paths": self.paths, "side": self.side, "mean": self.mean, "std": self.std, "dtype": self.dtype,
                   "workers": self.workers, **changes}
         return FolderImages(**fields)
+
+
+def _is_one_index(key) -> bool:
+    """An int, a numpy integer or a 0-d integer tensor: one image, not a batch."""
+    if isinstance(key, torch.Tensor):
+        return key.ndim == 0 and not key.is_floating_point() and key.dtype != torch.bool
+    return isinstance(key, numbers.Integral) and not isinstance(key, bool)
 
 
 Split = torch.Tensor | FolderImages
