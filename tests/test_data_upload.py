@@ -91,6 +91,14 @@ def test_links_bombs_and_junk_are_refused_with_one_sentence(folder, lab_home, mo
     blob[size_at:size_at + 4] = (10).to_bytes(4, "little")
     with pytest.raises(LabError, match="cannot be unpacked|more than its header"):
         import_image_zip(bytes(blob), "liar.zip")
+    blob = bytearray(zip_of(folder))  # a member marked encrypted: refused, no password asked for
+    central = bytes(blob).index(b"PK\x01\x02")
+    blob[central + 8] |= 1
+    with pytest.raises(LabError, match="'class_0/0.png' is encrypted; unpack it without a password."):
+        import_image_zip(bytes(blob), "locked.zip")
+    clash = zip_of(folder, extra=[("class_0/0.png/inner.png", b"x")])  # a file where a folder must go
+    with pytest.raises(LabError, match="cannot be unpacked"):
+        import_image_zip(clash, "clash.zip")
     assert nothing_left_behind()
 
 

@@ -154,9 +154,9 @@ def _unpack(archive: zipfile.ZipFile, images: list[zipfile.ZipInfo], folder: Pat
         if done % 200 == 0:
             ctx.report(done / len(images), f"Unpacking image {done + 1:,} of {len(images):,}")
         dest = folder.joinpath(*PurePosixPath(info.filename.replace("\\", "/")).parts)
-        dest.parent.mkdir(parents=True, exist_ok=True)
         size = 0
         try:
+            dest.parent.mkdir(parents=True, exist_ok=True)  # fails where a file of that name came first
             with archive.open(info) as src, open(dest, "wb") as out:
                 while chunk := src.read(CHUNK):
                     size += len(chunk)
@@ -165,7 +165,12 @@ def _unpack(archive: zipfile.ZipFile, images: list[zipfile.ZipInfo], folder: Pat
                         raise LabError(f"{filename}: '{info.filename[:80]}' unpacks to more than its header "
                                        "says; refused.")
                     out.write(chunk)
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, OSError, EOFError, NotImplementedError) as err:
+        except NotImplementedError:  # before RuntimeError, its base class
+            raise LabError(f"{filename}: '{info.filename[:80]}' uses a compression method that cannot be read; "
+                           "zip it with deflate.") from None
+        except RuntimeError:  # zipfile's word for an encrypted member
+            raise LabError(f"{filename}: '{info.filename[:80]}' is encrypted; unpack it without a password.") from None
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, OSError, EOFError) as err:
             raise LabError(f"{filename}: '{info.filename[:80]}' cannot be unpacked "
                            f"({str(err).splitlines()[0][:80] or 'corrupt'}).") from None
 
