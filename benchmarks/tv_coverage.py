@@ -129,8 +129,9 @@ def write_doc(rows: list[dict]) -> None:
               "the embedding.",
               "- ShuffleNet: the channel shuffle is shown to Torch-Pruning as one opaque op that no channel crosses, so "
               "block insides prune and block outputs stay whole (about half the parameters go, not three quarters).",
-              "- Swin and MaxViT: refused before tracing (Torch-Pruning's tracer does not finish on their window "
-              "attention: on swin_t it ran past 5 minutes and 20 GiB).",
+              "- Swin and MaxViT: Torch-Pruning's tracer does not finish on their window attention (on swin_t it ran "
+              "past 5 minutes and 20 GiB), so their MLPs lose hidden units alone (compression/techniques/"
+              "prune_mlp.py) and attention and embedding widths stay; the run's notes say so.",
               "- static int8: `x.mean([2, 3])` on 1x1 int8 maps is rewritten to `mean(keepdim=True).flatten(1)` "
               "(ShuffleNet's channels_last rank error), and channels_last models are made contiguous first."]
     DOC.parent.mkdir(exist_ok=True)

@@ -19,6 +19,7 @@ from ..core.data import Dataset
 from ..core.train import TrainConfig, accuracy, train
 from ..errors import CancelledError, LabError
 from ..registry import Registry
+from .prune_mlp import MlpHiddenPruner
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class Method:
     about: str                       # two lines for the UI: what it does and when it makes a model faster
     mask: Callable | None = None
     importance: Callable | None = None
+    norm: int | None = None          # structured: the p of the norm that ranks channels
 
 
 def _per_layer(fn):
@@ -72,10 +74,11 @@ for _m in [
            "per non-zero weight; no speed-up on dense kernels.", mask=_global_l1),
     Method("channel_l1", "Channel pruning (L1)", True,
            "Removes whole channels and neurons with the smallest L1 norm (Torch-Pruning keeps residual and "
-           "depthwise layers consistent). The model really gets smaller and faster.", importance=_magnitude(1)),
+           "depthwise layers consistent). The model really gets smaller and faster.", importance=_magnitude(1),
+           norm=1),
     Method("channel_l2", "Channel pruning (L2)", True,
            "Like channel_l1 but ranks channels by L2 norm. Smaller, faster models; often within noise of L1.",
-           importance=_magnitude(2)),
+           importance=_magnitude(2), norm=2),
 ]:
     METHODS.register(_m.name, _m, about=_m.about, label=_m.label)
 SCHEDULES = ("oneshot", "iterative")
@@ -238,7 +241,7 @@ class Architecture:
     """A layer or model that Torch-Pruning must be told about (or that channel pruning refuses). `matches` picks
     modules; `options` adds Torch-Pruning arguments for them; `enter`/`leave` rewrite a module for the tracing and
     restore it after pruning; `after_step` fixes what a pruning step leaves stale; `refuse` names why the layer
-    cannot be channel-pruned."""
+    cannot be channel-pruned; `mlp_only` why only the model's MLP hidden units can be (prune_mlp.py)."""
     name: str
     matches: Callable[[nn.Module], bool]
     options: Callable[[nn.Module], dict] | None = None
@@ -246,6 +249,7 @@ class Architecture:
     after_step: Callable[[nn.Module], None] | None = None
     leave: Callable[[nn.Module], None] | None = None
     refuse: str | None = None
+    mlp_only: str | None = None
 
 
 ARCHITECTURES: Registry[Architecture] = Registry("architecture rule")
@@ -264,17 +268,17 @@ for _a in [
                  enter=_enter_shuffle, leave=_leave_shuffle),
     Architecture("shifted_window_attention", lambda m: _is(
         m, "torchvision.models.swin_transformer", "ShiftedWindowAttention", "ShiftedWindowAttentionV2"),
-        refuse="Swin's shifted-window attention (torchvision ShiftedWindowAttention): Torch-Pruning cannot trace "
-               "its window partition and relative position bias"),
+        mlp_only="Swin's shifted-window attention (torchvision ShiftedWindowAttention): Torch-Pruning cannot trace "
+                 "its window partition and relative position bias"),
     Architecture("maxvit_attention", lambda m: _is(
         m, "torchvision.models.maxvit", "RelativePositionalMultiHeadAttention"),
-        refuse="MaxViT's block and grid attention (torchvision RelativePositionalMultiHeadAttention): Torch-Pruning's "
-               "index mapping through its window partitions does not finish"),
+        mlp_only="MaxViT's block and grid attention (torchvision RelativePositionalMultiHeadAttention): "
+                 "Torch-Pruning's index mapping through its window partitions does not finish"),
 ]:
     ARCHITECTURES.register(_a.name, _a)
 
 SUPPORTED = ("Conv2d (grouped and depthwise too), Linear, BatchNorm, LayerNorm, GroupNorm, nn.MultiheadAttention, "
-             "torchvision's ViT and ShuffleNet blocks")
+             "torchvision's ViT and ShuffleNet blocks, and Swin and MaxViT through their MLP hidden units")
 
 
 def _rules(model: nn.Module) -> list[tuple[Architecture, str, nn.Module]]:
@@ -442,12 +446,17 @@ def prune_model(model: nn.Module, data: Dataset, config: PruneConfig, device: st
         example = data.x_train[:2].float().cpu()
         with torch.no_grad():
             expected = pruned.eval()(example).shape
-        for rule, _, module in found:
-            if rule.enter:
-                rule.enter(module)
-        pruner = _structured_pruner(pruned, data, config, targets, found)
-        if _needs_clamp(pruned, config.sparsity):
-            notes = _clamp(pruner, config)
+        untraceable = [rule.mlp_only for rule, _, _ in found if rule.mlp_only]
+        if untraceable:
+            pruner = MlpHiddenPruner(pruned, [m for _, m in targets], METHODS[config.method].norm, config.sparsity,
+                                     steps, reason=untraceable[0])
+        else:
+            for rule, _, module in found:
+                if rule.enter:
+                    rule.enter(module)
+            pruner = _structured_pruner(pruned, data, config, targets, found)
+            if _needs_clamp(pruned, config.sparsity):
+                notes = _clamp(pruner, config)
     previous = 0.0
     for step, target in enumerate(agp_targets(config.sparsity, steps) if steps > 1 else [config.sparsity]):
         if pruner is not None:
@@ -478,6 +487,8 @@ def prune_model(model: nn.Module, data: Dataset, config: PruneConfig, device: st
             train(pruned, data, TrainConfig(epochs=per_step[step], lr=config.finetune_lr, seed=config.seed + step),
                   device, on_epoch=on_epoch, should_cancel=should_cancel)  # masks hold: weight = orig * mask
             pruned.cpu()
+    if isinstance(pruner, MlpHiddenPruner):
+        notes = [pruner.note()]
     for _, module in targets:
         if torch_prune.is_pruned(module):
             torch_prune.remove(module, "weight")  # fold the mask: plain zeros in a plain weight
