@@ -6,6 +6,7 @@ caller's model is never changed; an architecture a technique cannot handle raise
 from __future__ import annotations
 
 import copy
+import warnings
 
 import torch
 from torch import nn
@@ -39,11 +40,13 @@ def prune(model: nn.Module, data=None, *, method: str = "channel_l1", sparsity: 
     config = PruneConfig(method=method, sparsity=sparsity, finetune_epochs=finetune_epochs)
     dataset = _data(data, example_input)
     try:
-        pruned, _ = prune_model(model, dataset, config, device)
+        pruned, report = prune_model(model, dataset, config, device)
     except LabError:
         raise
     except Exception as err:
         raise _unsupported(f"Pruning with {method}", err) from None
+    for note in report["notes"]:  # it did less than asked (e.g. Swin: MLP hidden units only): say so
+        warnings.warn(note, UserWarning, stacklevel=2)
     return pruned
 
 

@@ -194,10 +194,16 @@ def test_prune_form_queues_a_sweep_and_refuses_bad_sparsities(lab_home):
 def test_prune_page_draws_stored_sweeps(lab_home):
     run_prune(PruneLabConfig(sparsities=[0.5, 0.9], method="global_l1", finetune_epochs=0, with_sensitivity=True,
                              dataset="synthetic", model="mlp:hidden=16", epochs=1, latency_batch=8), quick_ctx())
+    store = RunStore()
+    child = store.list_runs(kind="prune")[0]
+    note = "swin's attention cannot be traced: channel pruning removed MLP hidden units only"
+    store.update_run(child["id"], extra={**child["extra"], "notes": [note]})  # as prune_model reports one
     at = _synthetic_app()
     at.switch_page("app_pages/prune.py").run()
     assert not at.exception, [e.value for e in at.exception]
     assert len(at.get("plotly_chart")) >= 6  # sparsity, params, latency, speed-up, per-layer, sensitivity
+    assert [i.value for i in at.info] == ["Swin's attention cannot be traced: channel pruning removed MLP hidden "
+                                          "units only."]
 
 
 def test_quantize_page_queues_jobs_and_builds_pipelines(lab_home):

@@ -164,6 +164,8 @@ def test_swin_loses_mlp_hidden_units_only_with_a_note_saying_so():
             assert after.qkv.weight.shape == before.qkv.weight.shape  # attention untouched
     assert swin.features[1][0].mlp[0].out_features == 384  # the caller's model unchanged
     assert "MLP hidden units only, in 12 MLPs (they keep 50% of them)" in report["notes"][0]
+    with pytest.warns(UserWarning, match="MLP hidden units only"):  # the API says so too
+        compression.prune(swin, (torch.randn(4, *SHAPE), torch.arange(4)), sparsity=0.5)
     gradual = PruneConfig(method="channel_l1", sparsity=0.5, schedule="iterative", steps=2, finetune_epochs=2)
     tuned, report = prune_model(swin, data, gradual)
     assert [h["step"] for h in report["finetune_history"]] == [1, 2]  # pruned 25%, tuned, pruned 50%, tuned

@@ -62,6 +62,9 @@ parent_ids = list(dict.fromkeys(r["parent_id"] for r in newest_first if r["paren
 parent_id = st.selectbox("Results for parent run", parent_ids, format_func=lambda i: f"#{i} {parents[i]['label']}")
 parent = parents[parent_id]
 children = [r for r in pruned if r["parent_id"] == parent_id]
+# what a run did differently from what was asked (e.g. Swin: MLP hidden units only), once per distinct note
+for note in dict.fromkeys(n for r in children for n in (r.get("notes") or [])):
+    st.info(note[0].upper() + note[1:] + ".")
 
 plot(accuracy_vs_sparsity(children, parent), key="prune-acc")
 left, right = st.columns(2)
