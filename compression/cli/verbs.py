@@ -153,13 +153,11 @@ def _import_data(p):
         from pathlib import Path
 
         from ..core.data import describe_image_folder
-        from ..labs.data_upload import MAX_ZIP_BYTES, import_image_zip
+        from ..labs.data_upload import check_zip_size, import_image_zip
         path = Path(args.zip)
         if not path.is_file():
             raise LabError(f"{args.zip} is not a file.")
-        if path.stat().st_size > MAX_ZIP_BYTES:  # before reading it all into memory
-            raise LabError(f"{path.name} is {path.stat().st_size / 2**20:.0f} MiB; the limit is "
-                           f"{MAX_ZIP_BYTES // 2**20} MiB.")
+        check_zip_size(path.stat().st_size, path.name)  # before reading it all into memory
         with ProgressBar(not args.quiet, "import-data") as bar:
             name = import_image_zip(path.read_bytes(), path.name, RunContext(progress=bar))
         described = describe_image_folder(name)  # from the listing: import_image_zip has decoded every image

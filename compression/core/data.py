@@ -220,6 +220,7 @@ DATASETS.register_family(IMAGEFOLDER, _image_folder_loader,
                                "test/ with class subfolders); resized to 32x32, or ?size=N; folders larger than "
                                "memory (or &stream=1) are read from disk by batch", label="Image folder")
 
+
 def _folder_samples(folder: Path, classes: list[str] | None = None) -> tuple[list[str], torch.Tensor, list[str]]:
     """(image paths, labels, class names) of one ImageFolder-style folder; nothing is decoded yet."""
     import torchvision
@@ -317,10 +318,17 @@ def describe_image_folder(name: str) -> dict:
     """What `imagefolder:PATH` holds, from its file listing alone (nothing is decoded: a page can call it):
     classes, images per split, the side, and whether it would stream."""
     spec = parse_image_folder(name)
+    classes, counts = _listing(spec, _folder_stamp(name))
+    return {"name": name, "classes": list(classes), **dict(counts), "side": spec.side,
+            "streamed": _streams(spec, sum(n for _, n in counts))}
+
+
+@functools.lru_cache(maxsize=32)
+def _listing(spec: FolderSpec, stamp: tuple) -> tuple[tuple[str, ...], tuple[tuple[str, int], ...]]:
+    """Class names and images per split, kept while the folders' modification times (`stamp`) stay: the sidebar
+    describes the chosen folder on every page run, and listing a big folder reads every file name."""
     splits, classes = _checked_splits(spec)
-    counts = {s: len(splits[s][1]) for s in SPLITS}
-    return {"name": name, "classes": classes, **counts, "side": spec.side,
-            "streamed": _streams(spec, sum(counts.values()))}
+    return tuple(classes), tuple((s, len(splits[s][1])) for s in SPLITS)
 
 
 def load_image_folder(name: str) -> Dataset:

@@ -106,11 +106,16 @@ def import_image_zip(blob: bytes, filename: str, ctx: RunContext | None = None) 
     return f"{IMAGEFOLDER}{_data_root(target)}"
 
 
+def check_zip_size(size: int, filename: str) -> None:
+    """The upload cap; the CLI calls it on the file's size before reading the file into memory."""
+    if size > MAX_ZIP_BYTES:
+        raise LabError(f"{filename} is {size / 2**20:.0f} MiB; the limit is {MAX_ZIP_BYTES // 2**20} MiB.")
+
+
 def _opened(blob: bytes, filename: str) -> zipfile.ZipFile:
     if not blob:
         raise LabError(f"{filename} is empty.")
-    if len(blob) > MAX_ZIP_BYTES:
-        raise LabError(f"{filename} is {len(blob) / 2**20:.0f} MiB; the limit is {MAX_ZIP_BYTES // 2**20} MiB.")
+    check_zip_size(len(blob), filename)
     try:
         return zipfile.ZipFile(io.BytesIO(blob))
     except (zipfile.BadZipFile, ValueError):

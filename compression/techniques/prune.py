@@ -238,17 +238,16 @@ def _is(module: nn.Module, module_path: str, *names: str) -> bool:
 
 @dataclass(frozen=True)
 class Architecture:
-    """A layer or model that Torch-Pruning must be told about (or that channel pruning refuses). `matches` picks
+    """A layer or model that Torch-Pruning must be told about. `matches` picks
     modules; `options` adds Torch-Pruning arguments for them; `enter`/`leave` rewrite a module for the tracing and
-    restore it after pruning; `after_step` fixes what a pruning step leaves stale; `refuse` names why the layer
-    cannot be channel-pruned; `mlp_only` why only the model's MLP hidden units can be (prune_mlp.py)."""
+    restore it after pruning; `after_step` fixes what a pruning step leaves stale; `mlp_only` names why only the
+    model's MLP hidden units can be removed (prune_mlp.py)."""
     name: str
     matches: Callable[[nn.Module], bool]
     options: Callable[[nn.Module], dict] | None = None
     enter: Callable[[nn.Module], None] | None = None
     after_step: Callable[[nn.Module], None] | None = None
     leave: Callable[[nn.Module], None] | None = None
-    refuse: str | None = None
     mlp_only: str | None = None
 
 
@@ -282,16 +281,9 @@ SUPPORTED = ("Conv2d (grouped and depthwise too), Linear, BatchNorm, LayerNorm, 
 
 
 def _rules(model: nn.Module) -> list[tuple[Architecture, str, nn.Module]]:
-    """Each (rule, module name, module) that applies; a refusing rule raises LabError naming the layer."""
-    found = []
-    for name, module in model.named_modules():
-        for rule in ARCHITECTURES.values():
-            if rule.matches(module):
-                if rule.refuse:
-                    raise LabError(f"Channel pruning does not support layer '{name}': {rule.refuse}. It supports "
-                                   f"{SUPPORTED}. Weight pruning (l1_unstructured, global_l1) works on any model.")
-                found.append((rule, name, module))
-    return found
+    """Each (rule, module name, module) that applies."""
+    return [(rule, name, module) for name, module in model.named_modules() for rule in ARCHITECTURES.values()
+            if rule.matches(module)]
 
 
 def _merge_options(found) -> dict:
