@@ -17,9 +17,15 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 run: $(STAMP)
 	$(PY) -m streamlit run dashboard/app.py --server.port $(PORT)
 
-# tests time models while other tests' processes run: wait at most 1 s for quiet (the default is 10 s)
+# Two parts, both always run: the tests that assert on measured speed (marker `timing`) alone, since a parallel
+# neighbour would be a competing load; then the rest on one pytest-xdist process per core. Tests time models
+# while other tests' processes run: wait at most 1 s for quiet (the default is 10 s).
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	COMPRESSION_LAB_QUIET_WAIT_S=$${COMPRESSION_LAB_QUIET_WAIT_S:-1} $(PY) -m pytest
+	@export COMPRESSION_LAB_QUIET_WAIT_S=$${COMPRESSION_LAB_QUIET_WAIT_S:-1}; status=0; \
+	$(PY) -m pytest -m timing $(PYTEST_ARGS) || status=$$?; \
+	$(PY) -m pytest -m "not timing" -n $(TEST_WORKERS) --dist loadscope $(PYTEST_ARGS) || status=$$?; \
+	exit $$status
 
 bench: $(STAMP)
 	@for f in benchmarks/*.py; do echo "# $$f" >&2; $(PY) $$f || exit 1; done

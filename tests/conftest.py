@@ -1,14 +1,45 @@
 import os
 from pathlib import Path
 
+import psutil
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    import torch
+    # `make test` runs one pytest process per core: a second torch thread in each would only contend for the
+    # same cores (tiny models gain nothing from it). Timing tests run alone, outside xdist, with the default.
+    torch.set_num_threads(1)
+
+
+def stop_workers(home: Path, timeout: float = 15.0) -> list[int]:
+    """Stop every job worker serving the lab folder `home` (SIGTERM, then SIGKILL at the deadline); returns their
+    pids. Workers run in their own session so that they outlive a web server: a test that started one must stop
+    it, or it goes on loading the machine while later tests time models."""
+    workers = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if "jobs" in (proc.info["cmdline"] or []) and proc.environ().get("COMPRESSION_LAB_HOME") == str(home):
+                workers.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    for proc in workers:
+        try:
+            proc.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(workers, timeout=timeout)
+    for proc in alive:
+        proc.kill()
+    psutil.wait_procs(alive, timeout=5)
+    return [p.pid for p in workers]
+
 
 @pytest.fixture(autouse=True)
 def lab_home(tmp_path, monkeypatch):
-    """Every test gets its own lab folder and database: nothing leaks between tests."""
+    """Every test gets its own lab folder and database: nothing leaks between tests, and no worker outlives
+    the test that started it."""
     home = tmp_path / "lab"
     monkeypatch.setenv("COMPRESSION_LAB_HOME", str(home))
     monkeypatch.delenv("COMPRESSION_LAB_DB", raising=False)
@@ -17,7 +48,9 @@ def lab_home(tmp_path, monkeypatch):
     # the next subprocess), so probe once and time: the assertions never depend on a quiet machine
     monkeypatch.setenv("COMPRESSION_LAB_QUIET_WAIT_S", "0")
     monkeypatch.setenv("COMPRESSION_LAB_PREWARM", "0")  # Home warms up a worker: not for each page test
-    return home
+    yield home
+    if (home / "worker.log").exists():  # ensure_worker writes it before it starts a worker
+        stop_workers(home)
 
 
 @pytest.fixture
@@ -70,3 +103,22 @@ def baseline(ctx=None, **config):
     from compression import BaselineConfig, get_baseline
     defaults = dict(dataset="synthetic", model="mlp:hidden=16", epochs=2, latency_batch=16)
     return get_baseline(BaselineConfig(**{**defaults, **config}), ctx or quick_ctx())
+
+
+# What a skipped test needed, by a word its skip reason contains, and the package that brings it.
+SKIP_NEEDS = {"chromium": ("browser", "chromium"), "PostgreSQL": ("PostgreSQL", "postgresql")}
+
+
+def pytest_terminal_summary(terminalreporter):
+    """One line at the very end naming what was skipped for want of a program, and the command that installs it,
+    so a green run without a browser or a database does not pass for a full one."""
+    missing: dict[str, list] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        for word, (what, package) in SKIP_NEEDS.items():
+            if word in reason:
+                missing.setdefault(package, [what, 0])[1] += 1
+    if missing:
+        counts = " and ".join(f"{n} {what} test{'s' * (n != 1)}" for what, n in missing.values())
+        terminalreporter.write_line(f"SKIPPED {counts}: not installed here. Install with: "
+                                    f"sudo apt-get install -y {' '.join(missing)}", yellow=True, bold=True)

@@ -7,6 +7,8 @@ import subprocess
 import tempfile
 import time
 
+START_TIMEOUT_S = 30  # seconds for a started server to accept connections
+
 
 def find_bin(name: str) -> str | None:
     found = shutil.which(name) or sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
@@ -37,12 +39,23 @@ class PostgresServer:
                        check=True, capture_output=True)
         self.data = data
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"  # the plain form the README shows
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", self.port)) == 0:
                     return
             time.sleep(0.2)
+        log = self.log_tail()
+        self.stop()
+        raise RuntimeError(f"PostgreSQL did not accept connections on 127.0.0.1:{self.port} within "
+                           f"{START_TIMEOUT_S:g} s of pg_ctl start; the end of its log:\n{log}")
+
+    def log_tail(self, chars: int = 2000) -> str:
+        try:
+            with open(os.path.join(self.dir, "log"), errors="replace") as f:
+                return f.read()[-chars:] or "(the log is empty)"
+        except OSError as err:
+            return f"(no log: {err})"
 
     def stop(self):
         subprocess.run(_as_postgres([self.pg_ctl, "-D", self.data, "-m", "fast", "stop"]), capture_output=True)

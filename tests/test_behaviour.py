@@ -205,11 +205,11 @@ def test_ece_matches_independent_loops(n_bins):
 
 
 def test_ece_rejects_bad_input():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"confidences must be finite and lie in \[0, 1\]"):
         expected_calibration_error([0.5, 1.5], [True, False])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="1 confidences but 2 correctness values"):
         expected_calibration_error([0.5], [True, False])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="n_bins must be a positive integer, got 0"):
         reliability([0.5], [True], n_bins=0)
 
 

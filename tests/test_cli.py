@@ -1,27 +1,42 @@
-"""`python -m compression` as a user runs it: a real process, real stdout and stderr."""
+"""`python -m compression` as a user runs it. A handful of cases start a real process (exit code, the one line on
+stderr, the console script); the long bad-input table calls `main([...])` in this process with captured stdout
+and stderr, since each real process spends 3-5 s importing torch before it says anything."""
 import contextlib
 import io
 import json
 import re
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-from compression.cli import build_parser
+from compression.cli import build_parser, main
 from conftest import ROOT, cli_env
 
 FIELDS = ["run_id", "kind", "parent_id", "dataset", "model", "config", "accuracy", "accuracy_ci", "params",
           "nonzero_params", "size_bytes", "gzip_bytes", "macs", "latency"]
 
 
-def cli(home, *args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "compression", *args], cwd=ROOT, env=cli_env(home),
+def cli(home, *args, timeout=300, program=(sys.executable, "-m", "compression")):
+    return subprocess.run([*program, *args], cwd=ROOT, env=cli_env(home),
                           capture_output=True, text=True, timeout=timeout)
 
 
-def test_train_lenet5_on_digits_meets_the_bar_and_prints_the_record(lab_home):
+def in_process(capsys, *args) -> tuple[int, str, str]:
+    """main(args) here: (exit code, stdout, stderr), as the console script would exit with them."""
+    capsys.readouterr()  # drop what earlier steps printed
+    try:
+        code = main(list(args))
+    except SystemExit as exit:  # argparse's own exits (--help) end this way
+        code = exit.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_train_lenet5_on_digits_meets_the_bar_and_prints_the_record(lab_home, capsys):
     result = cli(lab_home, "train", "--dataset", "digits", "--model", "lenet5", "--epochs", "10",
                  "--seed", "0", "--json")
     assert result.returncode == 0, result.stderr
@@ -37,14 +52,15 @@ def test_train_lenet5_on_digits_meets_the_bar_and_prints_the_record(lab_home):
         assert entry["median_ms"] > 0 and {"device", "batch_size", "iqr_ms", "threads"} <= set(entry)
     assert {e["batch_size"] for e in record["latency"]} == {1, 256}
 
-    again = cli(lab_home, "train", "--dataset", "digits", "--model", "lenet5", "--epochs", "10",
-                "--seed", "0", "--json")
-    assert json.loads(again.stdout)["run_id"] == record["run_id"]  # cached: the stored run comes back
+    # the rest in this process: the same store, read back by the same main()
+    code, out, _ = in_process(capsys, "train", "--dataset", "digits", "--model", "lenet5", "--epochs", "10",
+                              "--seed", "0", "--json", "--quiet")
+    assert code == 0 and json.loads(out)["run_id"] == record["run_id"]  # cached: the stored run comes back
 
-    listed = cli(lab_home, "runs", "list", "--json")
-    assert [r["run_id"] for r in json.loads(listed.stdout)] == [record["run_id"]]
-    table = cli(lab_home, "runs", "list")
-    assert "lenet5" in table.stdout and "accuracy" in table.stdout
+    code, out, _ = in_process(capsys, "runs", "list", "--json")
+    assert [r["run_id"] for r in json.loads(out)] == [record["run_id"]]
+    code, out, _ = in_process(capsys, "runs", "list")
+    assert "lenet5" in out and "accuracy" in out
 
 
 SYN = ["--dataset", "synthetic"]  # where a bug let a case through, it would train on tiny data, not digits
@@ -152,16 +168,45 @@ BAD_INPUT = [([verb, flag, value, *([] if flag in NEEDS[verb] else NEEDS[verb]),
 CLASS_NAME = re.compile(r"\w*(Error|Exception)\b")  # TypeError, LabError, KeyError, "Error:", Exception ...
 
 
+def with_json(args: list[str]) -> list[str]:
+    return [*args, *(["--json"] if args[0] != "frobnicate" else [])]
+
+
+def assert_one_error_line(code: int, out: str, err: str, message: str, home: Path) -> None:
+    assert code == 2, (code, err)
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), err  # one line, nothing else on stderr
+    assert message in lines[0], err
+    assert "Traceback" not in err and not CLASS_NAME.search(err), err
+    assert not list(home.glob("weights/*")), "bad input must be refused before anything is trained"
+
+
 @pytest.mark.parametrize("args,message", BAD_INPUT, ids=lambda v: " ".join(v) if isinstance(v, list) else None)
-def test_bad_arguments_exit_2_with_one_line(lab_home, args, message):
-    result = cli(lab_home, *args, *(["--json"] if args[0] != "frobnicate" else []), timeout=120)
-    assert result.returncode == 2, (result.returncode, result.stderr)
-    assert result.stdout == ""
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr  # one line, nothing else on stderr
-    assert message in lines[0], result.stderr
-    assert "Traceback" not in result.stderr and not CLASS_NAME.search(result.stderr), result.stderr
-    assert not list(lab_home.glob("weights/*")), "bad input must be refused before anything is trained"
+def test_bad_arguments_exit_2_with_one_line(lab_home, capsys, args, message):
+    assert_one_error_line(*in_process(capsys, *with_json(args)), message, lab_home)
+
+
+# the same promise from real processes: the interpreter's exit code and nothing on stderr but the line (no warning
+# or progress bar that an in-process run would hide), through `python -m` and through the installed console script
+REAL_PROCESS_CASES = [BAD_INPUT[0], (["train", "--model", "vgg99"], "Unknown model 'vgg99'"),
+                      (["runs", "show", "999"], "no run 999"), (["frobnicate"], "invalid choice: 'frobnicate'"),
+                      (["train", "--dataset", "mnist"], "files not found")]
+
+
+@pytest.mark.parametrize("args,message", REAL_PROCESS_CASES, ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+def test_a_real_process_exits_2_with_one_line(lab_home, args, message):
+    result = cli(lab_home, *with_json(args), timeout=120)
+    assert_one_error_line(result.returncode, result.stdout, result.stderr, message, lab_home)
+
+
+def test_the_console_script_exits_2_with_one_line_and_runs_a_verb(lab_home):
+    script = shutil.which("compression", path=str(Path(sys.executable).parent))
+    assert script, "the console script is installed beside this python (pip install -e . makes it)"
+    bad = cli(lab_home, "prune", "--sparsity", "1.5", *SYN, program=(script,), timeout=120)
+    assert_one_error_line(bad.returncode, bad.stdout, bad.stderr, "sparsities must be in [0, 1), got 1.5", lab_home)
+    good = cli(lab_home, "registry", "--json", program=(script,), timeout=120)
+    assert good.returncode == 0 and "digits" in json.loads(good.stdout)["datasets"]
 
 
 def test_the_fuzz_table_is_large_enough():
@@ -170,8 +215,10 @@ def test_the_fuzz_table_is_large_enough():
     assert flags == {(verb, flag) for verb, flags in NUMERIC.items() for flag in flags}
 
 
-def test_registry_lists_models_and_datasets(lab_home):
-    payload = json.loads(cli(lab_home, "registry", "--json").stdout)
+def test_registry_lists_models_and_datasets(capsys):
+    code, out, _ = in_process(capsys, "registry", "--json")
+    assert code == 0
+    payload = json.loads(out)
     assert "digits" in payload["datasets"] and payload["models"]["cnn"]["args"] == {"width": 32}
 
 

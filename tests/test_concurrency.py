@@ -20,16 +20,25 @@ HERE = Path(__file__).resolve().parent
 
 def _concurrent_search_and_readers(url: str, home) -> dict:
     store = RunStore(url)
-    config = SearchConfig(dataset="synthetic", space="mlp", trials=8, epochs=10, latency_batch=8)
+    config = SearchConfig(dataset="synthetic", space="mlp", trials=8, epochs=3, latency_batch=8)
     create_study(config, store, "busy")
     env = {**cli_env(home), "COMPRESSION_LAB_DB": url}
+    stop_file = Path(home) / "workers-done"
     start = time.monotonic()
     workers = [subprocess.Popen([sys.executable, "-m", "compression", "worker", "--study", "busy", "--quiet", "--json"],
                                 cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                for _ in range(2)]
-    readers = [subprocess.Popen([sys.executable, str(HERE / "page_reader.py"), "15"], cwd=ROOT, env=env,
+    # readers render until the workers are done (and at least twice a page), so every write has readers beside it
+    readers = [subprocess.Popen([sys.executable, str(HERE / "page_reader.py"), str(stop_file)], cwd=ROOT, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
-    outputs = [p.communicate(timeout=600) for p in workers + readers]
+    try:
+        outputs = [p.communicate(timeout=600) for p in workers]
+        stop_file.parent.mkdir(parents=True, exist_ok=True)
+        stop_file.touch()
+        outputs += [p.communicate(timeout=600) for p in readers]
+    finally:
+        for proc in workers + readers:
+            proc.kill()
     for proc, (_, err) in zip(workers + readers, outputs):
         assert proc.returncode == 0, err[-2000:]
         assert "database is locked" not in err
@@ -37,13 +46,17 @@ def _concurrent_search_and_readers(url: str, home) -> dict:
     trials = optuna.load_study(study_name="busy", storage=store.url).get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     stored = {r["id"] for r in store.list_runs(kind="search_trial")}
-    return {"pages": pages, "complete": complete, "stored": stored, "wall_s": time.monotonic() - start}
+    failed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
+    return {"pages": pages, "complete": complete, "failed": failed, "stored": stored,
+            "wall_s": time.monotonic() - start}
 
 
 def _check(result) -> None:
-    assert all(p["renders"] >= 2 and p["errors"] == [] for p in result["pages"]), result["pages"]
+    assert all(p["renders"] >= 4 and p["stopped"] and p["errors"] == [] for p in result["pages"]), result["pages"]
     # both workers may start a last trial at once (Optuna's budget is checked between trials): 8 or 9
     assert 8 <= len(result["complete"]) <= 9
+    # no trial lost to the store: two workers creating a fresh database's tables at once once failed trial 0
+    assert not result["failed"], [t.system_attrs for t in result["failed"]]
     assert {t.user_attrs["run_id"] for t in result["complete"]} <= result["stored"]  # every trial's run is there
     assert len({t.user_attrs["worker"] for t in result["complete"]}) == 2
 

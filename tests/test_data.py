@@ -24,15 +24,40 @@ def test_digits_is_the_real_embedded_set_with_a_fixed_split(digits):
 
 
 def test_splits_are_disjoint(digits):
-    rows = lambda x: {tuple(r.tolist()) for r in x.flatten(1)}  # noqa: E731
-    train, test = rows(digits.x_train), rows(digits.x_test)
-    # digits has a handful of exact duplicate images; the split must not copy rows across
-    assert len(train & test) <= 3
+    """The splits partition the 1,797 images: each original image is in exactly one split, once. scikit-learn's
+    digits has no two equal images (1,797 distinct), so an image's pixels identify its row."""
+    from collections import Counter
+
+    from sklearn.datasets import load_digits
+    bunch = load_digits()
+    original = Counter(zip(map(tuple, bunch.images.reshape(len(bunch.images), -1).astype(int).tolist()),
+                           bunch.target.tolist()))
+    assert len(original) == 1797  # no duplicates: a shared image across splits would be a copied row
+    # pixels are 0..16; one affine standardisation for every split maps each level to one float, so the sorted
+    # distinct floats are the 17 levels in order, and bucketize gives each pixel its original integer back
+    pixels = torch.cat([x.flatten() for x in (digits.x_train, digits.x_val, digits.x_test)])
+    levels = torch.unique(pixels)
+    assert len(levels) == 17
+    train, val, test = (Counter(zip(map(tuple, torch.bucketize(x.flatten(1), levels).tolist()), y.tolist()))
+                        for x, y in ((digits.x_train, digits.y_train), (digits.x_val, digits.y_val),
+                                     (digits.x_test, digits.y_test)))
+    shared = {"train & val": len(train.keys() & val.keys()), "train & test": len(train.keys() & test.keys()),
+              "val & test": len(val.keys() & test.keys())}
+    assert shared == {"train & val": 0, "train & test": 0, "val & test": 0}
+    together = train + val + test  # and together they are the data set: each row once, its label kept
+    assert (sum((original - together).values()), sum((together - original).values())) == (0, 0)  # (lost, extra)
 
 
 def test_synthetic_is_small_and_balanced(synthetic):
+    """400 examples, 100 per class (y = i % 4), one seeded permutation cut 240/80/80 (not stratified). So the
+    whole set is exactly balanced, and each split's class counts are hypergeometric: mean 60 (sd 4.3) in train,
+    20 (sd 3.5) in val and test; within 3 sd of the mean says the split was not sorted by class."""
     assert synthetic.num_classes == 4
-    assert torch.bincount(synthetic.y_train).min() > 0
+    counts = [torch.bincount(y, minlength=4) for y in (synthetic.y_train, synthetic.y_val, synthetic.y_test)]
+    assert [len(y) for y in (synthetic.y_train, synthetic.y_val, synthetic.y_test)] == [240, 80, 80]
+    assert (counts[0] + counts[1] + counts[2]).tolist() == [100] * 4
+    for count, mean, sd in zip(counts, (60, 20, 20), (4.3, 3.5, 3.5)):
+        assert ((count - mean).abs() <= 3 * sd).all(), counts
 
 
 def test_unknown_dataset_lists_the_known_ones():

@@ -88,7 +88,11 @@ def test_cli_trains_tv_resnet18_on_an_image_folder_and_prunes_it(tmp_path, lab_h
     assert trained.returncode == 0, trained.stderr
     run = json.loads(trained.stdout)
     assert run["dataset"] == f"imagefolder:{root}" and run["model"]["name"] == "tv.resnet18"
-    assert 0 <= run["accuracy"] <= 1 and run["params"] > 10_000_000
+    assert run["params"] > 10_000_000
+    # learning happened: 56 training images, 2 epochs of 2 batches is too little to promise test accuracy above
+    # chance (16 test images), so the training loss must fall from the first epoch to the second
+    losses = [epoch["train_loss"] for epoch in run["history"]]
+    assert len(losses) == 2 and losses[1] < losses[0], run["history"]
     pruned = cli(lab_home, "prune", "--from", str(run["run_id"]), "--method", "channel_l1", "--sparsity", "0.5",
                  "--finetune-epochs", "1", "--latency-batch", "16", "--json")
     assert pruned.returncode == 0, pruned.stderr

@@ -3,6 +3,7 @@ import gzip
 import io
 import math
 
+import pytest
 import torch
 from torch import nn
 
@@ -54,7 +55,10 @@ def test_macs_match_hand_counts():
 def test_measure_record_is_complete_and_sane(synthetic):
     model = build_model("cnn:width=8", synthetic.input_shape, synthetic.num_classes)
     record = measure(model, synthetic, batch_sizes=(1, 32))
-    assert 0 <= record["accuracy"] <= 1
+    with torch.no_grad():  # an independent count: the model's own forward pass on the test split, in eval mode
+        hits = (model.eval()(synthetic.x_test).argmax(1) == synthetic.y_test)
+    assert record["n_test"] == len(synthetic.y_test) and record["correct"] == int(hits.sum())
+    assert record["accuracy"] == int(hits.sum()) / len(hits)
     lo, hi = record["accuracy_ci"]
     assert lo <= record["accuracy"] <= hi
     assert record["nonzero_params"] <= record["params"] == sum(p.numel() for p in model.parameters())
@@ -67,6 +71,7 @@ def test_measure_record_is_complete_and_sane(synthetic):
         assert entry["repeats"] >= 7 and entry["torch"] == torch.__version__
 
 
+@pytest.mark.timing
 def test_latency_grows_with_batch(synthetic):
     """Interleaved (b1, b256, b1, ...): a competing load that inflates batch 1 200x (OpenMP oversubscription)
     hits both sizes alike, so the comparison holds on a shared machine."""

@@ -96,8 +96,16 @@ def test_size_plan_on_digits_stores_verified_runs_and_files_that_reload_exactly(
     assert best["size_ratio"] == pytest.approx(best["size_bytes"] / base["size_bytes"])
     assert best["meets"] == (best["size_ratio"] <= 0.05 and best["accuracy_drop_pt"] <= 2.0)
     assert (best["why"] is None) == best["meets"]
-    if not best["meets"]:
-        assert "\n" not in best["why"] and f"run {best['run_id']}" in best["why"]
+    # which branch applies, from the trial list: with this seed no trial stays within 2 pt of the baseline (3 trials
+    # of 2 fine-tuning epochs lose 2.8 pt and more at 8x-12x smaller), so the plan must say so, naming the most
+    # accurate trial; the meeting branch (why None) is the `(why is None) == meets` line above
+    drops = {t["run_id"]: 100 * (base["accuracy"] - t["accuracy"]) for t in finished}
+    assert min(drops.values()) > 2.0, drops
+    most_accurate = max(finished, key=lambda t: (t["accuracy"], -t["cost"]))
+    assert best["meets"] is False and best["run_id"] == most_accurate["run_id"]
+    assert best["why"] == (f"No trial stayed within 2 pt of the baseline's accuracy: the most accurate, run "
+                           f"{best['run_id']}, lost {drops[best['run_id']]:.1f} pt and is "
+                           f"{parse_target('size=0.05').phrase(best['size_ratio'])}.")
     lo, hi = best["ci95"]
     timed = store.list_speedups(run_a=base["run_id"], run_b=best["run_id"])
     assert timed and timed[-1]["speedup"] == pytest.approx(best["speedup"]) and lo <= best["speedup"] <= hi
@@ -137,7 +145,9 @@ def test_latency_plan_times_every_trial_with_the_baseline(lab_home):
     out = run_plan(PlanConfig(dataset="synthetic", model="cnn:width=8", epochs=1, latency_batch=16,
                               target="latency=0.8", trials=2, finetune_epochs=1, share_bits=[4]), quick_ctx())
     store, base = RunStore(), out["baseline"]
-    for t in [t for t in out["trials"] if t["status"] == "complete"]:
+    completed = [t for t in out["trials"] if t["status"] == "complete"]
+    assert completed, out["trials"]  # else the loop below checks nothing
+    for t in completed:
         speed = store.list_speedups(run_a=base["run_id"], run_b=t["run_id"])[0]  # the trial's own paired timing
         assert t["cost"] == pytest.approx(1 / speed["speedup"]) and speed["batch_size"] == 16
     best = out["best"]

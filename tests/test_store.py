@@ -65,7 +65,7 @@ def test_lineage_and_delete_keep_children(store):
 
 
 def test_bad_status_and_url_are_refused(store):
-    with pytest.raises(LabError):
+    with pytest.raises(LabError, match="Unknown run status 'exploded'. Known: "):
         _add(store, status="exploded")
     with pytest.raises(LabError, match="database URL"):
         RunStore("not a url")
@@ -93,11 +93,12 @@ def test_concurrent_writers_lose_nothing(store):
     assert sorted(r["id"] for r in store.list_runs()) == sorted(ids)
 
 
-def test_two_workers_never_claim_the_same_job(store):
+def test_two_workers_never_claim_the_same_job(store, tmp_path):
     jobs = [store.submit_job("train", {"n": i}) for i in range(30)]
-    claimed = _run_processes("claimer", store.url, count=3)
+    claimed = _run_processes("claimer", store.url, tmp_path / "barrier", 3, count=3)  # they start together
     flat = [j for part in claimed for j in part]
     assert sorted(flat) == jobs  # every job once, none twice
+    assert sum(1 for part in claimed if part) >= 2, claimed  # the claims really raced: more than one got jobs
     assert all(store.get_job(j)["status"] == "done" for j in jobs)
 
 

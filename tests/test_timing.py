@@ -20,6 +20,8 @@ from compression.core import timing
 from compression.core.timing import (LoadSampler, latency_entry, machine_fingerprint, median_ci, paired_speedup,
                                      time_forward, wait_for_quiet)
 
+pytestmark = pytest.mark.timing  # load sampling and paired timings: run alone (make test)
+
 
 @contextmanager
 def spinners(count: int):
@@ -173,9 +175,14 @@ def test_paired_speedup_big_vs_small_on_cpu():
 
 def test_paired_speedup_same_model_is_about_one():
     model = mlp(4)
-    result = paired_speedup(model, copy.deepcopy(model), torch.randn(64, 512), max_quiet_wait_s=2.0)
-    assert 0.5 < result["speedup"] < 2
-    assert result["ci95"][0] <= result["speedup"] <= result["ci95"][1]
+    # one thread: on a small shared machine a second OpenMP thread can stall 30x at a barrier in one block and not
+    # the next (ratios of 0.03 and 4.6 in one run under load), which no pairing can cancel
+    result = paired_speedup(model, copy.deepcopy(model), torch.randn(64, 512), threads=1, max_quiet_wait_s=2.0)
+    lo, hi = result["ci95"]
+    summary = {k: result[k] for k in ("speedup", "ci95", "ratios", "load", "noisy_reasons")}
+    assert lo <= 1 <= hi, summary  # the true ratio is 1: the paired CI must cover it
+    assert abs(result["speedup"] - 1) <= 0.15, summary  # and interleaving keeps the median close
+    assert lo <= result["speedup"] <= hi
 
 
 def test_paired_speedup_under_competing_load_is_flagged():

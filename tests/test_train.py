@@ -55,10 +55,15 @@ def test_cancel_stops_training(synthetic):
     assert len(calls) == 4
 
 
-@pytest.mark.parametrize("bad", [dict(epochs=-1), dict(batch_size=0), dict(lr=0), dict(lr=float("nan")),
-                                 dict(optimizer="lion"), dict(label_smoothing=1.0)])
-def test_bad_config_is_refused(bad):
-    with pytest.raises(LabError):
+@pytest.mark.parametrize("bad,message", [
+    (dict(epochs=-1), "epochs must be >= 0, got -1"), (dict(batch_size=0), "batch size must be >= 1, got 0"),
+    (dict(lr=0), "learning rate must be a positive number, got 0"),
+    (dict(lr=float("nan")), "learning rate must be a positive number, got nan"),
+    (dict(optimizer="lion"), "Unknown optimizer 'lion'. Known: adam, sgd"),
+    (dict(label_smoothing=1.0), r"label smoothing must be in \[0, 1\), got 1.0"),
+])
+def test_bad_config_is_refused(bad, message):
+    with pytest.raises(LabError, match=message):
         TrainConfig(**bad)
 
 

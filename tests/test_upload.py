@@ -2,6 +2,7 @@
 import io
 import os
 import pickle
+import shlex
 
 import pytest
 import torch
@@ -20,8 +21,18 @@ def _state_bytes(state) -> bytes:
 
 
 class _Exploit:
+    """Unpickling it runs `touch TARGET`: a loader that unpickles untrusted bytes creates the file."""
+    def __init__(self, target):
+        self.target = target
+
     def __reduce__(self):
-        return (os.system, ("touch /tmp/compression-lab-pwned",))
+        return (os.system, (f"touch {shlex.quote(str(self.target))}",))
+
+
+def test_the_exploit_is_live_so_its_absence_means_something(tmp_path):
+    target = tmp_path / "pwned"
+    pickle.loads(pickle.dumps(_Exploit(target)))  # the test's own bytes, unpickled on purpose
+    assert target.exists()
 
 
 def test_a_valid_state_dict_becomes_a_measured_run(lab_home, synthetic):
@@ -48,24 +59,26 @@ def test_the_pages_upload_path_checks_then_measures_in_a_job(lab_home, synthetic
     assert store.get_job(job_id)["result"]["run_ids"] == [run["id"]]
 
 
-@pytest.mark.parametrize("blob,message", [
-    (b"", "empty"),
-    (b"\x00garbage" * 100, "not a valid PyTorch state dict"),
-    (pickle.dumps(_Exploit()), "not a valid PyTorch state dict"),
-])
-def test_corrupt_and_hostile_files_are_refused(lab_home, blob, message):
+@pytest.mark.parametrize("make_blob,message", [
+    (lambda target: b"", "empty"),
+    (lambda target: b"\x00garbage" * 100, "not a valid PyTorch state dict"),
+    (lambda target: pickle.dumps(_Exploit(target)), "not a valid PyTorch state dict"),
+], ids=["empty", "garbage", "pickled-exploit"])
+def test_corrupt_and_hostile_files_are_refused(lab_home, tmp_path, make_blob, message):
+    target = tmp_path / "pwned"
     with pytest.raises(LabError, match=message):
-        import_weights(blob, "bad.pt", "mlp:hidden=8", "synthetic")
-    assert not os.path.exists("/tmp/compression-lab-pwned")
+        import_weights(make_blob(target), "bad.pt", "mlp:hidden=8", "synthetic")
+    assert not target.exists()
     assert RunStore().list_runs() == []
     assert list(lab_home.glob("uploads/*")) == []  # a refused file leaves nothing behind
 
 
-def test_a_torch_saved_exploit_is_not_executed(lab_home):
-    blob = _state_bytes({"weight": _Exploit()})
+def test_a_torch_saved_exploit_is_not_executed(lab_home, tmp_path):
+    target = tmp_path / "pwned"
+    blob = _state_bytes({"weight": _Exploit(target)})
     with pytest.raises(LabError, match="not a valid PyTorch state dict"):
         import_weights(blob, "evil.pt", "mlp:hidden=8", "synthetic")
-    assert not os.path.exists("/tmp/compression-lab-pwned")
+    assert not target.exists()
 
 
 def test_mismatched_and_non_finite_weights_are_refused(lab_home, synthetic):

@@ -7,7 +7,9 @@ retried, and `trials` counts finished trials, so a kill -9 costs time, not budge
 """
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import time
 
 import optuna
@@ -34,6 +36,14 @@ FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
 
 def _storage(url: str):
+    return _process_storage(url, os.getpid())
+
+
+@functools.lru_cache(maxsize=16)
+def _process_storage(url: str, pid: int):  # pid in the key: never share a connection pool across fork
+    # One storage (one engine and pool) per database and process: a page polls studies every few seconds, and a
+    # new storage per call left its connections open until garbage collection; three pages and two workers
+    # then ran PostgreSQL out of connections ("too many clients already").
     # Heartbeats let any worker mark a killed worker's trial as failed (no trial stays "running" forever), and
     # the retry callback re-enqueues it with the same parameters, so the budget counts finished trials.
     return optuna.storages.RDBStorage(url, heartbeat_interval=2, grace_period=6,

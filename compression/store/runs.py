@@ -152,7 +152,9 @@ def _connect(url: str) -> sa.Engine:
         try:
             metadata.create_all(engine)
             break
-        except sa.exc.OperationalError:
+        # SQLite says "locked"; PostgreSQL, when two processes create one table, "duplicate key value violates
+        # unique constraint pg_type_typname_nsp_index" (IntegrityError) or "already exists" (ProgrammingError)
+        except (sa.exc.OperationalError, sa.exc.IntegrityError, sa.exc.ProgrammingError):
             if attempt == 4:
                 raise
             time.sleep(0.2 * (attempt + 1))

@@ -5,7 +5,6 @@ they run in; tests find their job's id in the app's store instead of assuming "J
 """
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -14,6 +13,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from conftest import stop_workers  # the suite's conftest (tests/)
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "test-artifacts"
@@ -70,21 +71,7 @@ def app_server(tmp_path_factory):
     proc.terminate()
     proc.wait(timeout=20)
     log.close()
-    _stop_worker(home)
-
-
-def _stop_worker(home: Path) -> None:
-    """The worker the app started runs in its own session (it outlives a server restart): stop it with its
-    server, so a test's unfinished job does not load the machine during the next test."""
-    try:
-        pid = int((home / "worker.lock").read_text().strip() or 0)
-    except (OSError, ValueError):
-        return
-    if pid:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+    stop_workers(home)  # the app's worker runs in its own session: it outlives the server unless stopped
 
 
 def app_store(app_server):

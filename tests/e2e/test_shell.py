@@ -52,9 +52,14 @@ def test_compare_draws_the_stored_runs(page, app_server):
     _goto(page, app_server, "compare")
     page.wait_for_selector(".main-svg")
     page.wait_for_selector(".scatterlayer .point")
-    assert page.locator(".scatterlayer .point").count() >= 1
+    # this test's app has its own lab folder, so the store holds exactly this run. The trade-off chart draws one
+    # marker per stored run (its technique's trace) and one more per run on the Pareto front (an open circle
+    # over it): one run is its own front, so 2 points, the first in the run's trace
+    assert [r["id"] for r in store.list_runs()] == [run["id"]]
+    traces = page.locator(".scatterlayer .trace")
+    assert [traces.nth(i).locator(".point").count() for i in range(traces.count())] == [1, 1]
+    assert page.locator(".scatterlayer .point").count() == 2
     # the table is drawn on a canvas: find the run by name where the page lists runs as text, the lineage picker
-    # (newest first, so this test's run is near the top however many runs other tests stored)
     page.get_by_label("Draw the lineage of").click()
     page.get_by_role("option", name=f"#{run['id']} {run['label']}").wait_for(timeout=10_000)
     page.keyboard.press("Escape")
