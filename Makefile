@@ -18,13 +18,15 @@ run: $(STAMP)
 	$(PY) -m streamlit run dashboard/app.py --server.port $(PORT)
 
 # Two parts, both always run: the tests that assert on measured speed (marker `timing`) alone, since a parallel
-# neighbour would be a competing load; then the rest on one pytest-xdist process per core. Tests time models
-# while other tests' processes run: wait at most 1 s for quiet (the default is 10 s).
+# neighbour would be a competing load; then the rest on one pytest-xdist process per core, each process (and
+# every worker, server and CLI it starts) on one torch thread, since a second would only contend for the same
+# cores. Tests time models while other tests' processes run: wait at most 1 s for quiet (the default is 10 s).
 TEST_WORKERS ?= 2
 test: $(STAMP)
 	@export COMPRESSION_LAB_QUIET_WAIT_S=$${COMPRESSION_LAB_QUIET_WAIT_S:-1}; status=0; \
-	$(PY) -m pytest -m timing $(PYTEST_ARGS) || status=$$?; \
-	$(PY) -m pytest -m "not timing" -n $(TEST_WORKERS) --dist loadscope $(PYTEST_ARGS) || status=$$?; \
+	$(PY) -m pytest -m timing --durations=10 $(PYTEST_ARGS) || status=$$?; \
+	OMP_NUM_THREADS=1 $(PY) -m pytest -m "not timing" -n $(TEST_WORKERS) --dist loadscope --durations=30 \
+		$(PYTEST_ARGS) || status=$$?; \
 	exit $$status
 
 bench: $(STAMP)

@@ -6,12 +6,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    import torch
-    # `make test` runs one pytest process per core: a second torch thread in each would only contend for the
-    # same cores (tiny models gain nothing from it). Timing tests run alone, outside xdist, with the default.
-    torch.set_num_threads(1)
-
 
 def stop_workers(home: Path, timeout: float = 15.0) -> list[int]:
     """Stop every job worker serving the lab folder `home` (SIGTERM, then SIGKILL at the deadline); returns their

@@ -166,7 +166,7 @@ def _worker(home, study, url):
 
 def test_two_worker_processes_split_the_trials_and_lose_none(lab_home):
     store = RunStore()
-    config = SearchConfig(space="mlp", strategy="random", objective="params", **{**TINY, "trials": 20, "epochs": 3})
+    config = SearchConfig(space="mlp", strategy="random", objective="params", **{**TINY, "trials": 20})
     create_study(config, store, "split-test")
     workers = [_worker(lab_home, "split-test", store.url) for _ in range(2)]
     for w in workers:

@@ -1,7 +1,8 @@
 """Real-browser fixtures: the app started as `make run` starts it, on a free port, and Chromium.
 
-Each test gets its own app server and lab folder, so no test depends on what another stored or on the order
-they run in; tests find their job's id in the app's store instead of assuming "Job 1".
+A test gets its own app server and lab folder, or (a module that asks for it) shares its module's; either way no
+test depends on what another stored or on the order they run in: tests find their job's id in the app's store
+instead of assuming "Job 1", and read only their own runs.
 """
 import os
 import shutil
@@ -43,9 +44,9 @@ def browser():
         browser.close()
 
 
-@pytest.fixture
-def app_server(tmp_path_factory):
-    """`python -m streamlit run dashboard/app.py` (what `make run` runs) on a free port, own lab folder."""
+def serve_app(tmp_path_factory):
+    """`python -m streamlit run dashboard/app.py` (what `make run` runs) on a free port, own lab folder; stopped,
+    with its job worker, when the generator is closed."""
     home = tmp_path_factory.mktemp("e2e-lab")
     port = _free_port()
     # a browser and a server keep the machine busy: the app's worker must not wait 10 s for quiet before each timing
@@ -63,15 +64,29 @@ def app_server(tmp_path_factory):
             if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
                 break
         except OSError:
-            time.sleep(0.5)
+            time.sleep(0.2)
     else:
         proc.kill()
         pytest.fail(f"the app did not start: {(home / 'server.log').read_text()[-2000:]}")
-    yield {"url": url, "home": home, "proc": proc}
-    proc.terminate()
-    proc.wait(timeout=20)
-    log.close()
-    stop_workers(home)  # the app's worker runs in its own session: it outlives the server unless stopped
+    try:
+        yield {"url": url, "home": home, "proc": proc}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        log.close()
+        stop_workers(home)  # the app's worker runs in its own session: it outlives the server unless stopped
+
+
+@pytest.fixture
+def app_server(tmp_path_factory):
+    """A server of the test's own. A module whose tests only read what they stored themselves (by job id) can
+    share one instead: `app_server = shared_app_server` in that module."""
+    yield from serve_app(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def shared_app_server(tmp_path_factory):
+    yield from serve_app(tmp_path_factory)
 
 
 def app_store(app_server):

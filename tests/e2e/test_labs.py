@@ -1,10 +1,12 @@
-"""End to end: the teaching demo from Home fills Compare; each lab through its page. Every test has its own app
-server and lab folder, and waits for its own job by id."""
+"""End to end: the teaching demo from Home fills Compare; each lab through its page. The tests share one app
+server, lab folder and warm job worker (starting each costs seconds of torch imports); each waits for its own
+job by id and reads only the runs that job stored."""
 import pytest
 
-from .conftest import app_store, job_ids, new_job, screenshot
+from .conftest import app_store, job_ids, new_job, screenshot, shared_app_server
 
 pytestmark = pytest.mark.e2e
+app_server = shared_app_server  # the `page` fixture opens its tab on this module's one server
 
 
 def _open(page, app_server, path=""):
