@@ -101,11 +101,11 @@ def baseline(ctx=None, **config):
 
 # What a skipped test needed, by a word its skip reason contains, and the package that brings it.
 SKIP_NEEDS = {"chromium": ("browser", "chromium"), "PostgreSQL": ("PostgreSQL", "postgresql")}
+SKIP_LINE = pytest.StashKey[str]()
 
 
-def pytest_terminal_summary(terminalreporter):
-    """One line at the very end naming what was skipped for want of a program, and the command that installs it,
-    so a green run without a browser or a database does not pass for a full one."""
+def pytest_terminal_summary(terminalreporter, config):
+    """Count what was skipped for want of a program; pytest_unconfigure prints it after pytest's own last line."""
     missing: dict[str, list] = {}
     for report in terminalreporter.stats.get("skipped", []):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
@@ -114,5 +114,13 @@ def pytest_terminal_summary(terminalreporter):
                 missing.setdefault(package, [what, 0])[1] += 1
     if missing:
         counts = " and ".join(f"{n} {what} test{'s' * (n != 1)}" for what, n in missing.values())
-        terminalreporter.write_line(f"SKIPPED {counts}: not installed here. Install with: "
-                                    f"sudo apt-get install -y {' '.join(missing)}", yellow=True, bold=True)
+        config.stash[SKIP_LINE] = (f"SKIPPED {counts}: not installed here. Install with: "
+                                   f"sudo apt-get install -y {' '.join(missing)}")
+
+
+def pytest_unconfigure(config):
+    """The very last line of a run, so a green run without a browser or a database does not pass for a full one."""
+    line = config.stash.get(SKIP_LINE, None)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if line and reporter is not None:
+        reporter.write_line(line, yellow=True, bold=True)

@@ -1,6 +1,8 @@
 """imagefolder:PATH data sets: real PNG files written here, read by torchvision's ImageFolder, split, resized,
 standardised; and issue 14's CLI check: train tv.resnet18 on such a folder, then prune it from the stored run."""
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ from compression import DatasetNotFoundError, LabError, load_dataset
 from compression.cli import main
 from compression.labs.configs import BaselineConfig
 
-from conftest import ROOT
+from conftest import ROOT, cli_env
 
 COLOURS = [(230, 30, 30), (30, 230, 30), (30, 30, 230), (230, 230, 30)]
 
@@ -75,7 +77,13 @@ def test_bad_folders_give_one_clear_sentence(tmp_path):
     assert BaselineConfig(dataset=f"imagefolder:{root}").dataset == f"imagefolder:{root}"  # a family name is known
 
 
-def cli(capsys, *args) -> dict:
+def cli(home, *args, timeout=600):
+    """The CLI in a real process: exit code, stdout and stderr as a user sees them."""
+    return subprocess.run([sys.executable, "-m", "compression", *args], cwd=ROOT, env=cli_env(home),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def cli_json(capsys, *args) -> dict:
     """The CLI's main() in this process (a real process would spend seconds importing torch again); its JSON."""
     capsys.readouterr()
     code = main([*args, "--json", "--quiet"])
@@ -86,7 +94,7 @@ def cli(capsys, *args) -> dict:
 
 def test_cli_trains_tv_resnet18_on_an_image_folder_and_prunes_it(tmp_path, lab_home, capsys):
     root = write_folder(tmp_path / "my images")  # a space in the path, as users' folders have
-    run = cli(capsys, "train", "--dataset", f"imagefolder:{root}", "--model", "tv.resnet18", "--epochs", "2",
+    run = cli_json(capsys, "train", "--dataset", f"imagefolder:{root}", "--model", "tv.resnet18", "--epochs", "2",
               "--latency-batch", "16")
     assert run["dataset"] == f"imagefolder:{root}" and run["model"]["name"] == "tv.resnet18"
     assert run["params"] > 10_000_000
@@ -94,7 +102,7 @@ def test_cli_trains_tv_resnet18_on_an_image_folder_and_prunes_it(tmp_path, lab_h
     # chance (16 test images), so the training loss must fall from the first epoch to the second
     losses = [epoch["train_loss"] for epoch in run["history"]]
     assert len(losses) == 2 and losses[1] < losses[0], run["history"]
-    pruned = cli(capsys, "prune", "--from", str(run["run_id"]), "--method", "channel_l1", "--sparsity", "0.5",
+    pruned = cli_json(capsys, "prune", "--from", str(run["run_id"]), "--method", "channel_l1", "--sparsity", "0.5",
                  "--finetune-epochs", "1", "--latency-batch", "16")
     result = pruned["results"][0]
     assert result["parent_id"] == run["run_id"] and result["params"] <= 0.3 * run["params"]

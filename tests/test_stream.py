@@ -1,7 +1,6 @@
 """Image folders larger than memory: splits kept on disk (FolderImages) and decoded by batch through a DataLoader
 with worker processes. Real PNG files, torchvision's ImageFolder, real worker processes; the tests force streaming
 with &stream=1, or lower the in-memory limit, instead of writing gigabytes."""
-import json
 
 import numpy as np
 import pytest
@@ -14,7 +13,7 @@ from compression.core.train import TrainConfig, predict, train
 from compression.errors import CancelledError
 from compression.labs.context import RunContext
 
-from test_image_folder import cli, write_folder
+from test_image_folder import cli_json, write_folder
 
 
 @pytest.fixture(scope="module")
@@ -111,18 +110,13 @@ def test_the_run_context_reports_batches_as_a_fraction_of_its_slice():
     assert len(events) == 1  # within the minute: not another store write
 
 
-def test_cli_trains_on_a_streamed_folder_then_prunes_and_diffs_it(folder, lab_home):
+def test_cli_trains_on_a_streamed_folder_then_prunes_and_diffs_it(folder, lab_home, capsys):
     name = f"imagefolder:{folder}?size=16&stream=1"
-    trained = cli(lab_home, "train", "--dataset", name, "--model", "cnn:width=16", "--epochs", "2",
-                  "--latency-batch", "16", "--json")
-    assert trained.returncode == 0, trained.stderr
-    run = json.loads(trained.stdout)
+    run = cli_json(capsys, "train", "--dataset", name, "--model", "cnn:width=16", "--epochs", "2",
+                   "--latency-batch", "16")
     assert run["dataset"] == name and 0.25 < run["accuracy"] <= 1 and run["n_test"] == 16
-    pruned = cli(lab_home, "prune", "--from", str(run["run_id"]), "--method", "channel_l1", "--sparsity", "0.5",
-                 "--finetune-epochs", "1", "--latency-batch", "16", "--json")
-    assert pruned.returncode == 0, pruned.stderr
-    child = json.loads(pruned.stdout)["results"][0]
+    child = cli_json(capsys, "prune", "--from", str(run["run_id"]), "--method", "channel_l1", "--sparsity", "0.5",
+                     "--finetune-epochs", "1", "--latency-batch", "16")["results"][0]
     assert child["parent_id"] == run["run_id"] and child["params"] < run["params"]
-    diffed = cli(lab_home, "diff", str(run["run_id"]), str(child["run_id"]), "--json")
-    assert diffed.returncode == 0, diffed.stderr
-    assert sum(row["n"] for row in json.loads(diffed.stdout)["per_class"]) == 16
+    diffed = cli_json(capsys, "diff", str(run["run_id"]), str(child["run_id"]))
+    assert sum(row["n"] for row in diffed["per_class"]) == 16
