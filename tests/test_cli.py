@@ -158,6 +158,9 @@ BAD_INPUT = [([verb, flag, value, *([] if flag in NEEDS[verb] else NEEDS[verb]),
     (["train", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
     (["export", "1"], "the following arguments are required: --out"),
     (["train", "--dataset", "mnist"], "files not found"),
+    (["speedup", "1", "2", "--time-budget", "-1"], "time budget must be in [0, 600], got -1"),
+    (["speedup", "1", "2", "--rounds", "4"], "rounds must be in [5, 1000], got 4"),
+    (["speedup", "998", "999"], "no run 998"),
     # database URLs
     (["runs", "list", "--db", "mysql://x"], "Unsupported database URL 'mysql://x'"),
     (["runs", "list", "--db", "nonsense"], "Bad database URL 'nonsense'"),
@@ -233,3 +236,21 @@ def test_a_list_flag_answers_to_its_plural_and_help_says_what_is_required():
         parser.parse_args(["prune", "--help"])
     help_text = " ".join(text.getvalue().split())
     assert "a sweep (required)" in help_text and "(default: [0.5])" not in help_text
+
+
+def test_speedup_times_rounds_until_the_ci_is_tight_or_the_budget_is_spent_and_says_which(lab_home, capsys):
+    from conftest import baseline
+    _, wide = baseline(model="mlp:hidden=256")
+    _, narrow = baseline(model="mlp:hidden=8")
+    code, out, err = in_process(capsys, "speedup", str(wide["id"]), str(narrow["id"]), "--batch-size", "64",
+                                "--time-budget", "1", "--json", "--quiet")
+    assert code == 0, err
+    timing = json.loads(out)
+    lo, hi = timing["ci95"]
+    assert timing["rounds"] >= 8 and lo <= timing["speedup"] <= hi
+    assert timing["imprecise"] == ((hi - lo) / timing["speedup"] > 0.10)  # the flag says what the CI shows
+    assert timing["noisy"] == (timing["loaded"] or timing["imprecise"])
+    from compression import RunStore
+    [stored] = RunStore().list_speedups(run_a=wide["id"], run_b=narrow["id"])
+    assert stored["rounds"] == timing["rounds"] and stored["detail"]["imprecise"] == timing["imprecise"]
+    assert stored["detail"]["loaded"] == timing["loaded"] and stored["detail"]["budget_s"] == 1.0

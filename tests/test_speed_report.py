@@ -15,10 +15,11 @@ def _record(run_id, size, acc, ms):
             "latency": [{"device": "cpu", "batch_size": 256, "median_ms": ms, "machine": HERE}]}
 
 
-def _timing(speedup, lo, hi, *, noisy=False, load=0.0, machine=HERE):
+def _timing(speedup, lo, hi, *, noisy=False, load=0.0, machine=HERE, imprecise=False):
+    """A paired timing as core.timing returns it; `noisy` alone means loaded, as a timing under load is."""
     return {"device": "cpu", "batch_size": 256, "mode": "eager", "speedup": speedup, "ci95": [lo, hi], "rounds": 7,
-            "load": load, "noisy": noisy, "machine": machine, "threads": 2, "latency_a_ms": 2.0,
-            "latency_b_ms": 2.0 / speedup}
+            "load": load, "noisy": noisy or imprecise, "loaded": noisy, "imprecise": imprecise, "machine": machine,
+            "threads": 2, "latency_a_ms": 2.0, "latency_b_ms": 2.0 / speedup}
 
 
 def _lineage(store):
@@ -54,7 +55,11 @@ def test_a_timing_from_another_machine_is_never_a_headline_here():
 
 def test_noisy_timings_say_so_next_to_the_number():
     text = speed_text(_timing(226.0, 150.0, 300.0, noisy=True, load=1.8), HERE)
-    assert "226.0x faster" in text and "noisy" in text and "1.8 cores" in text
+    assert text == "226.0x faster [150.0, 300.0] (noisy: timed while other programs were busy, load 1.8 cores)"
+    wide = speed_text(_timing(2.0, 1.5, 2.6, imprecise=True), HERE)  # quiet, but the budget ran out
+    assert wide == "2.0x faster [1.5, 2.6] (noisy: not enough rounds for a tight interval in 7)"
+    both = speed_text(_timing(2.0, 1.5, 2.6, noisy=True, load=0.9, imprecise=True), HERE)
+    assert "busy, load 0.9 cores; not enough rounds" in both
     slower = speed_text(_timing(0.5, 0.4, 0.6), HERE)
     assert slower.startswith("2.0x slower [1.7, 2.5]")
 
@@ -83,7 +88,7 @@ def test_report_page_shows_the_ci_and_the_noisy_badge(store):
     assert not at.exception, [e.value for e in at.exception]
     text = " ".join(m.value for m in at.markdown)
     assert "2.5x faster [2.2, 2.9]" in text
-    assert "5.0x faster [3.0, 8.0] (noisy: load 1.2 cores)" in text
+    assert "5.0x faster [3.0, 8.0] (noisy: timed while other programs were busy, load 1.2 cores)" in text
     assert any("noisy" in w.value for w in at.warning)
     assert "1.0x faster" not in text  # the stored latencies (all 4 ms) are never divided
 

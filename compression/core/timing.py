@@ -37,6 +37,9 @@ import torch
 NOISY_LOAD_CORES = 0.5  # other processes' busy cores at or above which a timing is flagged
 NOISY_REL_IQR = 0.25  # relative IQR of block times above which a side is flagged (20 ms blocks on a shared VM: 0.1-0.2 when quiet)
 NOISY_REL_CI = 0.30  # relative CI width of the speed-up above which it is flagged
+TARGET_REL_CI = 0.10  # a paired speed-up keeps timing rounds until its CI is this narrow: precise enough to quote
+DEFAULT_BUDGET_S = 5.0  # ... or until its rounds have taken this long; then it is flagged `imprecise`
+MAX_ROUNDS = 1000
 MIN_ROUNDS = 5
 DEFAULT_BLOCK_S = 0.02
 _WARMUP_CALLS = 3
@@ -425,15 +428,26 @@ def _noisy_reasons(load: float, rel_iqrs: dict[str, float], rel_ci: float | None
     return reasons
 
 
+def _relative_width(ratios: list[float]) -> float:
+    lo, hi = median_ci(ratios)
+    middle = statistics.median(ratios)
+    return (hi - lo) / middle if middle > 0 else math.inf
+
+
 def paired_speedup(model_a, model_b, example_a, example_b=None, *, device="cpu", rounds=7, threads=None,
-                   mode="auto", max_quiet_wait_s=10.0, block_s=0.05) -> dict:
+                   mode="auto", max_quiet_wait_s=10.0, block_s=0.05, budget_s: float = DEFAULT_BUDGET_S,
+                   target_rel_ci: float = TARGET_REL_CI) -> dict:
     """How many times faster B is than A: the ONLY way the lab computes a speed-up.
 
     Waits (bounded) for the machine to be quiet, then runs interleaved rounds, each timing one
     block of A and one of B, alternating which goes first so order effects (cache warmth,
     frequency ramps) cancel. The speed-up is the median of per-round ratios a_ms / b_ms with a
-    distribution-free 95% CI; other-process load is sampled over all rounds and the result is
-    flagged `noisy` when it, the spread, or the CI width says the number cannot be trusted.
+    distribution-free 95% CI.
+
+    Rounds are adaptive: at least `rounds`, then more (in pairs, so each side goes first equally often) until
+    the CI is `target_rel_ci` of the speed-up or narrower, or the timed rounds have taken `budget_s` (0: exactly
+    `rounds`). Two flags say why a figure is not quotable: `loaded` (other processes kept cores busy) and
+    `imprecise` (the budget ran out before the CI was narrow enough); `noisy` is either of them.
     `example_b` defaults to `example_a` (an fp16 model needs `example_a.half()`).
     Neither model is modified: flags are restored, and models are deep-copied to move devices.
     """
@@ -459,13 +473,22 @@ def paired_speedup(model_a, model_b, example_a, example_b=None, *, device="cpu",
             runner_a.block(n_a), runner_b.block(n_b)  # one untimed round: caches and clocks settle
             a_ms, b_ms = [], []
             with LoadSampler() as sampler:
-                for r in range(rounds):
-                    if r % 2 == 0:
-                        a_ms.append(runner_a.block(n_a) * 1e3)
-                        b_ms.append(runner_b.block(n_b) * 1e3)
-                    else:
-                        b_ms.append(runner_b.block(n_b) * 1e3)
-                        a_ms.append(runner_a.block(n_a) * 1e3)
+                start = time.perf_counter()
+                while True:
+                    for first_a in (True, False):
+                        if first_a:
+                            a_ms.append(runner_a.block(n_a) * 1e3)
+                            b_ms.append(runner_b.block(n_b) * 1e3)
+                        else:
+                            b_ms.append(runner_b.block(n_b) * 1e3)
+                            a_ms.append(runner_a.block(n_a) * 1e3)
+                        if len(a_ms) == rounds and budget_s <= 0:
+                            break
+                    done = len(a_ms) >= rounds
+                    if done and (budget_s <= 0 or len(a_ms) >= MAX_ROUNDS
+                                 or time.perf_counter() - start >= budget_s
+                                 or _relative_width([a / b for a, b in zip(a_ms, b_ms)]) <= target_rel_ci):
+                        break
         finally:
             runner_a.close()
             if runner_b is not None:
@@ -476,11 +499,19 @@ def paired_speedup(model_a, model_b, example_a, example_b=None, *, device="cpu",
     lat_a, lat_b = statistics.median(a_ms), statistics.median(b_ms)
     iqr_a, iqr_b = _iqr(a_ms), _iqr(b_ms)
     load = round(sampler.load, 2)
-    reasons = _noisy_reasons(sampler.load, {"A": iqr_a / lat_a, "B": iqr_b / lat_b},
-                             (hi - lo) / speedup if speedup > 0 else math.inf)
-    out = {"speedup": speedup, "ci95": [lo, hi], "rounds": rounds, "ratios": ratios,
+    rel_ci = (hi - lo) / speedup if speedup > 0 else math.inf
+    # with a budget, the CI's width is the verdict on spread; with fixed rounds, the old spread and CI gates
+    precision_limit = target_rel_ci if budget_s > 0 else NOISY_REL_CI
+    loaded, imprecise = sampler.load >= NOISY_LOAD_CORES, rel_ci > precision_limit
+    reasons = ([f"load: other processes kept {sampler.load:.2f} cores busy (>= {NOISY_LOAD_CORES})"] * loaded
+               + [f"ci: relative width of the 95% CI {rel_ci:.2f} > {precision_limit} after {len(ratios)} rounds"]
+               * imprecise)
+    if budget_s <= 0:
+        reasons += [r for r in _noisy_reasons(0.0, {"A": iqr_a / lat_a, "B": iqr_b / lat_b}) if r not in reasons]
+    out = {"speedup": speedup, "ci95": [lo, hi], "rounds": len(ratios), "ratios": ratios,
+           "rel_ci": rel_ci, "target_rel_ci": target_rel_ci, "budget_s": budget_s,
            "latency_a_ms": lat_a, "latency_b_ms": lat_b, "iqr_a_ms": iqr_a, "iqr_b_ms": iqr_b,
-           "number_a": n_a, "number_b": n_b,
+           "number_a": n_a, "number_b": n_b, "loaded": loaded, "imprecise": imprecise,
            "load": load, "load_before": round(load_before, 2), "noisy": bool(reasons), "noisy_reasons": reasons,
            "machine": machine_fingerprint(device, threads_used)["id"], "device": str(device),
            "batch_size": _batch_size(example_a), "threads": threads_used, "mode": runner_a.mode,

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..core.measure import quiet_wait_s
-from ..core.timing import machine_fingerprint, paired_speedup
+from ..core.timing import DEFAULT_BUDGET_S, machine_fingerprint, paired_speedup
 from ..errors import LabError
 from ..store import RunStore
 
@@ -25,11 +25,14 @@ def _example(input_shape, batch_size: int, device: str) -> torch.Tensor:
 
 
 def time_pair(model_a: nn.Module, model_b: nn.Module, input_shape, batch_size: int, *, device: str = "cpu",
-              dtype_b: torch.dtype = torch.float32, rounds: int = ROUNDS, block_s: float = 0.05) -> dict:
-    """One paired timing of B against A (speedup = time(A) / time(B)); int8 models always run on the CPU."""
+              dtype_b: torch.dtype = torch.float32, rounds: int = ROUNDS, block_s: float = 0.05,
+              budget_s: float = 0.0) -> dict:
+    """One paired timing of B against A (speedup = time(A) / time(B)); int8 models always run on the CPU.
+    `budget_s` > 0: adaptive rounds until the CI is narrow enough to quote (the re-time path); 0: `rounds`
+    rounds, the quick figure a lab stores beside each run."""
     x = _example(input_shape, batch_size, device)
     return paired_speedup(model_a, model_b, x, x.to(dtype_b), device=device, rounds=rounds,
-                          max_quiet_wait_s=quiet_wait_s(), block_s=block_s)
+                          max_quiet_wait_s=quiet_wait_s(), block_s=block_s, budget_s=budget_s)
 
 
 def relation(store: RunStore, run_a: int, run_b: int) -> str:
@@ -71,7 +74,7 @@ def split_gain(parent: nn.Module, quantized: nn.Module, input_shape, batch_size:
 
 
 def retime(store: RunStore, run_a: int, run_b: int, *, device: str = "cpu", batch_size: int = 256,
-           rounds: int = 7) -> dict:
+           rounds: int = 7, budget_s: float = DEFAULT_BUDGET_S) -> dict:
     """Re-time two stored runs together on this machine (the `speedup` verb, and the pages' re-time job)."""
     from ..core.data import load_dataset
     from ..store.artifacts import load_run_model
@@ -88,7 +91,7 @@ def retime(store: RunStore, run_a: int, run_b: int, *, device: str = "cpu", batc
         raise LabError(f"Run {run_a} takes {_input_dtype(a)} inputs; put the float32 run first (A is the reference)")
     device = "cpu" if _int8(a) or _int8(b) else device
     timing = time_pair(model_a, model_b, data.input_shape, batch_size, device=device, dtype_b=dtype_b,
-                       rounds=rounds, block_s=0.05)
+                       rounds=rounds, block_s=0.05, budget_s=budget_s)
     store.add_machine(machine_fingerprint(device, timing["threads"]))
     rel = relation(store, run_a, run_b)
     timing["speedup_id"] = store.add_speedup(run_a, run_b, timing, rel)
@@ -124,10 +127,21 @@ def speed_text(row: dict | None, this_machine: str | None = None) -> str:
     text = (f"{ratio:.1f}x faster [{lo:.1f}, {hi:.1f}]" if ratio >= 1 else
             f"{1 / ratio:.1f}x slower [{1 / hi:.1f}, {1 / lo:.1f}]")
     if row["noisy"]:
-        text += f" (noisy: load {row['load']:.1f} cores)"
+        text += f" ({noisy_words(row)})"
     if row.get("relation") == "different model":
         text += " (different model)"
     return text
+
+
+def noisy_words(row: dict) -> str:
+    """Why a stored timing is not quotable, in words: 'noisy: ...' so every badge and banner still finds it."""
+    detail = row.get("detail") or row
+    why = []
+    if detail.get("loaded", "imprecise" not in detail):  # older rows knew only the load
+        why.append(f"timed while other programs were busy, load {row['load']:.1f} cores")
+    if detail.get("imprecise"):
+        why.append(f"not enough rounds for a tight interval in {row['rounds']}")
+    return "noisy: " + "; ".join(why or ["spread too wide"])
 
 
 def run_retime(config, ctx=None) -> dict:
@@ -136,6 +150,6 @@ def run_retime(config, ctx=None) -> dict:
     ctx = ctx or RunContext()
     ctx.report(0.05, f"Timing run {config.run_b} against run {config.run_a}, interleaved")
     out = retime(ctx.store, config.run_a, config.run_b, device=config.device, batch_size=config.batch_size,
-                 rounds=config.rounds)
+                 rounds=config.rounds, budget_s=config.time_budget)
     ctx.report(1.0, f"{out['speedup']:.2f}x [{out['ci95'][0]:.2f}, {out['ci95'][1]:.2f}]")
     return out

@@ -45,8 +45,8 @@ for rec, ref, text in rows:
     versus = f" vs #{ref['run_id']}" if ref else ""
     st.markdown(f"- **{rec['label']}**{versus}: {text}")
 if any("noisy" in text for _, _, text in rows):
-    st.warning("Some timings were **noisy**: other processes were busy or the spread was wide. Re-time them on a "
-               "quiet machine before quoting them.")
+    st.warning("Some timings were **noisy**: other programs were busy, or too few rounds for a tight interval. "
+               "Re-time them on a quiet machine before quoting them.")
 if pairs and st.button(f"Re-time {len(pairs)} pair(s) on this machine"):
     for ref_id, run_id in pairs:
         submit_job("speedup", {"run_a": ref_id, "run_b": run_id, "batch_size": 256})

@@ -9,6 +9,9 @@ pytestmark = pytest.mark.e2e
 app_server = shared_app_server  # the `page` fixture opens its tab on this module's one server
 
 
+PAGE_BUTTONS = "[data-testid^='stBaseButton-primary'], [data-testid^='stBaseButton-secondary']"
+
+
 def _open(page, app_server, path=""):
     page.goto(f"{app_server['url']}/{path}")
     page.wait_for_selector("[data-testid='stSidebar']")
@@ -24,7 +27,8 @@ def _run_and_wait(page, app_server, button, kind, timeout_ms=300_000) -> int:
     """Click the lab's button, find the job it queued, and wait until the page says that job finished."""
     store = app_store(app_server)
     before = job_ids(store, kind)
-    page.get_by_role("button", name=button, exact=True).click()
+    # the page's own button, not a table toolbar's "Search" (the shared server's earlier runs fill the tables)
+    page.get_by_role("button", name=button, exact=True).and_(page.locator(PAGE_BUTTONS)).click()
     job_id = new_job(store, kind, before)
     page.get_by_text(f"Job {job_id} ({kind})").first.wait_for(timeout=30_000)
     page.get_by_text(f"Job {job_id} ({kind}) finished in").wait_for(timeout=timeout_ms)
