@@ -37,8 +37,12 @@ import torch
 NOISY_LOAD_CORES = 0.5  # other processes' busy cores at or above which a timing is flagged
 NOISY_REL_IQR = 0.25  # relative IQR of block times above which a side is flagged (20 ms blocks on a shared VM: 0.1-0.2 when quiet)
 NOISY_REL_CI = 0.30  # relative CI width of the speed-up above which it is flagged
-TARGET_REL_CI = 0.10  # a paired speed-up keeps timing rounds until its CI is this narrow: precise enough to quote
-DEFAULT_BUDGET_S = 5.0  # ... or until its rounds have taken this long; then it is flagged `imprecise`
+TARGET_REL_CI = 0.10  # with a time budget, a paired speed-up times rounds until its CI is this narrow
+QUOTE_BUDGET_S = 5.0  # ... or until its rounds have taken this long; then it is flagged `imprecise`.
+# Not the default yet: measured across 8 fresh processes (benchmarks/speedup_calibration.py), 5 s of adaptive
+# rounds gave CIs of 9% that held only 34% of the other processes' estimates (7 fixed rounds: 28% wide, 66%).
+# A CI narrower than the process-to-process spread would overstate the precision; pooling several processes'
+# rounds comes first.
 MAX_ROUNDS = 1000
 MIN_ROUNDS = 5
 DEFAULT_BLOCK_S = 0.02
@@ -435,7 +439,7 @@ def _relative_width(ratios: list[float]) -> float:
 
 
 def paired_speedup(model_a, model_b, example_a, example_b=None, *, device="cpu", rounds=7, threads=None,
-                   mode="auto", max_quiet_wait_s=10.0, block_s=0.05, budget_s: float = DEFAULT_BUDGET_S,
+                   mode="auto", max_quiet_wait_s=10.0, block_s=0.05, budget_s: float = 0.0,
                    target_rel_ci: float = TARGET_REL_CI) -> dict:
     """How many times faster B is than A: the ONLY way the lab computes a speed-up.
 
@@ -444,10 +448,11 @@ def paired_speedup(model_a, model_b, example_a, example_b=None, *, device="cpu",
     frequency ramps) cancel. The speed-up is the median of per-round ratios a_ms / b_ms with a
     distribution-free 95% CI.
 
-    Rounds are adaptive: at least `rounds`, then more (in pairs, so each side goes first equally often) until
-    the CI is `target_rel_ci` of the speed-up or narrower, or the timed rounds have taken `budget_s` (0: exactly
-    `rounds`). Two flags say why a figure is not quotable: `loaded` (other processes kept cores busy) and
-    `imprecise` (the budget ran out before the CI was narrow enough); `noisy` is either of them.
+    With `budget_s` > 0 the rounds are adaptive: at least `rounds`, then more (in pairs, so each side goes first
+    equally often) until the CI is `target_rel_ci` of the speed-up or narrower, or the timed rounds have taken
+    `budget_s`. With 0 (the default), exactly `rounds`. Two flags say why a figure is not quotable: `loaded`
+    (other processes kept cores busy) and `imprecise` (the CI is wider than the target: `target_rel_ci` with a
+    budget, NOISY_REL_CI without); `noisy` is either of them, or (fixed rounds) a wide spread of block times.
     `example_b` defaults to `example_a` (an fp16 model needs `example_a.half()`).
     Neither model is modified: flags are restored, and models are deep-copied to move devices.
     """

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from ..config import LabConfig, param
 from ..core.data import DATASETS
 from ..core.models import parse_spec
-from ..core.timing import DEFAULT_BUDGET_S
+from ..core.timing import QUOTE_BUDGET_S
 from ..core.train import TrainConfig
 from ..errors import LabError
 from ..search.space import DEFAULT_SPACES, validate_space
@@ -215,9 +215,10 @@ class RetimeConfig(LabConfig):
     device: str = param("cpu", help="cpu or cuda")
     batch_size: int = param(256, min=1, max=65536, help="input batch for the timing")
     rounds: int = param(7, min=5, max=1000, help="interleaved A/B rounds at least")
-    time_budget: float = param(DEFAULT_BUDGET_S, min=0, max=600,
-                               help="seconds of rounds at most: more rounds until the CI is a tenth of the speed-up, "
-                                    "or this runs out and the result is flagged imprecise (0: exactly --rounds)")
+    time_budget: float = param(0.0, min=0, max=600,
+                               help=f"seconds of rounds at most: more rounds until the CI is a tenth of the speed-up, "
+                                    f"or this runs out and the result is flagged imprecise; 0: exactly --rounds "
+                                    f"(try {QUOTE_BUDGET_S:g}; its CI describes this process only)")
 
     def check(self) -> None:
         check_device(self.device)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..core.measure import quiet_wait_s
-from ..core.timing import DEFAULT_BUDGET_S, machine_fingerprint, paired_speedup
+from ..core.timing import machine_fingerprint, paired_speedup
 from ..errors import LabError
 from ..store import RunStore
 
@@ -74,7 +74,7 @@ def split_gain(parent: nn.Module, quantized: nn.Module, input_shape, batch_size:
 
 
 def retime(store: RunStore, run_a: int, run_b: int, *, device: str = "cpu", batch_size: int = 256,
-           rounds: int = 7, budget_s: float = DEFAULT_BUDGET_S) -> dict:
+           rounds: int = 7, budget_s: float = 0.0) -> dict:
     """Re-time two stored runs together on this machine (the `speedup` verb, and the pages' re-time job)."""
     from ..core.data import load_dataset
     from ..store.artifacts import load_run_model
