@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PORT ?= 8501
 
-.PHONY: run test bench clean
+.PHONY: run test bench screenshots clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ test: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m pytest -m "not timing" -n $(TEST_WORKERS) --dist loadscope --durations=30 \
 		$(PYTEST_ARGS) || status=$$?; \
 	exit $$status
+
+# the README's pictures, from a real run of the teaching demo in Chromium
+screenshots: $(STAMP)
+	$(PY) assets/screenshots.py assets
 
 bench: $(STAMP)
 	@for f in benchmarks/*.py; do echo "# $$f" >&2; $(PY) $$f || exit 1; done

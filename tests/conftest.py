@@ -1,33 +1,11 @@
 import os
 from pathlib import Path
 
-import psutil
 import pytest
 
+from compression.jobs.queue import stop_workers
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def stop_workers(home: Path, timeout: float = 15.0) -> list[int]:
-    """Stop every job worker serving the lab folder `home` (SIGTERM, then SIGKILL at the deadline); returns their
-    pids. Workers run in their own session so that they outlive a web server: a test that started one must stop
-    it, or it goes on loading the machine while later tests time models."""
-    workers = []
-    for proc in psutil.process_iter(["cmdline"]):
-        try:
-            if "jobs" in (proc.info["cmdline"] or []) and proc.environ().get("COMPRESSION_LAB_HOME") == str(home):
-                workers.append(proc)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-    for proc in workers:
-        try:
-            proc.terminate()
-        except psutil.NoSuchProcess:
-            pass
-    _, alive = psutil.wait_procs(workers, timeout=timeout)
-    for proc in alive:
-        proc.kill()
-    psutil.wait_procs(alive, timeout=5)
-    return [p.pid for p in workers]
 
 
 @pytest.fixture(autouse=True)

@@ -6,10 +6,9 @@ from streamlit.testing.v1 import AppTest
 
 from compression import (DistillLabConfig, PipelineLabConfig, PruneLabConfig, QuantizeLabConfig, RunStore,
                          SearchConfig, run_distill, run_pipeline, run_prune, run_quantize)
-from compression.jobs.queue import worker_running
+from compression.jobs.queue import stop_workers, worker_running
 from compression.labs.search import run_search
-from compression.paths import lab_home
-from conftest import ROOT, baseline, quick_ctx, stop_workers, wait_for
+from conftest import ROOT, baseline, quick_ctx, wait_for
 
 APP = str(ROOT / "dashboard" / "app.py")
 # each page's title and its main button (a form's submit button counts); Compare and Report have none until
@@ -311,7 +310,7 @@ def test_any_first_page_warms_up_a_worker_so_the_demo_starts_at_once(monkeypatch
     try:
         assert wait_for(worker_running, timeout=30)  # the page started one (it would exit after 5 s idle)
     finally:
-        stop_workers(lab_home())
+        stop_workers()
     assert not worker_running()
 
 

@@ -16,7 +16,10 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
+
+import psutil
 
 from ..errors import CancelledError, LabError
 from ..labs.context import RunContext
@@ -208,3 +211,27 @@ def ensure_worker(store: RunStore, wait: bool = True) -> None:
         if worker_running():
             return
         time.sleep(0.1)
+
+
+def stop_workers(home: Path | None = None, timeout: float = 15.0) -> list[int]:
+    """Stop every job worker serving the lab folder `home` (SIGTERM, then SIGKILL at the deadline); returns their
+    pids. Workers run in their own session so that they outlive a web server: whoever stops the server (a test,
+    the screenshot script) stops them too, or they go on loading the machine while later timings run."""
+    home = Path(home or lab_home())
+    workers = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if "jobs" in (proc.info["cmdline"] or []) and proc.environ().get("COMPRESSION_LAB_HOME") == str(home):
+                workers.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    for proc in workers:
+        try:
+            proc.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(workers, timeout=timeout)
+    for proc in alive:
+        proc.kill()
+    psutil.wait_procs(alive, timeout=5)
+    return [p.pid for p in workers]

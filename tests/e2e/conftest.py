@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import stop_workers  # the suite's conftest (tests/)
+from compression.jobs.queue import stop_workers
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "test-artifacts"

@@ -48,3 +48,42 @@ def test_flipped_examples_show_as_images_in_compare_and_report(page, app_server,
     assert 0 < len(widths) <= 6 and all(w == 64 for w in widths), widths
     assert page.get_by_text("of answers changed").count() >= 1
     screenshot(page, "report-what-changed")
+
+
+def test_the_downloaded_report_opens_offline_with_its_charts_gallery_and_speed_claims(page, app_server, pruned_digits,
+                                                                                     browser, tmp_path):
+    """The Report's HTML, as a presenter downloads it for a deck: offline, every chart draws, the "What changed"
+    gallery's images decode, and each speed claim reads as on the page."""
+    page.goto(f"{app_server['url']}/report")
+    page.get_by_text("What changed", exact=True).wait_for(timeout=90_000)
+    page.wait_for_selector(".main-svg")
+    claims = [line.split(": ", 1)[-1] for line in page.locator("[data-testid='stMain'] li").all_inner_texts()
+              if " faster [" in line or " slower [" in line]
+    assert claims, "the Report states the pruned run's paired speed"
+    charts_on_page = page.locator("[data-testid='stMain'] .js-plotly-plot").count()
+    with page.expect_download() as download:
+        page.get_by_text("Download HTML report").click()
+    path = tmp_path / "deck-report.html"
+    download.value.save_as(path)
+
+    offline = browser.new_context(offline=True)
+    report = offline.new_page()
+    requests = []
+    report.on("request", lambda r: requests.append(r.url))
+    report.goto(path.as_uri())
+    report.wait_for_selector(".main-svg")
+    report.wait_for_function("n => document.querySelectorAll('.js-plotly-plot .main-svg').length >= n",
+                             arg=charts_on_page, timeout=30_000)  # every chart of the page drew
+    assert report.get_by_text("What changed", exact=True).count() == 1
+    widths = _gallery_widths_in(report)
+    assert widths and all(w == 64 for w in widths), widths  # the flipped digits, decoded offline
+    text = report.inner_text("body")
+    assert all(claim in text for claim in claims), (claims, text[:2000])
+    assert [u for u in requests if not u.startswith("file:")] == []  # nothing fetched: it works on a plane
+    offline.close()
+
+
+def _gallery_widths_in(page) -> list[int]:
+    page.wait_for_function("() => [...document.images].length > 0 && [...document.images].every(i => i.complete)",
+                           timeout=30_000)
+    return page.eval_on_selector_all("img", "imgs => imgs.map(i => i.naturalWidth)")
