@@ -40,7 +40,7 @@ NOISY_REL_CI = 0.30  # relative CI width of the speed-up above which it is flagg
 TARGET_REL_CI = 0.10  # with a time budget, a paired speed-up times rounds until its CI is this narrow
 QUOTE_BUDGET_S = 5.0  # ... or until its rounds have taken this long; then it is flagged `imprecise`.
 # Not the default yet: measured across 8 fresh processes (benchmarks/speedup_calibration.py), 5 s of adaptive
-# rounds gave CIs of 9% that held only 34% of the other processes' estimates (7 fixed rounds: 28% wide, 66%).
+# rounds gave CIs of 9% that held only 34% of the other processes' estimates (7 fixed rounds: 22%, 55%).
 # A CI narrower than the process-to-process spread would overstate the precision; pooling several processes'
 # rounds comes first.
 MAX_ROUNDS = 1000
@@ -438,6 +438,22 @@ def _relative_width(ratios: list[float]) -> float:
     return (hi - lo) / middle if middle > 0 else math.inf
 
 
+def _enough_rounds(a_ms: list[float], b_ms: list[float], rounds: int, budget_s: float, target_rel_ci: float,
+                   start: float) -> bool:
+    """Fixed: `rounds` rounds. Adaptive (a budget): at least `rounds`, always a whole pair (A first, then B
+    first), then stop at the target width, the budget or MAX_ROUNDS."""
+    done = len(a_ms)
+    if done < rounds:
+        return False
+    if budget_s <= 0:
+        return True
+    if done % 2:
+        return False
+    if done >= MAX_ROUNDS or time.perf_counter() - start >= budget_s:
+        return True
+    return _relative_width([a / b for a, b in zip(a_ms, b_ms)]) <= target_rel_ci
+
+
 def paired_speedup(model_a, model_b, example_a, example_b=None, *, device="cpu", rounds=7, threads=None,
                    mode="auto", max_quiet_wait_s=10.0, block_s=0.05, budget_s: float = 0.0,
                    target_rel_ci: float = TARGET_REL_CI) -> dict:
@@ -479,21 +495,13 @@ def paired_speedup(model_a, model_b, example_a, example_b=None, *, device="cpu",
             a_ms, b_ms = [], []
             with LoadSampler() as sampler:
                 start = time.perf_counter()
-                while True:
-                    for first_a in (True, False):
-                        if first_a:
-                            a_ms.append(runner_a.block(n_a) * 1e3)
-                            b_ms.append(runner_b.block(n_b) * 1e3)
-                        else:
-                            b_ms.append(runner_b.block(n_b) * 1e3)
-                            a_ms.append(runner_a.block(n_a) * 1e3)
-                        if len(a_ms) == rounds and budget_s <= 0:
-                            break
-                    done = len(a_ms) >= rounds
-                    if done and (budget_s <= 0 or len(a_ms) >= MAX_ROUNDS
-                                 or time.perf_counter() - start >= budget_s
-                                 or _relative_width([a / b for a, b in zip(a_ms, b_ms)]) <= target_rel_ci):
-                        break
+                while not _enough_rounds(a_ms, b_ms, rounds, budget_s, target_rel_ci, start):
+                    if len(a_ms) % 2 == 0:  # alternate which side goes first
+                        a_ms.append(runner_a.block(n_a) * 1e3)
+                        b_ms.append(runner_b.block(n_b) * 1e3)
+                    else:
+                        b_ms.append(runner_b.block(n_b) * 1e3)
+                        a_ms.append(runner_a.block(n_a) * 1e3)
         finally:
             runner_a.close()
             if runner_b is not None:
