@@ -1,8 +1,10 @@
 """Plotly figure builders. Pure: records or a DataFrame in, a Figure out; no Streamlit here."""
 from __future__ import annotations
 
+import functools
 import json
 import math
+import re
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -10,6 +12,9 @@ import plotly.graph_objects as go
 from compression.core.measure import latency_of
 from compression.core.pareto import pareto_mask
 from compression.labs.labels import technique_label
+from compression.labs.distill import METHOD_LABELS as DISTILL_LABELS
+from compression.techniques.prune import METHODS as PRUNE_METHODS
+from compression.techniques.quantize import METHODS as QUANT_METHODS
 
 COST_AXES = {  # column -> axis title
     "params": "parameters",
@@ -21,6 +26,26 @@ COST_AXES = {  # column -> axis title
 }
 # Okabe-Ito: distinguishable with every common colour-vision deficiency (and in grey on a dim projector)
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
+
+
+# a sparsity axis: 0 to 100% whatever the data (one sparsity autoranged to 0-150%); a little margin at both ends
+SPARSITY_AXIS = dict(range=[-0.02, 1.02], tickformat=".0%", tick0=0, dtick=0.1)
+
+
+@functools.cache
+def _technique_ids() -> re.Pattern:
+    """Every registered technique id as a whole word, longest first (so 'static_int8' wins over 'int8')."""
+    ids = [*PRUNE_METHODS.names(), *QUANT_METHODS.names(), *DISTILL_LABELS]
+    alternatives = "|".join(re.escape(i) for i in sorted(ids, key=len, reverse=True))
+    return re.compile(r"(?<![\w-])(" + alternatives + r")(?![\w-])")
+
+
+def readable(text) -> str:
+    """A run label or stage name with every technique id in it replaced by the registries' display name, as
+    the Compare page shows them: "global_l1 90%" -> "Weight pruning, global (L1) 90%"."""
+    if text is None:
+        return ""
+    return _technique_ids().sub(lambda m: technique_label(m.group(1)), str(text))
 
 
 def runs_frame(records: list[dict], device: str = "cpu", batch_size: int | None = None) -> pd.DataFrame:
@@ -62,7 +87,7 @@ def _hover(row) -> str:
     config = json.loads(row["config"])
     keys = [k for k in config if k not in ("cache_key",)][:10]
     config_text = "<br>".join(f"  {k}: {config[k]}" for k in keys)
-    return (f"<b>{row['label']}</b> (run {row['run_id']})<br>model: {row['model']}<br>"
+    return (f"<b>{readable(row['label'])}</b> (run {row['run_id']})<br>model: {row['model']}<br>"
             f"accuracy: {row['accuracy']:.4f} [{row['acc_lo']:.3f}, {row['acc_hi']:.3f}]<br>"
             f"params: {row['params']:,}<br>config:<br>{config_text}")
 
@@ -100,7 +125,7 @@ def tradeoff_chart(frame: pd.DataFrame, cost: str = "params", log_x: bool = True
     if highlight and len(data):
         path = data.set_index("run_id").reindex(highlight).dropna(subset=["accuracy", cost])
         fig.add_trace(go.Scatter(x=path[cost], y=path["accuracy"], mode="lines+markers+text", name="lineage",
-                                 text=path["label"], textposition="top center",
+                                 text=[readable(t) for t in path["label"]], textposition="top center",
                                  line=dict(color="#f59e0b", width=3), marker=dict(size=12, color="#f59e0b"),
                                  hoverinfo="skip"))
         for (x0, y0), (x1, y1) in zip(path[[cost, "accuracy"]].values[:-1], path[[cost, "accuracy"]].values[1:]):
@@ -139,9 +164,10 @@ def training_curves(events: list[dict]) -> go.Figure:
         frame["step"] = range(1, len(frame) + 1)
         for i, (stage, group) in enumerate(frame.groupby("stage", sort=False)):
             color = PALETTE[i % len(PALETTE)]
-            fig.add_trace(go.Scatter(x=group["epoch"], y=group["train_loss"], name=str(stage), mode="lines+markers",
-                                     line=dict(color=color), legendgroup=str(stage)), row=1, col=1)
-            fig.add_trace(go.Scatter(x=group["epoch"], y=group["val_accuracy"], name=str(stage),
+            fig.add_trace(go.Scatter(x=group["epoch"], y=group["train_loss"], name=readable(stage),
+                                     mode="lines+markers", line=dict(color=color), legendgroup=str(stage)),
+                          row=1, col=1)
+            fig.add_trace(go.Scatter(x=group["epoch"], y=group["val_accuracy"], name=readable(stage),
                                      mode="lines+markers", line=dict(color=color), legendgroup=str(stage),
                                      showlegend=False), row=1, col=2)
         lowest = frame["val_accuracy"].min()

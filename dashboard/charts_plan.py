@@ -5,7 +5,7 @@ import math
 
 import plotly.graph_objects as go
 
-from .charts import PALETTE
+from .charts import PALETTE, readable
 
 
 def plan_chart(state: dict, best_run: int | None = None) -> go.Figure:
@@ -28,7 +28,8 @@ def plan_chart(state: dict, best_run: int | None = None) -> go.Figure:
     for group, name, color in ((outside, "misses the target", PALETTE[1]), (inside, "meets the target", PALETTE[0])):
         fig.add_trace(go.Scatter(x=[p["factor"] for p in group], y=[p["drop_pt"] for p in group], name=name,
                                  mode="markers", marker=dict(size=11, color=color),
-                                 text=[f"trial {p['number']} (run {p['run_id']})<br>{p['label']}" for p in group],
+                                 text=[f"trial {p['number']} (run {p['run_id']})<br>{readable(p['label'])}"
+                                       for p in group],
                                  hoverinfo="text+x+y"))
     best = [p for p in points if p["run_id"] == best_run]
     if best:

@@ -5,7 +5,9 @@ import pandas as pd
 import plotly.graph_objects as go
 
 
-from .charts import PALETTE
+from compression.labs.labels import technique_label
+
+from .charts import PALETTE, SPARSITY_AXIS, readable
 
 LAYOUT = dict(template="plotly_white", margin=dict(l=10, r=10, t=50, b=10), height=420)
 
@@ -21,24 +23,26 @@ def accuracy_vs_sparsity(results: list[dict], baseline: dict | None = None) -> g
         fig.add_trace(go.Scatter(x=list(group["sparsity"]) + list(group["sparsity"])[::-1],
                                  y=list(group["hi"]) + list(group["lo"])[::-1], fill="toself", opacity=0.15,
                                  line=dict(width=0), fillcolor=color, showlegend=False, hoverinfo="skip"))
-        fig.add_trace(go.Scatter(x=group["sparsity"], y=group["accuracy"], mode="lines+markers", name=method,
-                                 line=dict(color=color, width=2)))
+        name = technique_label(method)  # the registry's name, as on the Compare page, not the id
+        fig.add_trace(go.Scatter(x=group["sparsity"], y=group["accuracy"], mode="lines+markers", name=name,
+                                 line=dict(color=color, width=2),
+                                 hovertemplate=f"{name}<br>sparsity %{{x:.0%}}<br>accuracy %{{y:.4f}}<extra></extra>"))
     if baseline is not None:
         fig.add_hline(y=baseline["accuracy"], line_dash="dash", line_color="#111827",
                       annotation_text="baseline", annotation_position="bottom left")
     fig.update_layout(title="Accuracy vs sparsity (95% CI bands)", xaxis_title="sparsity", yaxis_title="test accuracy",
-                      xaxis_tickformat=".0%", **LAYOUT)
+                      xaxis=SPARSITY_AXIS, legend_title="method", **LAYOUT)
     return fig
 
 
 def layer_sparsity_bars(layers: list[dict], title: str = "Per-layer sparsity") -> go.Figure:
     frame = pd.DataFrame(layers)
     fig = go.Figure(go.Bar(x=frame["layer"], y=frame["sparsity"], marker_color=PALETTE[0],
-                           text=[f"{s:.0%}" for s in frame["sparsity"]], textposition="outside",
+                           text=[f"{s:.0%}" for s in frame["sparsity"]], textposition="auto", cliponaxis=False,
                            hovertext=[f"{r.layer} ({r.type}): {r.params_before:,} -> {r.nonzero_after:,} weights"
                                       for r in frame.itertuples()], hoverinfo="text"))
-    fig.update_layout(title=title, xaxis_title="layer", yaxis_title="sparsity (zeroed or removed)",
-                      yaxis_tickformat=".0%", yaxis_range=[0, 1.1], **LAYOUT)
+    fig.update_layout(title=readable(title), xaxis_title="layer", yaxis_title="sparsity (zeroed or removed)",
+                      yaxis={**SPARSITY_AXIS, "range": [0, 1.02]}, **LAYOUT)
     return fig
 
 
@@ -62,7 +66,7 @@ def speedup_bars(results: list[dict], baseline: dict, device: str = "cpu") -> go
         key = f"speedup_{device}_b{batch}"
         ratio, ci = r.get(key), r.get(f"{key}_ci95") or [None, None]
         noisy = r.get(f"{key}_noisy")
-        labels.append((r.get("label") or str(r["run_id"])) + (" (noisy)" if noisy else ""))
+        labels.append(readable(r.get("label") or str(r["run_id"])) + (" (noisy)" if noisy else ""))
         measured.append(ratio)
         lows.append(ratio - ci[0] if ratio and ci[0] else 0)
         highs.append(ci[1] - ratio if ratio and ci[1] else 0)

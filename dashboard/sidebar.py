@@ -13,7 +13,7 @@ from compression.paths import default_data_dir
 
 from .components import job_panel, submit_job
 from .display import presentation_toggle
-from .state import FOLDER_CHOICE, dataset_name, get_store
+from .state import FOLDER_CHOICE, dataset_name, get_store, seed_from_url, write_url
 
 TORCHVISION_SETS = ("mnist", "fashion_mnist", "cifar10")  # read from a data folder, or downloaded when asked
 
@@ -21,8 +21,11 @@ TORCHVISION_SETS = ("mnist", "fashion_mnist", "cifar10")  # read from a data fol
 def sidebar() -> None:
     with st.sidebar:
         st.header("Setup")
+        datasets, names, devices = DATASETS.names() + uploaded_datasets(), MODELS.names(), available_devices()
+        for line in seed_from_url(datasets, names, devices):  # a reload or a link keeps the set-up (?dataset=...)
+            st.warning(line)
         _adopt_imported_zip()  # before the Dataset picker: it may select the data set a finished import added
-        st.selectbox("Dataset", DATASETS.names() + uploaded_datasets() + [FOLDER_CHOICE], key="dataset",
+        st.selectbox("Dataset", datasets + [FOLDER_CHOICE], key="dataset",
                      help="digits is embedded and works offline; an image folder holds one subfolder per class; "
                           "zips you uploaded are listed as 'upload: NAME'",
                      format_func=lambda d: f"{d} (default)" if d == "digits" else upload_label(d))
@@ -35,12 +38,13 @@ def sidebar() -> None:
         hw = hardware_info()
         labels = {"cpu": f"cpu ({hw['cpu']}, {hw['threads']} threads)"}
         labels.update({"cuda": f"cuda ({name})" for name in hw["cuda"][:1]})
-        st.selectbox("Device", available_devices(), key="device", format_func=labels.get)
+        st.selectbox("Device", devices, key="device", format_func=labels.get)
         if st.session_state.dataset in TORCHVISION_SETS:
             st.text_input("Data folder", value=str(default_data_dir()), key="data_dir")
             st.checkbox("Download if missing (needs internet)", key="download")
-        names = MODELS.names()  # the zoo, then torchvision's classifiers as tv.NAME; type to search
-        st.selectbox("Baseline model", names, key="model_name", index=names.index("lenet5"),
+        # the zoo, then torchvision's classifiers as tv.NAME; type to search. lenet5 is seeded as the default
+        st.session_state.setdefault("model_name", "lenet5")  # (a widget's index would clash with a URL's value)
+        st.selectbox("Baseline model", names, key="model_name",
                      format_func=lambda n: f"{n} (torchvision)" if n.startswith("tv.") else n,
                      help=f"the model every lab starts from: {len(list_models())} zoo models and "
                           f"{len(names) - len(list_models())} torchvision classifiers; type to search")
@@ -53,6 +57,7 @@ def sidebar() -> None:
                         help="the throughput batch for latency; batch 1 is always measured too")
         st.divider()
         presentation_toggle()
+    write_url()
 
 
 def describe_dataset(name: str) -> None:

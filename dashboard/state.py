@@ -11,6 +11,7 @@ from compression.core.data import IMAGEFOLDER
 from compression.jobs import ensure_worker
 
 FOLDER_CHOICE = "image folder..."
+DEFAULTS = {"dataset": "digits", "model": "lenet5", "device": "cpu"}  # left out of the URL
 
 
 def get_store() -> RunStore:
@@ -48,6 +49,49 @@ def baseline_params() -> dict:
             "seed": int(ss.get("seed", 0)), "device": ss.get("device", "cpu"),
             "data_dir": ss.get("data_dir") or None, "download": bool(ss.get("download", False)),
             "latency_batch": int(ss.get("latency_batch", 256))}
+
+
+def seed_from_url(datasets: list[str], models: list[str], devices: list[str]) -> list[str]:
+    """On a session's first run, the sidebar's choices from the URL (?dataset=synthetic&model=mlp:hidden=16
+    &device=cpu), so a reload or a shared link opens the same set-up; returns a line for each value the URL
+    named that is not known here (that choice keeps its default)."""
+    ss = st.session_state
+    if ss.get("url_seeded"):
+        return []
+    ss["url_seeded"] = True
+    ss.setdefault("model_name", DEFAULTS["model"])
+    url, unknown = st.query_params, []
+    if (dataset := url.get("dataset")) is not None:
+        if dataset in datasets:
+            ss["dataset"] = dataset
+        elif dataset.startswith(IMAGEFOLDER) and dataset[len(IMAGEFOLDER):].strip():
+            ss["dataset"], ss["image_folder"] = FOLDER_CHOICE, dataset[len(IMAGEFOLDER):].strip()
+        else:
+            unknown.append(f"data set {dataset!r}")
+    if (model := url.get("model")) is not None:
+        name, _, args = model.partition(":")
+        if name in models:
+            ss["model_name"], ss["model_args"] = name, args
+        else:
+            unknown.append(f"model {model!r}")
+    if (device := url.get("device")) is not None:
+        if device in devices:
+            ss["device"] = device
+        else:
+            unknown.append(f"device {device!r}")
+    return [f"The link's {what} is not known here; using the default." for what in unknown]
+
+
+def write_url() -> None:
+    """The sidebar's choices into the URL, on every run (a page switch may drop the query); other params, such
+    as ?present=1, are kept, and a default is left out."""
+    chosen = {"dataset": dataset_name(), "model": model_spec(), "device": st.session_state.get("device", "cpu")}
+    for key, value in chosen.items():
+        if value == DEFAULTS[key]:
+            if key in st.query_params:
+                del st.query_params[key]
+        elif st.query_params.get(key) != value:
+            st.query_params[key] = value
 
 
 def records(**filters) -> list[dict]:
