@@ -1,8 +1,8 @@
 """The README's pictures, made from a real run: `make screenshots` (or `python assets/screenshots.py [OUTDIR]`).
 
 Serves the app as `make run` does (a throwaway lab folder, a free port), clicks the teaching demo in Chromium,
-waits for it to finish, then saves each page the README shows into OUTDIR (default: this folder). Needs Debian's
-chromium. Prints one JSON line: the demo's seconds and the pictures written.
+waits for it to finish, runs a three-trial plan beside it, then saves each page the README shows into OUTDIR
+(default: this folder). Needs Debian's chromium. Prints one JSON line: the demo's seconds and the pictures written.
 """
 import json
 import os
@@ -28,7 +28,7 @@ PICTURES = {
     "compare.png": ("compare", "Pareto front"),
     "behaviour.png": ("compare", "Flipped examples, newly wrong first"),
     "report.png": ("report", "What changed"),
-    "plan.png": ("plan", "Plan"),
+    "plan.png": ("plan", "The winner"),
 }
 
 
@@ -68,6 +68,15 @@ def full_page(page, path: Path) -> None:
     page.set_viewport_size(size)
 
 
+def small_plan(home: Path) -> None:
+    """A three-trial size plan on the demo's lenet5 baseline, so the Plan picture shows trials and a winner."""
+    os.environ["COMPRESSION_LAB_HOME"] = str(home)  # this process writes into the served app's lab folder
+    from compression import RunContext
+    from compression.labs.plan import PlanConfig, run_plan
+    run_plan(PlanConfig(dataset="digits", model="lenet5", epochs=10, latency_batch=256, target="size=0.3",
+                        max_drop=1.0, trials=3, finetune_epochs=2), RunContext(latency_time=0.05))
+
+
 def main(outdir: Path) -> dict:
     chromium = shutil.which("chromium")
     if chromium is None:
@@ -86,6 +95,7 @@ def main(outdir: Path) -> dict:
             start = time.monotonic()
             page.get_by_text("(demo) finished in").wait_for(timeout=600_000)
             demo_s = time.monotonic() - start
+            small_plan(home)
             for name, (path, ready) in PICTURES.items():
                 page.goto(f"{url}/{path}")
                 page.get_by_text(ready).first.wait_for(timeout=120_000)
