@@ -16,11 +16,12 @@ from compression.labs.search import create_study
 from conftest import ROOT, cli_env
 
 HERE = Path(__file__).resolve().parent
+TRIALS = 6  # enough for both workers to take several while the pages read
 
 
 def _concurrent_search_and_readers(url: str, home) -> dict:
     store = RunStore(url)
-    config = SearchConfig(dataset="synthetic", space="mlp", trials=8, epochs=3, latency_batch=8)
+    config = SearchConfig(dataset="synthetic", space="mlp", trials=TRIALS, epochs=2, latency_batch=8)
     create_study(config, store, "busy")
     env = {**cli_env(home), "COMPRESSION_LAB_DB": url}
     stop_file = Path(home) / "workers-done"
@@ -53,8 +54,8 @@ def _concurrent_search_and_readers(url: str, home) -> dict:
 
 def _check(result) -> None:
     assert all(p["renders"] >= 4 and p["stopped"] and p["errors"] == [] for p in result["pages"]), result["pages"]
-    # both workers may start a last trial at once (Optuna's budget is checked between trials): 8 or 9
-    assert 8 <= len(result["complete"]) <= 9
+    # both workers may start a last trial at once (Optuna's budget is checked between trials): 6 or 7
+    assert TRIALS <= len(result["complete"]) <= TRIALS + 1
     # no trial lost to the store: two workers creating a fresh database's tables at once once failed trial 0
     assert not result["failed"], [t.system_attrs for t in result["failed"]]
     assert {t.user_attrs["run_id"] for t in result["complete"]} <= result["stored"]  # every trial's run is there
