@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from compression.core import timing
-from compression.core.timing import (LoadSampler, latency_entry, machine_fingerprint, median_ci, paired_speedup,
-                                     time_forward, wait_for_quiet)
+from compression.core.timing import (AdaptiveRounds, LoadSampler, latency_entry, machine_fingerprint, median_ci,
+                                     paired_speedup, time_forward, wait_for_quiet)
 
 pytestmark = pytest.mark.timing  # load sampling and paired timings: run alone (make test)
 
@@ -187,10 +187,11 @@ def test_paired_speedup_same_model_is_about_one():
 
 def test_rounds_go_on_until_the_ci_is_a_tenth_of_the_speedup_or_the_budget_is_spent():
     big, small, x = mlp(3), mlp(1), torch.randn(64, 512)
-    fixed = paired_speedup(big, small, x, rounds=7, budget_s=0, max_quiet_wait_s=0, block_s=0.01)
+    fixed = paired_speedup(big, small, x, rounds=7, max_quiet_wait_s=0, block_s=0.01)
     assert fixed["rounds"] == len(fixed["ratios"]) == 7  # no budget: exactly the rounds asked for
     start = time.monotonic()
-    adaptive = paired_speedup(big, small, x, rounds=7, budget_s=2.0, max_quiet_wait_s=0, block_s=0.01)
+    adaptive = paired_speedup(big, small, x, rounds=AdaptiveRounds(budget_s=2.0), max_quiet_wait_s=0,
+                              block_s=0.01)
     elapsed = time.monotonic() - start
     lo, hi = adaptive["ci95"]
     rel = (hi - lo) / adaptive["speedup"]
@@ -200,8 +201,8 @@ def test_rounds_go_on_until_the_ci_is_a_tenth_of_the_speedup_or_the_budget_is_sp
     assert (rel <= 0.10 and not adaptive["imprecise"]) or (adaptive["imprecise"] and elapsed >= 2.0), adaptive
     assert elapsed < 2.0 + 2.5  # the budget bounds the rounds (warm-up and calibration come on top)
     # a target it cannot reach: the whole budget, then `imprecise`, in words, and `noisy` with it
-    strict = paired_speedup(big, small, x, rounds=7, budget_s=0.5, target_rel_ci=1e-6, max_quiet_wait_s=0,
-                            block_s=0.01)
+    strict = paired_speedup(big, small, x, rounds=AdaptiveRounds(budget_s=0.5, target_rel_ci=1e-6),
+                            max_quiet_wait_s=0, block_s=0.01)
     assert strict["imprecise"] and strict["noisy"] and strict["rounds"] > 7
     assert any(reason.startswith("ci: relative width") for reason in strict["noisy_reasons"])
 
@@ -211,7 +212,7 @@ def test_paired_speedup_under_competing_load_is_flagged():
     x = torch.randn(32, 64)
     with spinners(2):
         result = paired_speedup(small, copy.deepcopy(small), x, threads=1, max_quiet_wait_s=0.5, block_s=0.02,
-                                budget_s=1.0)
+                                rounds=AdaptiveRounds(budget_s=1.0))
     assert result["load"] >= 0.5
     assert result["noisy"] is True and result["loaded"] is True
     assert any("load" in reason for reason in result["noisy_reasons"])
@@ -219,8 +220,7 @@ def test_paired_speedup_under_competing_load_is_flagged():
 
 def test_cuda_graph_mode_falls_back_to_eager_without_cuda():
     model, x = mlp(1), torch.randn(8, 512)
-    result = paired_speedup(model, copy.deepcopy(model), x, mode="cuda_graph", max_quiet_wait_s=0, block_s=0.01,
-                            budget_s=0)
+    result = paired_speedup(model, copy.deepcopy(model), x, mode="cuda_graph", max_quiet_wait_s=0, block_s=0.01)
     assert result["mode"] == "eager" and "cuda_graph" in result["fallback_reason"]
     block = time_forward(model, x, mode="cuda_graph", number=3)
     assert block["mode"] == "eager" and block["fallback_reason"] and block["number"] == 3 and block["ms"] > 0

@@ -29,6 +29,7 @@ import os
 import platform
 import statistics
 import time
+from dataclasses import dataclass
 from contextlib import contextmanager
 
 import psutil
@@ -438,25 +439,30 @@ def _relative_width(ratios: list[float]) -> float:
     return (hi - lo) / middle if middle > 0 else math.inf
 
 
-def _enough_rounds(a_ms: list[float], b_ms: list[float], rounds: int, budget_s: float, target_rel_ci: float,
-                   start: float) -> bool:
-    """Fixed: `rounds` rounds. Adaptive (a budget): at least `rounds`, always a whole pair (A first, then B
-    first), then stop at the target width, the budget or MAX_ROUNDS."""
+@dataclass(frozen=True)
+class AdaptiveRounds:
+    """`rounds=` for paired_speedup when the CI should decide: at least `least` rounds, then more, in whole pairs
+    (A first, then B first), until the CI is `target_rel_ci` of the speed-up or narrower, or the timed rounds have
+    taken `budget_s`, or MAX_ROUNDS. A plain int is exactly that many rounds."""
+    budget_s: float = QUOTE_BUDGET_S
+    least: int = 7
+    target_rel_ci: float = TARGET_REL_CI
+
+
+def _enough_rounds(a_ms: list[float], b_ms: list[float], rounds: int | AdaptiveRounds, start: float) -> bool:
     done = len(a_ms)
-    if done < rounds:
+    if not isinstance(rounds, AdaptiveRounds):
+        return done >= rounds
+    if done < rounds.least or done % 2:
         return False
-    if budget_s <= 0:
+    if done >= MAX_ROUNDS or time.perf_counter() - start >= rounds.budget_s:
         return True
-    if done % 2:
-        return False
-    if done >= MAX_ROUNDS or time.perf_counter() - start >= budget_s:
-        return True
-    return _relative_width([a / b for a, b in zip(a_ms, b_ms)]) <= target_rel_ci
+    return _relative_width([a / b for a, b in zip(a_ms, b_ms)]) <= rounds.target_rel_ci
 
 
-def paired_speedup(model_a, model_b, example_a, example_b=None, *, device="cpu", rounds=7, threads=None,
-                   mode="auto", max_quiet_wait_s=10.0, block_s=0.05, budget_s: float = 0.0,
-                   target_rel_ci: float = TARGET_REL_CI) -> dict:
+def paired_speedup(model_a, model_b, example_a, example_b=None, *, device="cpu",
+                   rounds: int | AdaptiveRounds = 7, threads=None,
+                   mode="auto", max_quiet_wait_s=10.0, block_s=0.05) -> dict:
     """How many times faster B is than A: the ONLY way the lab computes a speed-up.
 
     Waits (bounded) for the machine to be quiet, then runs interleaved rounds, each timing one
@@ -464,16 +470,17 @@ def paired_speedup(model_a, model_b, example_a, example_b=None, *, device="cpu",
     frequency ramps) cancel. The speed-up is the median of per-round ratios a_ms / b_ms with a
     distribution-free 95% CI.
 
-    With `budget_s` > 0 the rounds are adaptive: at least `rounds`, then more (in pairs, so each side goes first
-    equally often) until the CI is `target_rel_ci` of the speed-up or narrower, or the timed rounds have taken
-    `budget_s`. With 0 (the default), exactly `rounds`. Two flags say why a figure is not quotable: `loaded`
-    (other processes kept cores busy) and `imprecise` (the CI is wider than the target: `target_rel_ci` with a
-    budget, NOISY_REL_CI without); `noisy` is either of them, or (fixed rounds) a wide spread of block times.
+    `rounds`: an int is exactly that many rounds; AdaptiveRounds lets the CI decide, within a time budget.
+    Two flags say why a figure is not quotable: `loaded` (other processes kept cores busy) and `imprecise` (the
+    CI is wider than the target: AdaptiveRounds' target_rel_ci, or NOISY_REL_CI for fixed rounds); `noisy` is
+    either of them, or (fixed rounds) a wide spread of block times.
     `example_b` defaults to `example_a` (an fp16 model needs `example_a.half()`).
     Neither model is modified: flags are restored, and models are deep-copied to move devices.
     """
-    if rounds < MIN_ROUNDS:
-        raise ValueError(f"paired_speedup needs rounds >= {MIN_ROUNDS} for a meaningful CI, got {rounds}")
+    adaptive = rounds if isinstance(rounds, AdaptiveRounds) else None
+    least = adaptive.least if adaptive else rounds
+    if least < MIN_ROUNDS:
+        raise ValueError(f"paired_speedup needs rounds >= {MIN_ROUNDS} for a meaningful CI, got {least}")
     example_b = example_a if example_b is None else example_b
     if tuple(example_b.shape) != tuple(example_a.shape):
         raise ValueError(f"A and B must be timed on the same shape: {tuple(example_a.shape)} vs "
@@ -495,7 +502,7 @@ def paired_speedup(model_a, model_b, example_a, example_b=None, *, device="cpu",
             a_ms, b_ms = [], []
             with LoadSampler() as sampler:
                 start = time.perf_counter()
-                while not _enough_rounds(a_ms, b_ms, rounds, budget_s, target_rel_ci, start):
+                while not _enough_rounds(a_ms, b_ms, rounds, start):
                     if len(a_ms) % 2 == 0:  # alternate which side goes first
                         a_ms.append(runner_a.block(n_a) * 1e3)
                         b_ms.append(runner_b.block(n_b) * 1e3)
@@ -514,15 +521,16 @@ def paired_speedup(model_a, model_b, example_a, example_b=None, *, device="cpu",
     load = round(sampler.load, 2)
     rel_ci = (hi - lo) / speedup if speedup > 0 else math.inf
     # with a budget, the CI's width is the verdict on spread; with fixed rounds, the old spread and CI gates
-    precision_limit = target_rel_ci if budget_s > 0 else NOISY_REL_CI
+    precision_limit = adaptive.target_rel_ci if adaptive else NOISY_REL_CI
     loaded, imprecise = sampler.load >= NOISY_LOAD_CORES, rel_ci > precision_limit
     reasons = ([f"load: other processes kept {sampler.load:.2f} cores busy (>= {NOISY_LOAD_CORES})"] * loaded
                + [f"ci: relative width of the 95% CI {rel_ci:.2f} > {precision_limit} after {len(ratios)} rounds"]
                * imprecise)
-    if budget_s <= 0:
+    if not adaptive:
         reasons += [r for r in _noisy_reasons(0.0, {"A": iqr_a / lat_a, "B": iqr_b / lat_b}) if r not in reasons]
     out = {"speedup": speedup, "ci95": [lo, hi], "rounds": len(ratios), "ratios": ratios,
-           "rel_ci": rel_ci, "target_rel_ci": target_rel_ci, "budget_s": budget_s,
+           "rel_ci": rel_ci, "target_rel_ci": precision_limit,
+           "budget_s": adaptive.budget_s if adaptive else 0.0,
            "latency_a_ms": lat_a, "latency_b_ms": lat_b, "iqr_a_ms": iqr_a, "iqr_b_ms": iqr_b,
            "number_a": n_a, "number_b": n_b, "loaded": loaded, "imprecise": imprecise,
            "load": load, "load_before": round(load_before, 2), "noisy": bool(reasons), "noisy_reasons": reasons,

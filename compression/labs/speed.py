@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..core.measure import quiet_wait_s
-from ..core.timing import machine_fingerprint, paired_speedup
+from ..core.timing import AdaptiveRounds, machine_fingerprint, paired_speedup
 from ..errors import LabError
 from ..store import RunStore
 
@@ -31,8 +31,9 @@ def time_pair(model_a: nn.Module, model_b: nn.Module, input_shape, batch_size: i
     `budget_s` > 0: adaptive rounds until the CI is narrow enough to quote (the re-time path); 0: `rounds`
     rounds, the quick figure a lab stores beside each run."""
     x = _example(input_shape, batch_size, device)
-    return paired_speedup(model_a, model_b, x, x.to(dtype_b), device=device, rounds=rounds,
-                          max_quiet_wait_s=quiet_wait_s(), block_s=block_s, budget_s=budget_s)
+    return paired_speedup(model_a, model_b, x, x.to(dtype_b), device=device,
+                          rounds=AdaptiveRounds(budget_s, least=rounds) if budget_s > 0 else rounds,
+                          max_quiet_wait_s=quiet_wait_s(), block_s=block_s)
 
 
 def relation(store: RunStore, run_a: int, run_b: int) -> str:
