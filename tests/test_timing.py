@@ -4,6 +4,7 @@ Real processes and real timings, no mocks: the busy-load tests spin pure-Python 
 """
 import copy
 import math
+import os
 import random
 import statistics
 import subprocess
@@ -19,6 +20,7 @@ from torch import nn
 from compression.core import timing
 from compression.core.timing import (AdaptiveRounds, LoadSampler, latency_entry, machine_fingerprint, median_ci,
                                      paired_speedup, time_forward, wait_for_quiet)
+from compression.core.timing_pool import TimingProcessError, pooled_ci, start_timing_processes
 
 pytestmark = pytest.mark.timing  # load sampling and paired timings: run alone (make test)
 
@@ -190,7 +192,7 @@ def test_rounds_go_on_until_the_ci_is_a_tenth_of_the_speedup_or_the_budget_is_sp
     fixed = paired_speedup(big, small, x, rounds=7, max_quiet_wait_s=0, block_s=0.01)
     assert fixed["rounds"] == len(fixed["ratios"]) == 7  # no budget: exactly the rounds asked for
     start = time.monotonic()
-    adaptive = paired_speedup(big, small, x, rounds=AdaptiveRounds(budget_s=2.0), max_quiet_wait_s=0,
+    adaptive = paired_speedup(big, small, x, rounds=AdaptiveRounds(budget_s=2.0, processes=1), max_quiet_wait_s=0,
                               block_s=0.01)
     elapsed = time.monotonic() - start
     lo, hi = adaptive["ci95"]
@@ -201,21 +203,73 @@ def test_rounds_go_on_until_the_ci_is_a_tenth_of_the_speedup_or_the_budget_is_sp
     assert (rel <= 0.10 and not adaptive["imprecise"]) or (adaptive["imprecise"] and elapsed >= 2.0), adaptive
     assert elapsed < 2.0 + 2.5  # the budget bounds the rounds (warm-up and calibration come on top)
     # a target it cannot reach: the whole budget, then `imprecise`, in words, and `noisy` with it
-    strict = paired_speedup(big, small, x, rounds=AdaptiveRounds(budget_s=0.5, target_rel_ci=1e-6),
+    strict = paired_speedup(big, small, x, rounds=AdaptiveRounds(budget_s=0.5, target_rel_ci=1e-6, processes=1),
                             max_quiet_wait_s=0, block_s=0.01)
     assert strict["imprecise"] and strict["noisy"] and strict["rounds"] > 7
     assert any(reason.startswith("ci: relative width") for reason in strict["noisy_reasons"])
 
 
+def test_a_quotable_speedup_is_timed_in_three_fresh_processes_and_pooled():
+    big, small, x = mlp(3), mlp(1), torch.randn(64, 512)
+    result = paired_speedup(big, small, x, rounds=AdaptiveRounds(budget_s=2.0), max_quiet_wait_s=0, block_s=0.01)
+    per = result["per_process"]
+    assert result["processes"] == len(per) == 3
+    assert len({p["pid"] for p in per}) == 3 and os.getpid() not in {p["pid"] for p in per}
+    assert sum(p["rounds"] for p in per) == result["rounds"] == len(result["ratios"])
+    assert all(p["rounds"] >= 8 for p in per)  # at least `least` (7) each, in whole turns of 4
+    assert all(p["speedup"] > 1.5 for p in per) and result["speedup"] > 1.5  # three times the work, each time
+    lo, hi = result["ci95"]
+    assert lo <= result["speedup"] <= hi
+    # the pooled CI covers the processes' spread: never narrower than the middle process's distance to the pool
+    middle = sorted(p["speedup"] for p in per)[1]
+    assert lo <= middle <= hi, result
+
+
+def test_the_pooled_ci_includes_the_spread_between_processes():
+    rng = random.Random(0)
+    same = [[2.0 * rng.uniform(0.98, 1.02) for _ in range(20)] for _ in range(3)]
+    apart = [[offset * rng.uniform(0.98, 1.02) for _ in range(20)] for offset in (1.8, 2.0, 2.2)]
+    lo_same, hi_same = pooled_ci(same)
+    lo_apart, hi_apart = pooled_ci(apart)
+    lo_flat, hi_flat = median_ci([r for g in apart for r in g])  # as if all 60 rounds were one process's
+    assert hi_same - lo_same < 0.05 * 2.0  # quiet processes that agree: a tight interval
+    assert hi_apart - lo_apart > 2 * (hi_flat - lo_flat)  # processes that disagree: the spread is in the CI
+    assert lo_apart < 2.0 < hi_apart
+
+
+def test_a_timing_process_that_crashes_is_one_error_and_the_next_timing_works():
+    from crashing_model import Crashing
+    x = torch.randn(8, 512)
+    with pytest.raises(TimingProcessError, match="stopped .* a kernel crashed"):
+        paired_speedup(mlp(1), Crashing(), x, rounds=AdaptiveRounds(budget_s=0.5), max_quiet_wait_s=0)
+    again = paired_speedup(mlp(2), mlp(1), x, rounds=AdaptiveRounds(budget_s=0.5), max_quiet_wait_s=0,
+                           block_s=0.01)
+    assert again["processes"] == 3 and again["speedup"] > 1
+
+
+def test_a_model_that_cannot_leave_the_process_is_timed_here_and_says_so():
+    model = mlp(1)
+    model.hook = lambda: None  # a lambda cannot be pickled
+    result = paired_speedup(model, mlp(1), torch.randn(8, 512), rounds=AdaptiveRounds(budget_s=0.3),
+                            max_quiet_wait_s=0, block_s=0.01)
+    assert result["processes"] == 1 and "this process only" in result["pool_note"]
+
+
 def test_paired_speedup_under_competing_load_is_flagged():
     small = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
     x = torch.randn(32, 64)
-    with spinners(2):
-        result = paired_speedup(small, copy.deepcopy(small), x, threads=1, max_quiet_wait_s=0.5, block_s=0.02,
+    start_timing_processes(3)
+    paired_speedup(small, copy.deepcopy(small), x, rounds=AdaptiveRounds(budget_s=0.2), max_quiet_wait_s=0)
+    with spinners(2):  # in this process and in the three timing processes (started before the load)
+        here = paired_speedup(small, copy.deepcopy(small), x, threads=1, max_quiet_wait_s=0.5, block_s=0.02,
+                              rounds=AdaptiveRounds(budget_s=1.0, processes=1))
+        pooled = paired_speedup(small, copy.deepcopy(small), x, threads=1, max_quiet_wait_s=0.5, block_s=0.02,
                                 rounds=AdaptiveRounds(budget_s=1.0))
-    assert result["load"] >= 0.5
-    assert result["noisy"] is True and result["loaded"] is True
-    assert any("load" in reason for reason in result["noisy_reasons"])
+    for result in (here, pooled):
+        assert result["load"] >= 0.5
+        assert result["noisy"] is True and result["loaded"] is True
+        assert any("load" in reason for reason in result["noisy_reasons"])
+    assert pooled["processes"] == 3
 
 
 def test_cuda_graph_mode_falls_back_to_eager_without_cuda():

@@ -193,14 +193,12 @@ def _speedup(p):
 
     def handler(args):
         from ..labs.speed import retime
-        config = RetimeConfig.from_dict({**{k: getattr(args, k) for k in ("device", "batch_size", "rounds",
-                                                                          "time_budget") if hasattr(args, k)},
-                                         "run_a": args.run_a, "run_b": args.run_b})
-        out = retime(RunStore(args.db), config.run_a, config.run_b, device=config.device,
-                     batch_size=config.batch_size, rounds=config.rounds, budget_s=config.time_budget)
+        config = RetimeConfig.from_dict({**{k: getattr(args, k) for k in RetimeConfig.field_names()
+                                            if hasattr(args, k)}, "run_a": args.run_a, "run_b": args.run_b})
+        out = retime(RunStore(args.db), config)
         emit(args, out, [{k: out[k] for k in ("run_a", "run_b", "speedup", "ci95", "rounds", "noisy", "loaded",
-                                               "imprecise", "load", "machine", "device", "batch_size", "mode",
-                                               "relation")}])
+                                               "imprecise", "load", "processes", "machine", "device", "batch_size",
+                                               "mode", "relation")}])
     p.set_defaults(handler=handler)
 
 

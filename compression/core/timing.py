@@ -441,12 +441,14 @@ def _relative_width(ratios: list[float]) -> float:
 
 @dataclass(frozen=True)
 class AdaptiveRounds:
-    """`rounds=` for paired_speedup when the CI should decide: at least `least` rounds, then more, in whole pairs
-    (A first, then B first), until the CI is `target_rel_ci` of the speed-up or narrower, or the timed rounds have
-    taken `budget_s`, or MAX_ROUNDS. A plain int is exactly that many rounds."""
+    """`rounds=` for paired_speedup when the figure is to be quoted: at least `least` rounds (in each of `processes`
+    fresh processes), then more, in whole pairs (A first, then B first), until the CI is `target_rel_ci` of the
+    speed-up or narrower, or the timed rounds have taken `budget_s` in all, or MAX_ROUNDS. A plain int is exactly
+    that many rounds, in this process. `processes=1` times here (its CI then describes this process only)."""
     budget_s: float = QUOTE_BUDGET_S
     least: int = 7
     target_rel_ci: float = TARGET_REL_CI
+    processes: int = 3
 
 
 def _enough_rounds(a_ms: list[float], b_ms: list[float], rounds: int | AdaptiveRounds, start: float) -> bool:
@@ -460,6 +462,39 @@ def _enough_rounds(a_ms: list[float], b_ms: list[float], rounds: int | AdaptiveR
     return _relative_width([a / b for a, b in zip(a_ms, b_ms)]) <= rounds.target_rel_ci
 
 
+def prepare_pair(model_a, model_b, example_a, example_b, device, mode, block_s):
+    """Both sides ready to time the same way: (runner_a, runner_b, calls per block for each, fallback reason).
+    When B cannot be timed in A's mode (a graph capture failed), A is timed in B's mode too, for fairness."""
+    runner_a = _Runner(model_a, example_a, device, mode)
+    runner_b = None
+    try:
+        runner_b = _Runner(model_b, example_b, device, runner_a.mode)
+        fallback = runner_a.fallback_reason or runner_b.fallback_reason
+        if runner_b.mode != runner_a.mode:
+            runner_a.close()
+            runner_a = _Runner(model_a, example_a, device, runner_b.mode)
+        n_a, n_b = runner_a.calibrate(block_s), runner_b.calibrate(block_s)
+        runner_a.block(n_a), runner_b.block(n_b)  # one untimed round: caches and clocks settle
+    except BaseException:
+        runner_a.close()
+        if runner_b is not None:
+            runner_b.close()
+        raise
+    return runner_a, runner_b, n_a, n_b, fallback
+
+
+def time_rounds(runner_a, runner_b, n_a: int, n_b: int, count: int, a_ms: list, b_ms: list) -> None:
+    """`count` interleaved rounds appended to a_ms / b_ms, alternating which side goes first (by round number),
+    so order effects (cache warmth, frequency ramps) cancel in pairs."""
+    for _ in range(count):
+        if len(a_ms) % 2 == 0:
+            a_ms.append(runner_a.block(n_a) * 1e3)
+            b_ms.append(runner_b.block(n_b) * 1e3)
+        else:
+            b_ms.append(runner_b.block(n_b) * 1e3)
+            a_ms.append(runner_a.block(n_a) * 1e3)
+
+
 def paired_speedup(model_a, model_b, example_a, example_b=None, *, device="cpu",
                    rounds: int | AdaptiveRounds = 7, threads=None,
                    mode="auto", max_quiet_wait_s=10.0, block_s=0.05) -> dict:
@@ -468,9 +503,11 @@ def paired_speedup(model_a, model_b, example_a, example_b=None, *, device="cpu",
     Waits (bounded) for the machine to be quiet, then runs interleaved rounds, each timing one
     block of A and one of B, alternating which goes first so order effects (cache warmth,
     frequency ramps) cancel. The speed-up is the median of per-round ratios a_ms / b_ms with a
-    distribution-free 95% CI.
+    95% CI.
 
-    `rounds`: an int is exactly that many rounds; AdaptiveRounds lets the CI decide, within a time budget.
+    `rounds`: an int is exactly that many rounds in this process: the quick figure a lab stores beside each run.
+    AdaptiveRounds is the quotable figure: rounds in `processes` fresh processes in turns (core.timing_pool),
+    pooled, with a CI that includes the process-to-process spread, until it is narrow enough or the budget is spent.
     Two flags say why a figure is not quotable: `loaded` (other processes kept cores busy) and `imprecise` (the
     CI is wider than the target: AdaptiveRounds' target_rel_ci, or NOISY_REL_CI for fixed rounds); `noisy` is
     either of them, or (fixed rounds) a wide spread of block times.
@@ -488,57 +525,71 @@ def paired_speedup(model_a, model_b, example_a, example_b=None, *, device="cpu",
     mode = _resolve_mode(mode, device)
     threads_used = int(threads) if threads is not None else torch.get_num_threads()
     load_before = wait_for_quiet(max_quiet_wait_s)
-    with num_threads(threads_used):
-        runner_a = _Runner(model_a, example_a, device, mode)
-        runner_b = None
+    timed = None
+    if adaptive and adaptive.processes > 1:
+        from .timing_pool import pooled_rounds
+        timed = pooled_rounds(model_a, model_b, example_a, example_b, device=device, mode=mode,
+                              threads=threads_used, block_s=block_s, plan=adaptive)
+    if timed is None:
+        timed = _rounds_here(model_a, model_b, example_a, example_b, device=device, mode=mode,
+                             threads=threads_used, block_s=block_s, rounds=rounds)
+        if adaptive and adaptive.processes > 1:
+            timed["pool_note"] = "timed in this process only: a model could not be sent to a fresh process"
+    return summarise(timed, adaptive, device=device, threads=threads_used, batch_size=_batch_size(example_a),
+                     load_before=load_before)
+
+
+def _rounds_here(model_a, model_b, example_a, example_b, *, device, mode, threads, block_s, rounds) -> dict:
+    """The rounds in this process: {"a_ms", "b_ms", "load", "mode", "number_a", "number_b", "fallback"}."""
+    with num_threads(threads):
+        runner_a, runner_b, n_a, n_b, fallback = prepare_pair(model_a, model_b, example_a, example_b, device,
+                                                              mode, block_s)
+        a_ms, b_ms = [], []
         try:
-            runner_b = _Runner(model_b, example_b, device, runner_a.mode)
-            fallback = runner_a.fallback_reason or runner_b.fallback_reason
-            if runner_b.mode != runner_a.mode:  # B fell back: time A the same way, for fairness
-                runner_a.close()
-                runner_a = _Runner(model_a, example_a, device, runner_b.mode)
-            n_a, n_b = runner_a.calibrate(block_s), runner_b.calibrate(block_s)
-            runner_a.block(n_a), runner_b.block(n_b)  # one untimed round: caches and clocks settle
-            a_ms, b_ms = [], []
             with LoadSampler() as sampler:
                 start = time.perf_counter()
                 while not _enough_rounds(a_ms, b_ms, rounds, start):
-                    if len(a_ms) % 2 == 0:  # alternate which side goes first
-                        a_ms.append(runner_a.block(n_a) * 1e3)
-                        b_ms.append(runner_b.block(n_b) * 1e3)
-                    else:
-                        b_ms.append(runner_b.block(n_b) * 1e3)
-                        a_ms.append(runner_a.block(n_a) * 1e3)
+                    time_rounds(runner_a, runner_b, n_a, n_b, 1, a_ms, b_ms)
         finally:
             runner_a.close()
-            if runner_b is not None:
-                runner_b.close()
+            runner_b.close()
+    return {"a_ms": a_ms, "b_ms": b_ms, "load": sampler.load, "mode": runner_a.mode, "number_a": n_a,
+            "number_b": n_b, "fallback": fallback, "processes": 1}
+
+
+def summarise(timed: dict, adaptive: AdaptiveRounds | None, *, device, threads: int, batch_size: int,
+              load_before: float) -> dict:
+    """The speed-up record from timed rounds (one process's, or several pooled with their own CI)."""
+    a_ms, b_ms = timed["a_ms"], timed["b_ms"]
     ratios = [a / b for a, b in zip(a_ms, b_ms)]
     speedup = statistics.median(ratios)
-    lo, hi = median_ci(ratios)
+    lo, hi = timed.get("ci95") or median_ci(ratios)
     lat_a, lat_b = statistics.median(a_ms), statistics.median(b_ms)
     iqr_a, iqr_b = _iqr(a_ms), _iqr(b_ms)
-    load = round(sampler.load, 2)
+    load = timed["load"]
     rel_ci = (hi - lo) / speedup if speedup > 0 else math.inf
     # with a budget, the CI's width is the verdict on spread; with fixed rounds, the old spread and CI gates
     precision_limit = adaptive.target_rel_ci if adaptive else NOISY_REL_CI
-    loaded, imprecise = sampler.load >= NOISY_LOAD_CORES, rel_ci > precision_limit
-    reasons = ([f"load: other processes kept {sampler.load:.2f} cores busy (>= {NOISY_LOAD_CORES})"] * loaded
+    loaded, imprecise = load >= NOISY_LOAD_CORES, rel_ci > precision_limit
+    reasons = ([f"load: other processes kept {load:.2f} cores busy (>= {NOISY_LOAD_CORES})"] * loaded
                + [f"ci: relative width of the 95% CI {rel_ci:.2f} > {precision_limit} after {len(ratios)} rounds"]
                * imprecise)
     if not adaptive:
         reasons += [r for r in _noisy_reasons(0.0, {"A": iqr_a / lat_a, "B": iqr_b / lat_b}) if r not in reasons]
     out = {"speedup": speedup, "ci95": [lo, hi], "rounds": len(ratios), "ratios": ratios,
            "rel_ci": rel_ci, "target_rel_ci": precision_limit,
-           "budget_s": adaptive.budget_s if adaptive else 0.0,
+           "budget_s": adaptive.budget_s if adaptive else 0.0, "processes": timed["processes"],
            "latency_a_ms": lat_a, "latency_b_ms": lat_b, "iqr_a_ms": iqr_a, "iqr_b_ms": iqr_b,
-           "number_a": n_a, "number_b": n_b, "loaded": loaded, "imprecise": imprecise,
-           "load": load, "load_before": round(load_before, 2), "noisy": bool(reasons), "noisy_reasons": reasons,
-           "machine": machine_fingerprint(device, threads_used)["id"], "device": str(device),
-           "batch_size": _batch_size(example_a), "threads": threads_used, "mode": runner_a.mode,
-           "time": time.time()}
-    if fallback:
-        out["fallback_reason"] = fallback
+           "number_a": timed["number_a"], "number_b": timed["number_b"], "loaded": loaded, "imprecise": imprecise,
+           "load": round(load, 2), "load_before": round(load_before, 2), "noisy": bool(reasons),
+           "noisy_reasons": reasons, "machine": machine_fingerprint(device, threads)["id"], "device": str(device),
+           "batch_size": batch_size, "threads": threads, "mode": timed["mode"], "time": time.time()}
+    if timed.get("per_process"):
+        out["per_process"] = timed["per_process"]
+    if timed.get("fallback"):
+        out["fallback_reason"] = timed["fallback"]
+    if timed.get("pool_note"):
+        out["pool_note"] = timed["pool_note"]
     return out
 
 

@@ -3,7 +3,7 @@ dict, checked by the same dataclass as the CLI's flags at submit time (an unknow
 from __future__ import annotations
 
 from ..labs.catalog import LABS, Lab
-from .queue import JobContext, register_job
+from .queue import JobContext, register_job, submit
 
 
 def _register(name: str, lab: Lab) -> None:
@@ -12,7 +12,8 @@ def _register(name: str, lab: Lab) -> None:
 
     def run(params: dict, ctx: JobContext) -> dict:
         out = lab.run(lab.config.from_dict(params), ctx.run_context())
-        return {"run_ids": lab.created(out), **lab.summary(out)}
+        follow_ups = [submit(ctx.store, kind, follow, start_worker=False) for kind, follow in lab.follow_ups(out)]
+        return {"run_ids": lab.created(out), **lab.summary(out), **({"follow_up_jobs": follow_ups} * bool(follow_ups))}
 
     register_job(name, validate=validate)(run)
 

@@ -32,6 +32,7 @@ class Lab:
     rows: Callable[[dict], list[dict]]             # the records the CLI prints as a table (parent first)
     created: Callable[[dict], list[int]]           # the run ids the result stored
     summary: Callable[[dict], dict] = lambda out: {}   # what a finished job keeps besides run ids
+    follow_ups: Callable[[dict], list[tuple[str, dict]]] = lambda out: []  # (job kind, params) queued after it
 
 
 LABS: Registry[Lab] = Registry("lab")
@@ -55,7 +56,9 @@ LABS.register("search", Lab(SearchConfig, run_search, lambda out: [t for t in ou
                             lambda out: {k: out[k] for k in ("study", "pareto", "hypervolume", "zoo_hypervolume")}),
               about="architecture search")
 LABS.register("demo", Lab(DemoConfig, run_demo, lambda out: out["stages"], lambda out: out["run_ids"],
-                          lambda out: {"stages": out["stages"], "wall_s": out["wall_s"]}),
+                          lambda out: {"stages": out["stages"], "wall_s": out["wall_s"],
+                                       "retimed_pairs": len(out["retime"])},
+                          lambda out: [("speedup", params) for params in out["retime"]]),
               about="the teaching demo: every lab on digits")
 LABS.register("upload", Lab(UploadConfig, run_upload, lambda out: [out], lambda out: [out["run_id"]]),
               about="measure an uploaded model")
@@ -63,6 +66,7 @@ LABS.register("import_data", Lab(ImportDataConfig, run_import_data, lambda out: 
                                  lambda out: {"dataset": out["dataset"], "label": out["label"]}),
               about="unpack and check an uploaded zip of an image folder")
 LABS.register("speedup", Lab(RetimeConfig, run_retime, lambda out: [out], lambda out: [],
-    lambda out: {k: out[k] for k in ("speedup", "ci95", "noisy", "load", "machine", "relation")}),
+    lambda out: {k: out[k] for k in ("speedup", "ci95", "noisy", "loaded", "imprecise", "load", "processes",
+                                     "machine", "relation", "run_a", "run_b")}),
     about="re-time two runs together on this machine")
 LABS.register("plan", Lab(PlanConfig, run_plan, plan_rows, plan_created, plan_summary), about="name a target, get a model")

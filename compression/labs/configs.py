@@ -214,11 +214,14 @@ class RetimeConfig(LabConfig):
     run_b: int = param(None, min=1, required=True, cli=False, help="the candidate run (B): speedup = time(A)/time(B)")
     device: str = param("cpu", help="cpu or cuda")
     batch_size: int = param(256, min=1, max=65536, help="input batch for the timing")
-    rounds: int = param(7, min=5, max=1000, help="interleaved A/B rounds at least")
-    time_budget: float = param(0.0, min=0, max=600,
-                               help=f"seconds of rounds at most: more rounds until the CI is a tenth of the speed-up, "
-                                    f"or this runs out and the result is flagged imprecise; 0: exactly --rounds "
-                                    f"(try {QUOTE_BUDGET_S:g}; its CI describes this process only)")
+    rounds: int = param(7, min=5, max=1000, help="interleaved A/B rounds at least (in each process)")
+    time_budget: float = param(QUOTE_BUDGET_S, min=0, max=600,
+                               help="seconds of rounds at most, all processes together: more rounds until the CI "
+                                    "is a tenth of the speed-up, or this runs out and the result is flagged "
+                                    "imprecise; 0: exactly --rounds, in this process (a quick figure whose CI "
+                                    "describes this process only)")
+    processes: int = param(3, min=1, max=16, help="fresh processes that take turns timing, pooled, so that the CI "
+                                                  "includes the process-to-process spread (with a time budget)")
 
     def check(self) -> None:
         check_device(self.device)

@@ -7,7 +7,7 @@ import time
 from ..core.measure import quiet_wait_limit
 from .baseline import get_baseline
 from .configs import (BaselineConfig, DemoConfig, DistillLabConfig, PipelineLabConfig, PruneLabConfig,
-                      QuantizeLabConfig, SearchConfig)
+                      QuantizeLabConfig, RetimeConfig, SearchConfig)
 from .context import RunContext
 from .distill import run_distill
 from .pipeline import run_pipeline
@@ -15,6 +15,8 @@ from .prune import run_prune
 from .quantize import run_quantize
 from .records import run_ids
 from .search import run_search
+from .speed import latest_speedup
+from .summary import reference_of
 
 DEMO_BASELINES = ["lenet5", "mlp:hidden=64", "cnn:width=16"]
 DEMO_QUIET_WAIT_S = 1.0
@@ -89,4 +91,19 @@ def run_demo(config: DemoConfig, ctx: RunContext | None = None) -> dict:
             stage_ids = stage(config, ctx.slice(i / len(stages), (i + 1) / len(stages), label))
             ids += stage_ids
             ran.append({"stage": label, "runs": len(stage_ids), "wall_s": round(time.perf_counter() - began, 1)})
-    return {"run_ids": ids, "stages": ran, "wall_s": time.perf_counter() - start}
+    return {"run_ids": ids, "stages": ran, "wall_s": time.perf_counter() - start,
+            "retime": headline_pairs(ctx.store, ids, config.device)}
+
+
+def headline_pairs(store, run_ids: list[int], device: str) -> list[dict]:
+    """The Report's claim for each run (against its lineage root, at the largest batch timed), as RetimeConfig
+    params: the demo's stages time each pair quickly, in this process, to draw the charts live; the job queue
+    then re-times these in fresh processes, pooled, so the figures a presenter quotes are calibrated."""
+    pairs = []
+    for run_id in run_ids:
+        reference = reference_of(store, run_id)
+        row = latest_speedup(store, run_id, reference) if reference is not None else None
+        if row is not None:
+            pairs.append(RetimeConfig(run_a=reference, run_b=run_id, batch_size=row["batch_size"],
+                                      device=row["device"] if row["device"] == "cpu" else device).to_dict())
+    return pairs

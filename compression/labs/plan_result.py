@@ -4,7 +4,8 @@
 is the closest: within the bound, the one with the lowest cost; when no trial kept the accuracy, the most
 accurate. Then it is verified: a fresh paired timing against the parent (speed.retime, stored in the speedups
 table), its size ratio from its stored size (the compressed file's bytes when weights are shared), its
-accuracy drop on the test split. `meets` is the verified answer, and `why` says in one sentence what fell short.
+accuracy drop on the test split. `meets` is the verified answer; `verdict` adds "too close to call" when a latency
+target lies inside the fresh timing's CI; `why` says in one sentence what fell short.
 A candidate whose fresh timing falls short gives way to the next (up to three are timed again).
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ from .context import RunContext
 from .plan_target import Target, parse_target
 from .records import as_record
 from .search import _storage
+from .configs import RetimeConfig
 from .speed import retime
 
 MAX_VERIFIED = 3
@@ -73,20 +75,37 @@ def front(rows: list[dict], target: Target) -> list[dict]:
              "phrase": target.phrase(r["cost"]), "recipe": r.get("recipe")} for r in kept]
 
 
+def verdict(best: dict, target: Target) -> str:
+    """'meets', 'misses' or 'too close to call': for a latency target, from where the verified CI lies against the
+    target (above it, below it, or across it); for the other targets, from the measured cost (sizes and counts
+    are exact)."""
+    if target.kind != "latency":
+        return "meets" if best["cost"] <= target.ratio + 1e-12 else "misses"
+    factor, (lo, hi) = 1 / target.ratio, best["ci95"]
+    if lo >= factor:
+        return "meets"
+    return "misses" if hi < factor else "too close to call"
+
+
 def _why(best: dict, target: Target, max_drop: float, trial_cost: float) -> str | None:
-    drop, cost, run = best["accuracy_drop_pt"], best["cost"], best["run_id"]
+    """One sentence on what fell short, which never contradicts the numbers it quotes; None when it meets."""
+    drop, run, call = best["accuracy_drop_pt"], best["run_id"], best["verdict"]
     speed = f"{best['speedup']:.2f}x faster [{best['ci95'][0]:.2f}, {best['ci95'][1]:.2f}]"
-    reached = speed if target.kind == "latency" else target.phrase(cost)
+    reached = speed if target.kind == "latency" else target.phrase(best["cost"])
     if drop > max_drop + 1e-9:
         return (f"No trial stayed within {max_drop:g} pt of the baseline's accuracy: the most accurate, run {run}, "
                 f"lost {drop:.1f} pt and is {reached}.")
+    if call == "too close to call":
+        return (f"Too close to call: timed again together with the baseline, run {run} is {speed} at {-drop:+.1f} "
+                f"pt, and that interval spans {target.phrase()}. Time it again on a quiet machine with a longer "
+                f"budget (speedup {best['baseline_run']} {run} --time-budget 20), or ask for a target it clears.")
+    if call == "meets":
+        return None
     if trial_cost > target.ratio:
         return f"No trial within {max_drop:g} pt reached {target.phrase()}: the closest, run {run}, is {reached} at " \
                f"{-drop:+.1f} pt."
-    if cost > target.ratio:
-        return (f"Timed again together with the baseline, run {run} is {speed}, short of {target.phrase()} "
-                f"(its trial's own timing said {target.phrase(trial_cost)}).")
-    return None
+    return (f"Timed again together with the baseline, run {run} is {reached}, short of {target.phrase()} "
+            f"(its trial's own timing said {target.phrase(trial_cost)}).")
 
 
 def _flip_rate(store: RunStore, run_a: int, run_b: int) -> float | None:
@@ -99,15 +118,16 @@ def _flip_rate(store: RunStore, run_a: int, run_b: int) -> float | None:
 
 def verify(row: dict, parent: Parent, target: Target, max_drop: float, ctx: RunContext, device: str) -> dict:
     """The winner's figures, measured again: paired speed-up with its CI, size ratio, accuracy drop."""
-    timing = retime(ctx.store, parent.run["id"], row["run_id"], device=device, batch_size=parent.latency_batch,
-                    rounds=7)
+    timing = retime(ctx.store, RetimeConfig(run_a=parent.run["id"], run_b=row["run_id"], device=device,
+                                            batch_size=parent.latency_batch))
     size_ratio = row["size_bytes"] / parent.record["size_bytes"]
     cost = {"latency": 1 / timing["speedup"], "size": size_ratio}.get(target.kind, row["cost"])
     best = {**row, "speedup": timing["speedup"], "ci95": list(timing["ci95"]), "speedup_noisy": timing["noisy"],
             "speedup_batch": parent.latency_batch, "size_ratio": size_ratio, "size_factor": 1 / size_ratio,
             "trial_cost": row["cost"],
             "cost": cost, "accuracy_drop_pt": _drop(row, parent.record["accuracy"]),
-            "flip_rate": _flip_rate(ctx.store, parent.run["id"], row["run_id"])}
+            "flip_rate": _flip_rate(ctx.store, parent.run["id"], row["run_id"]), "baseline_run": parent.run["id"]}
+    best["verdict"] = verdict(best, target)
     best["why"] = _why(best, target, max_drop, row["cost"])
     best["meets"] = best["why"] is None
     return best
@@ -148,7 +168,7 @@ def summarize(study: optuna.Study, parent: Parent, target: Target, max_drop: flo
     return out
 
 
-CARD_KEYS = ("run_id", "label", "meets", "why", "speedup", "ci95", "speedup_noisy", "speedup_batch", "size_ratio",
+CARD_KEYS = ("run_id", "label", "meets", "verdict", "why", "speedup", "ci95", "speedup_noisy", "speedup_batch", "size_ratio",
              "size_factor", "real_int8",
              "size_bytes", "accuracy", "accuracy_ci", "accuracy_drop_pt", "flip_rate", "cost", "trial_cost")
 

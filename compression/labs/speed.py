@@ -25,15 +25,22 @@ def _example(input_shape, batch_size: int, device: str) -> torch.Tensor:
 
 
 def time_pair(model_a: nn.Module, model_b: nn.Module, input_shape, batch_size: int, *, device: str = "cpu",
-              dtype_b: torch.dtype = torch.float32, rounds: int = ROUNDS, block_s: float = 0.05,
-              budget_s: float = 0.0) -> dict:
+              dtype_b: torch.dtype = torch.float32, rounds: int | AdaptiveRounds = ROUNDS,
+              block_s: float = 0.05) -> dict:
     """One paired timing of B against A (speedup = time(A) / time(B)); int8 models always run on the CPU.
-    `budget_s` > 0: adaptive rounds until the CI is narrow enough to quote (the re-time path); 0: `rounds`
-    rounds, the quick figure a lab stores beside each run."""
+    `rounds`: an int is the quick figure a lab stores beside each run (that many rounds, in this process);
+    AdaptiveRounds is the figure to quote (fresh processes, pooled; see core.timing_pool)."""
     x = _example(input_shape, batch_size, device)
-    return paired_speedup(model_a, model_b, x, x.to(dtype_b), device=device,
-                          rounds=AdaptiveRounds(budget_s, least=rounds) if budget_s > 0 else rounds,
+    return paired_speedup(model_a, model_b, x, x.to(dtype_b), device=device, rounds=rounds,
                           max_quiet_wait_s=quiet_wait_s(), block_s=block_s)
+
+
+def quote_rounds(config) -> int | AdaptiveRounds:
+    """A RetimeConfig's rounds: adaptive in fresh processes within its time budget, or (budget 0) exactly
+    `rounds` rounds in this process."""
+    if config.time_budget <= 0:
+        return config.rounds
+    return AdaptiveRounds(config.time_budget, least=config.rounds, processes=config.processes)
 
 
 def relation(store: RunStore, run_a: int, run_b: int) -> str:
@@ -74,17 +81,20 @@ def split_gain(parent: nn.Module, quantized: nn.Module, input_shape, batch_size:
             "int8_ci95": int8["ci95"], "batch_size": batch_size, "noisy": fusion["noisy"] or int8["noisy"]}
 
 
-def retime(store: RunStore, run_a: int, run_b: int, *, device: str = "cpu", batch_size: int = 256,
-           rounds: int = 7, budget_s: float = 0.0) -> dict:
-    """Re-time two stored runs together on this machine (the `speedup` verb, and the pages' re-time job)."""
+def retime(store: RunStore, config) -> dict:
+    """Re-time two stored runs together on this machine, as `config` (a RetimeConfig) says: the `speedup` verb,
+    the pages' re-time job, the demo's headline pairs and the planner's verification."""
     from ..core.data import load_dataset
+    from ..core.timing_pool import start_timing_processes
     from ..store.artifacts import load_run_model
+    run_a, run_b, device, batch_size = config.run_a, config.run_b, config.device, config.batch_size
+    rounds = quote_rounds(config)
+    if isinstance(rounds, AdaptiveRounds) and rounds.processes > 1:
+        start_timing_processes(rounds.processes)  # their imports overlap with loading the models
     a, b = store.get_run(run_a), store.get_run(run_b)
     if a["dataset"] != b["dataset"]:
         raise LabError(f"Runs {run_a} and {run_b} are on different data sets ({a['dataset']}, {b['dataset']}); "
                        "their inputs differ, so their speed cannot be compared.")
-    if batch_size < 1 or rounds < 5:
-        raise LabError("The batch size must be at least 1 and the rounds at least 5")
     data = load_dataset(a["dataset"])
     model_a, model_b = load_run_model(a["weights_path"]), load_run_model(b["weights_path"])
     dtype_b = _input_dtype(b)
@@ -92,7 +102,7 @@ def retime(store: RunStore, run_a: int, run_b: int, *, device: str = "cpu", batc
         raise LabError(f"Run {run_a} takes {_input_dtype(a)} inputs; put the float32 run first (A is the reference)")
     device = "cpu" if _int8(a) or _int8(b) else device
     timing = time_pair(model_a, model_b, data.input_shape, batch_size, device=device, dtype_b=dtype_b,
-                       rounds=rounds, block_s=0.05, budget_s=budget_s)
+                       rounds=rounds, block_s=0.05)
     store.add_machine(machine_fingerprint(device, timing["threads"]))
     rel = relation(store, run_a, run_b)
     timing["speedup_id"] = store.add_speedup(run_a, run_b, timing, rel)
@@ -150,7 +160,6 @@ def run_retime(config, ctx=None) -> dict:
     from .context import RunContext
     ctx = ctx or RunContext()
     ctx.report(0.05, f"Timing run {config.run_b} against run {config.run_a}, interleaved")
-    out = retime(ctx.store, config.run_a, config.run_b, device=config.device, batch_size=config.batch_size,
-                 rounds=config.rounds, budget_s=config.time_budget)
+    out = retime(ctx.store, config)
     ctx.report(1.0, f"{out['speedup']:.2f}x [{out['ci95'][0]:.2f}, {out['ci95'][1]:.2f}]")
     return out

@@ -60,12 +60,15 @@ st.subheader("The winner")
 if best.get("run_id") is None:
     st.warning(best.get("why") or "No trial finished.")
     st.stop()
-(st.success if best["meets"] else st.warning)(
+# a verdict too close to call is not a failure: it says the interval straddles the target (blue, not yellow)
+VERDICT_BOX = {"meets": st.success, "too close to call": st.info}
+VERDICT_BOX.get(best.get("verdict"), st.success if best["meets"] else st.warning)(
     f"Run {best['run_id']} meets {state['target']['phrase']}: {best['label']}" if best["meets"] else best["why"])
 lo, hi = best["ci95"]
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("Speed-up (verified)", f"{best['speedup']:.2f}x",
-          help="timed again together with the baseline, interleaved rounds, at the latency batch")
+          help="timed again together with the baseline: interleaved rounds in fresh processes, pooled, at the "
+               "latency batch")
 m1.caption(f"95% CI [{lo:.2f}, {hi:.2f}] at batch {best['speedup_batch']}"
            + (" · :orange[noisy]" if best.get("speedup_noisy") else ""))
 m2.metric("Size", human_bytes(best["size_bytes"]), f"{best['size_factor']:.1f}x smaller", delta_color="off")

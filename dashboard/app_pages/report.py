@@ -38,8 +38,8 @@ for run_id in picked:
         continue
     speed = latest_speedup(store, run_id, ref_id)
     summary = versus_baseline(by_id[run_id], by_id[ref_id], speed, machine)
-    if speed is None or speed["machine"] != machine:
-        pairs.append((ref_id, run_id))
+    if speed is None or speed["machine"] != machine or speed["noisy"]:
+        pairs.append((ref_id, run_id, speed["batch_size"] if speed else 256))
     rows.append((by_id[run_id], by_id[ref_id], summary["text"]))
 for rec, ref, text in rows:
     versus = f" vs #{ref['run_id']}" if ref else ""
@@ -48,8 +48,8 @@ if any("noisy" in text for _, _, text in rows):
     st.warning("Some timings were **noisy**: other programs were busy, or too few rounds for a tight interval. "
                "Re-time them on a quiet machine before quoting them.")
 if pairs and st.button(f"Re-time {len(pairs)} pair(s) on this machine"):
-    for ref_id, run_id in pairs:
-        submit_job("speedup", {"run_a": ref_id, "run_b": run_id, "batch_size": 256})
+    for ref_id, run_id, batch in pairs:  # at the claim's batch: the figure it replaces
+        submit_job("speedup", {"run_a": ref_id, "run_b": run_id, "batch_size": batch})
 job_panel(("speedup",), key="report", show_curves=False)
 
 GALLERY = 6  # a glimpse; Compare's Behaviour view shows the full gallery
