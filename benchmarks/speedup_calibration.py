@@ -30,11 +30,9 @@ def stored_pair() -> tuple[int, int]:
     return parent["id"], out["results"][0]["run_id"]
 
 
-def fresh_process_speedup(run_a: int, run_b: int, budget_s: float | None) -> dict:
+def fresh_process_speedup(run_a: int, run_b: int, options: list[str]) -> dict:
     args = [sys.executable, "-m", "compression", "speedup", str(run_a), str(run_b), "--device", "cpu",
-            "--batch-size", "256", "--json", "--quiet"]
-    if budget_s is not None:
-        args += ["--time-budget", str(budget_s)]
+            "--batch-size", "256", "--json", "--quiet", *options]
     start = time.monotonic()
     done = subprocess.run(args, capture_output=True, text=True, env=os.environ, timeout=300)
     if done.returncode != 0:
@@ -51,10 +49,14 @@ def coverage(runs: list[dict]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=8)
-    parser.add_argument("--time-budget", type=float, default=None, help="passed to the speedup verb")
+    parser.add_argument("--time-budget", help="passed to the speedup verb")
+    parser.add_argument("--rounds", help="passed to the speedup verb")
+    parser.add_argument("--processes", help="passed to the speedup verb")
     args = parser.parse_args()
+    options = [item for name in ("time_budget", "rounds", "processes") if getattr(args, name) is not None
+               for item in ("--" + name.replace("_", "-"), getattr(args, name))]
     run_a, run_b = stored_pair()
-    runs = [fresh_process_speedup(run_a, run_b, args.time_budget) for _ in range(args.runs)]
+    runs = [fresh_process_speedup(run_a, run_b, options) for _ in range(args.runs)]
     points = [r["speedup"] for r in runs]
     widths = [(r["ci95"][1] - r["ci95"][0]) / r["speedup"] for r in runs]
     emit({"benchmark": "speedup_calibration", "pair": "cnn:width=64 vs its channel_l1 50% child, batch 256",
@@ -64,7 +66,7 @@ def main() -> None:
           "loaded": sum(bool(r.get("loaded")) for r in runs), "imprecise": sum(bool(r.get("imprecise")) for r in runs),
           "mean_rel_ci_width": round(statistics.mean(widths), 3),
           "wall_s": [round(r["wall_s"], 1) for r in runs], "rounds": [r["rounds"] for r in runs],
-          "load": [r["load"] for r in runs],
+          "load": [r["load"] for r in runs], "options": options,
           "per_run": [[round(r["speedup"], 3), [round(v, 3) for v in r["ci95"]]] for r in runs]})
 
 

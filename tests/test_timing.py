@@ -229,12 +229,16 @@ def test_the_pooled_ci_includes_the_spread_between_processes():
     rng = random.Random(0)
     same = [[2.0 * rng.uniform(0.98, 1.02) for _ in range(20)] for _ in range(3)]
     apart = [[offset * rng.uniform(0.98, 1.02) for _ in range(20)] for offset in (1.8, 2.0, 2.2)]
-    lo_same, hi_same = pooled_ci(same)
-    lo_apart, hi_apart = pooled_ci(apart)
+    lo_same, hi_same = pooled_ci(same, floor_rel_sd=0)
+    lo_apart, hi_apart = pooled_ci(apart, floor_rel_sd=0)
     lo_flat, hi_flat = median_ci([r for g in apart for r in g])  # as if all 60 rounds were one process's
     assert hi_same - lo_same < 0.05 * 2.0  # quiet processes that agree: a tight interval
     assert hi_apart - lo_apart > 2 * (hi_flat - lo_flat)  # processes that disagree: the spread is in the CI
     assert lo_apart < 2.0 < hi_apart
+    # the machine's drift between runs, which one run cannot see, is the floor: +-1.96 SD of it in logs
+    lo_floor, hi_floor = pooled_ci(same, floor_rel_sd=0.03)
+    assert (hi_floor - lo_floor) / 2.0 == pytest.approx(2 * math.sinh(1.96 * 0.03), rel=0.05)
+    assert pooled_ci(apart, floor_rel_sd=0.03) == pytest.approx((lo_apart, hi_apart))  # wider already
 
 
 def test_a_timing_process_that_crashes_is_one_error_and_the_next_timing_works():

@@ -15,7 +15,6 @@ Requests:
 """
 from __future__ import annotations
 
-import gc
 import os
 import pickle
 import sys
@@ -25,11 +24,12 @@ def _prepare(state: dict, request: dict) -> dict:
     import torch
 
     from .timing import prepare_pair
+    from .timing_pool import unpack
     _release(state, request)
     torch.set_num_threads(request["threads"])
     if request.get("engine"):
         torch.backends.quantized.engine = request["engine"]
-    runner_a, runner_b, n_a, n_b, fallback = prepare_pair(request["model_a"], request["model_b"],
+    runner_a, runner_b, n_a, n_b, fallback = prepare_pair(unpack(request["model_a"]), unpack(request["model_b"]),
                                                           request["example_a"], request["example_b"],
                                                           request["device"], request["mode"], request["block_s"])
     state.update(runner_a=runner_a, runner_b=runner_b, n_a=n_a, n_b=n_b, rounds_done=0)
@@ -50,8 +50,7 @@ def _release(state: dict, request: dict) -> dict:
     for key in ("runner_a", "runner_b"):
         if state.get(key) is not None:
             state[key].close()
-    state.clear()
-    gc.collect()
+    state.clear()  # reference counting frees the tensors now
     return {}
 
 

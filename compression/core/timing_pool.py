@@ -25,8 +25,14 @@ from pathlib import Path
 import torch
 
 from ..errors import LabError
-from .timing import MAX_ROUNDS, AdaptiveRounds
+from .timing import MAX_ROUNDS, REPRODUCIBILITY_REL_SD, AdaptiveRounds
 
+# glibc's allocator, pinned as a long-running server ends up: buffers up to 32 MiB come from the heap and are
+# reused, and the heap is not trimmed. Left dynamic, glibc's mmap threshold depends on the process's history: a
+# forward call then either reuses memory or maps fresh pages and faults them in. Measured (issue 23) on one pair
+# in 4 fresh processes each: B took 5.8-9.7 ms by process and the speed-up 2.6-3.6x; pinned, 5.6-8.2 ms and
+# 2.7-2.9x. (32 MiB is the largest threshold glibc's own dynamic rule would choose.)
+STEADY_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
 ROUNDS_PER_TURN = 4  # two A-first/B-first pairs; each turn also pays one untimed block per side to warm up
 _BOOTSTRAP_DRAWS = 2000
 _children: list["_TimerProcess"] = []
@@ -42,7 +48,8 @@ class _TimerProcess:
         # this process's import path, so that a model class it can import, the child can import to unpickle it
         path = [str(Path(__file__).resolve().parents[2])] + [os.path.abspath(p or ".") for p in sys.path
                                                               if os.path.isdir(p or ".")]
-        env = dict(os.environ, PYTHONWARNINGS="ignore", PYTHONPATH=os.pathsep.join(dict.fromkeys(path)))
+        env = dict(os.environ, PYTHONWARNINGS="ignore", PYTHONPATH=os.pathsep.join(dict.fromkeys(path)),
+                   **STEADY_MALLOC)
         self.process = subprocess.Popen([sys.executable, "-m", "compression.core.timer_process"],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         self.ready = False
@@ -74,10 +81,16 @@ class _TimerProcess:
         return reply
 
     def close(self) -> None:
+        """Close its pipe: it exits when it reads the end. Call finish() after closing them all."""
         try:
             self.process.stdin.close()
+        except OSError:
+            pass
+
+    def finish(self) -> None:
+        try:
             self.process.wait(timeout=2)
-        except Exception:
+        except subprocess.TimeoutExpired:
             self.process.kill()
 
 
@@ -92,17 +105,21 @@ def start_timing_processes(count: int) -> list[_TimerProcess]:
 
 @atexit.register
 def stop_timing_processes() -> None:
-    for child in _children:
+    for child in _children:  # all pipes first: they exit together
         child.close()
+    for child in _children:
+        child.finish()
     _children.clear()
 
 
-def pooled_ci(groups: list[list[float]], confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
+def pooled_ci(groups: list[list[float]], confidence: float = 0.95, seed: int = 0,
+              floor_rel_sd: float = REPRODUCIBILITY_REL_SD) -> tuple[float, float]:
     """95% CI of the median ratio from a two-level bootstrap: processes with replacement, then rounds within each.
 
     With k processes a plain bootstrap shrinks the between-process variance by (k-1)/k (3 processes: by a third),
     so the interval's half-widths are widened by sqrt(k/(k-1)). Ratios are bootstrapped as logs: a speed-up's
-    error is multiplicative.
+    error is multiplicative. Neither half is narrower than 1.96 x `floor_rel_sd` (in logs): what one run's rounds
+    cannot see, the machine's drift between runs, is still in the interval.
     """
     import numpy as np
     k, n = len(groups), min(len(g) for g in groups)
@@ -115,7 +132,26 @@ def pooled_ci(groups: list[list[float]], confidence: float = 0.95, seed: int = 0
     tail = (1 - confidence) / 2
     lo, hi = np.quantile(medians, [tail, 1 - tail])
     widen = math.sqrt(k / (k - 1)) if k > 1 else 1.0
-    return math.exp(centre + widen * (lo - centre)), math.exp(centre + widen * (hi - centre))
+    floor = 1.96 * floor_rel_sd
+    return (math.exp(centre - max(widen * (centre - lo), floor)), math.exp(centre + max(widen * (hi - centre), floor)))
+
+
+def pack(model: torch.nn.Module):
+    """What crosses the pipe: the module itself, or a TorchScript module's saved bytes (it cannot be pickled;
+    the lab keeps static int8 models as TorchScript)."""
+    if isinstance(model, torch.jit.ScriptModule):
+        import io
+        buffer = io.BytesIO()
+        torch.jit.save(model, buffer)
+        return {"torchscript": buffer.getvalue()}
+    return model
+
+
+def unpack(packed) -> torch.nn.Module:
+    if isinstance(packed, dict) and "torchscript" in packed:
+        import io
+        return torch.jit.load(io.BytesIO(packed["torchscript"]))
+    return packed
 
 
 def _relative_width(groups: list[list[float]]) -> float:
@@ -130,7 +166,8 @@ def pooled_rounds(model_a, model_b, example_a, example_b, *, device, mode, threa
     `plan.target_rel_ci` of the speed-up or the budget is spent. The result has the pooled CI and each
     process's own figure. None when a model cannot be sent to another process (the caller times it here)."""
     try:
-        prepare = pickle.dumps({"kind": "prepare", "model_a": model_a, "model_b": model_b, "example_a": example_a,
+        prepare = pickle.dumps({"kind": "prepare", "model_a": pack(model_a), "model_b": pack(model_b),
+                                "example_a": example_a,
                                 "example_b": example_b, "device": str(device), "mode": mode, "threads": threads,
                                 "block_s": block_s, "engine": torch.backends.quantized.engine})
     except Exception:  # e.g. a module holding a lambda or an open handle
@@ -165,6 +202,7 @@ def pooled_rounds(model_a, model_b, example_a, example_b, *, device, mode, threa
             "mode": ready[0]["mode"], "number_a": ready[0]["number_a"], "number_b": ready[0]["number_b"],
             "fallback": ready[0]["fallback"], "processes": len(children),
             "per_process": [{"speedup": statistics.median(r), "rounds": len(r), "pid": child.process.pid,
+                             "latency_a_ms": statistics.median(g["a_ms"]), "latency_b_ms": statistics.median(g["b_ms"]),
                              "load": round(g["load_s"] / g["wall_s"], 2) if g["wall_s"] else 0.0}
                             for r, g, child in zip(ratios, groups, children)]}
 
