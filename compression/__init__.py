@@ -24,6 +24,7 @@ from .labs.prune import run_prune
 from .labs.quantize import run_quantize
 from .labs.records import as_record
 from .store import RunStore
+from .text import corpus as _text_data, models as _language_models  # noqa: F401  registers pydoc, text:, gpt, hf:
 
 __all__ = [
     # model-first

@@ -216,3 +216,22 @@ def _diff(p):
                           "ECE B": f"{out['ece_b']:.4f}",
                           "most hurt": ", ".join(c["name"] for c in out["most_hurt_classes"]) or "-"}])
     p.set_defaults(handler=handler)
+
+
+@verb("generate", "continue a prompt with a stored language-model run: greedy, or sampled with a seed")
+def _generate(p):
+    p.add_argument("run", type=int, help="a stored language-model run")
+    p.add_argument("--prompt", default="", help="the text to continue")
+    p.add_argument("--tokens", type=int, default=80, help="new tokens to generate")
+    p.add_argument("--temperature", type=float, default=0.0, help="0: greedy; above 0: sampled")
+    p.add_argument("--seed", type=int, default=0, help="the sampling seed")
+    output_args(p)
+
+    def handler(args):
+        from ..labs.lm import generate_from_run
+        out = generate_from_run(RunStore(args.db), args.run, args.prompt, args.tokens, args.temperature, args.seed)
+        if args.json:
+            emit(args, out)
+        else:
+            print(args.prompt + out["completion"])
+    p.set_defaults(handler=handler)

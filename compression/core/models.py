@@ -44,7 +44,9 @@ def model_args(name: str) -> dict:
     return {k: p.default for k, p in params.items() if k not in ("input_shape", "num_classes")}
 
 
-RAW_ARGS = {"weights"}  # file paths: kept as written ('-' splits lists elsewhere, and paths hold '-')
+RAW_ARGS = {"weights", "path"}  # file paths: kept as written ('-' splits lists elsewhere, and paths hold '-')
+# names whose whole rest is one argument, as written (`hf:PATH`: a path holds ':' and ',' that key=value would split)
+WHOLE_REST_ARG: dict[str, str] = {}
 
 
 def parse_value(text: str):
@@ -63,6 +65,8 @@ def parse_spec(text: str | dict) -> dict:
     if isinstance(text, dict):
         return normalize_spec(text)
     name, _, rest = text.strip().partition(":")
+    if name in WHOLE_REST_ARG:
+        return normalize_spec({"name": name, "args": {WHOLE_REST_ARG[name]: rest}})
     args = {}
     for item in filter(None, rest.split(",")):
         key, eq, value = item.partition("=")
@@ -94,6 +98,8 @@ OPTIONAL_ZERO_ARGS = {"head"}  # searched_cnn's head=0 means "no hidden head lay
 def format_spec(spec: dict) -> str:
     def fmt(v):
         return "-".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+    if spec["name"] in WHOLE_REST_ARG:
+        return f"{spec['name']}:{spec.get('args', {}).get(WHOLE_REST_ARG[spec['name']], '')}"
     args = ",".join(f"{k}={fmt(v)}" for k, v in sorted(spec.get("args", {}).items()))
     return f"{spec['name']}:{args}" if args else spec["name"]
 

@@ -16,6 +16,7 @@ from ..core.train import cache_key, predict, resolve_device, train
 from ..errors import LabError
 from ..paths import checkpoints_dir
 from ..store.artifacts import load_run_model, save_model
+from ..text.corpus import is_text_name
 from .configs import BaselineConfig, CommonConfig, TechniqueConfig
 from .context import RunContext
 from .records import as_record
@@ -53,6 +54,9 @@ def get_baseline(config: BaselineConfig, ctx: RunContext | None = None) -> tuple
     """Return (model, run). A stored run with the same data, spec, config and latency batch is reused
     as is (instant); else cached weights are loaded, or the model is trained, then measured."""
     ctx = ctx or RunContext()
+    if is_text_name(config.dataset):
+        from .lm import get_lm_baseline
+        return get_lm_baseline(config, ctx)
     spec = parse_spec(config.model)
     train_config = config.train_config()
     key = cache_key(config.dataset, spec, train_config)

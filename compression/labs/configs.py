@@ -11,6 +11,8 @@ from ..core.timing import QUOTE_BUDGET_S
 from ..core.train import TrainConfig
 from ..errors import LabError
 from ..search.space import DEFAULT_SPACES, validate_space
+from ..text.models import check_model_fits_data
+from ..text.train import DEFAULT_STEPS
 from ..techniques.distill import DistillConfig
 from ..techniques.prune import METHODS as PRUNE_METHODS
 from ..techniques.prune import SCHEDULES, PruneConfig
@@ -29,7 +31,8 @@ def check_device(device: str | None) -> None:
 class CommonConfig(LabConfig):
     """Where the data comes from and where results are measured."""
     lab = "common"
-    dataset: str = param("digits", help="a registered data set, or imagefolder:PATH (class subfolders of images)",
+    dataset: str = param("digits", help="a registered data set, imagefolder:PATH (class subfolders of images), or "
+                                        "text:PATH (a .txt file or a folder of .txt/.md files)",
                          choices=DATASETS)
     device: str | None = param(None, help=DEVICE_HELP)
     data_dir: str | None = param(None, help="folder with torchvision's data set files")
@@ -52,10 +55,16 @@ class BaselineConfig(CommonConfig):
     optimizer: str = param(TrainConfig.optimizer, choices=("adam", "sgd"), help="optimizer")
     weight_decay: float = param(TrainConfig.weight_decay, min=0, max=1, help="L2 weight decay")
     augment: bool = param(False, help="random crop and horizontal flip while training (photos, not digits)")
+    train_steps: int = param(0, min=0, max=1_000_000,
+                             help=f"optimizer steps for a language model (0: {DEFAULT_STEPS}); image models train "
+                                  "by --epochs")
+    context: int = param(0, min=0, max=65536, help="tokens per sequence for a language model (0: the model's own, "
+                                                   "gpt's context=, or 128 for hf:)")
 
     def check(self) -> None:
         super().check()
         parse_spec(self.model)
+        check_model_fits_data(self.dataset, self.model)
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, optimizer=self.optimizer,
