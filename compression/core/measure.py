@@ -76,13 +76,25 @@ def plain_tensor(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+def _storage_key(t: torch.Tensor):
+    try:
+        return (t.data_ptr(), tuple(t.shape), str(t.dtype))
+    except RuntimeError:  # tensors without storage (some subclasses): never treated as shared
+        return id(t)
+
+
 def _weights(model: nn.Module):
-    """Every learnable tensor, including packed int8 weights of quantized modules."""
-    state = model.state_dict()
+    """Every learnable tensor, including packed int8 weights of quantized modules; a tied tensor (GPT-2's token
+    embedding is its output layer) once, as model.parameters() counts it."""
+    state, seen = model.state_dict(), set()
     for name, value in state.items():
         if name.endswith("_mask") or name.endswith("_orig"):
             continue  # torch.nn.utils.prune keeps weight_orig + weight_mask; the module's weight is the product
         if isinstance(value, torch.Tensor) and not _is_buffer(model, name):
+            key = _storage_key(value)
+            if key in seen:
+                continue
+            seen.add(key)
             yield plain_tensor(value)
         elif isinstance(value, tuple):  # packed params of quantized Linear: (weight, bias)
             yield from (plain_tensor(v) for v in value if isinstance(v, torch.Tensor))

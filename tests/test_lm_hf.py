@@ -1,0 +1,72 @@
+"""Your own Hugging Face checkpoint (`hf:PATH`): tiny Llama and GPT-2 models built from configs, with a BPE
+tokenizer trained here on pydoc, saved with save_pretrained, loaded through transformers' own offline loaders,
+trained and measured by the lab. And the folders it refuses: missing, and pickle-only (.bin) weights."""
+import math
+
+import pytest
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers, decoders
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from compression import BaselineConfig, get_baseline, load_dataset
+from compression.cli import main
+from compression.labs.lm import generate
+from conftest import quick_ctx
+
+
+def bpe_tokenizer(vocab: int = 300) -> PreTrainedTokenizerFast:
+    tokenizer = Tokenizer(models.BPE(unk_token=None))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  special_tokens=["<eos>"])
+    tokenizer.train_from_iterator([load_dataset("pydoc").train_text[:60_000]], trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<eos>")
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hf")
+    tokenizer = bpe_tokenizer()
+    torch.manual_seed(0)
+    made = {
+        "llama": LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                                              num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
+                                              max_position_embeddings=64)),
+        "gpt2": GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=1, n_head=2,
+                                           n_positions=64)),
+    }
+    for name, model in made.items():
+        model.save_pretrained(root / name)  # safetensors, as transformers writes by default
+        tokenizer.save_pretrained(root / name)
+    pickled = root / "pickled"  # the old format: a pickled state dict (transformers 5 no longer writes one)
+    made["gpt2"].config.save_pretrained(pickled)
+    torch.save(made["gpt2"].state_dict(), pickled / "pytorch_model.bin")
+    return root
+
+
+@pytest.mark.parametrize("name", ["llama", "gpt2"])
+def test_a_tiny_checkpoint_trains_and_is_measured_through_hf_path(lab_home, checkpoints, name):
+    model, run = get_baseline(BaselineConfig(dataset="pydoc", model=f"hf:{checkpoints / name}", train_steps=8,
+                                             batch_size=4, context=32), quick_ctx())
+    rec = run["record"]
+    assert run["model"] == {"name": "hf", "args": {"path": str(checkpoints / name)}}
+    assert rec["tokenizer"] == f"hf:{checkpoints / name}" and rec["context"] == 32
+    history = run["extra"]["history"]
+    assert history and history[-1]["val_loss"] < history[0]["val_loss"] + 0.5  # it trained without diverging
+    # bits per byte use the bytes its BPE tokens stand for: fewer bits per byte than per token
+    assert rec["bits_per_byte"] < math.log2(rec["perplexity"])
+    assert {e["phase"] for e in rec["latency"]} == {"prefill", "decode"}
+    assert rec["params"] == sum(p.numel() for p in model.parameters())
+    text = generate(model, "The for statement", 5)
+    assert isinstance(text, str) and text == generate(model, "The for statement", 5)
+
+
+def test_missing_and_pickle_only_checkpoints_are_refused_in_one_line(lab_home, checkpoints, capsys):
+    cases = {checkpoints / "nowhere": "No Hugging Face model folder at",
+             checkpoints / "pickled": "has only .bin weights, which are pickles"}
+    for path, message in cases.items():
+        capsys.readouterr()
+        code = main(["train", "--dataset", "pydoc", "--model", f"hf:{path}", "--quiet"])
+        err = capsys.readouterr().err
+        assert code == 2 and err.startswith("error: ") and message in err and err.count("\n") == 1, err
