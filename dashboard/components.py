@@ -11,6 +11,7 @@ from compression.core.data import load_dataset
 from compression.jobs import recover_interrupted, submit
 from compression.labs.diff import diff_runs
 
+from .charts_text import is_text_record, lm_training_curves
 from .charts import training_curves
 from .charts_behaviour import gallery_captions, thumbnails
 from .display import plot
@@ -45,6 +46,8 @@ def _ratio_delta(value, base) -> str | None:
 
 def metric_cards(record: dict, baseline: dict | None = None) -> None:
     """Accuracy +- CI, params, size, MACs and latency as cards; deltas against a baseline if given."""
+    if is_text_record(record):
+        return text_metric_cards(record)
     lo, hi = record["accuracy_ci"]
     cols = st.columns(5)
     acc_delta = None if baseline is None else f"{100 * (record['accuracy'] - baseline['accuracy']):+.1f} pt"
@@ -72,6 +75,32 @@ def metric_cards(record: dict, baseline: dict | None = None) -> None:
                    "interleaved, with a 95% CI; a bare latency from another moment is never divided.")
     noisy = any(e.get("noisy") for e in record["latency"])
     cols[4].caption((f"batch 1: {one:.3f} ms" if one else "batch 1: -") + (" · :orange[noisy]" if noisy else ""))
+
+
+def text_metric_cards(record: dict) -> None:
+    """A language model's cards: perplexity +- CI, bits per byte, next-token accuracy, size, decode speed."""
+    lo, hi = record["perplexity_ci95"]
+    cols = st.columns(5)
+    cols[0].metric("Perplexity", f"{record['perplexity']:.2f}",
+                   help=f"lower is better; 95% bootstrap CI over {record['n_test_sequences']} test sequences")
+    cols[0].caption(f"95% CI [{lo:.2f}, {hi:.2f}]")
+    cols[1].metric("Bits per byte", f"{record['bits_per_byte']:.3f}",
+                   help="the loss per byte of text: comparable across tokenizers, where perplexity is not; "
+                        "a uniform guess over bytes is 8")
+    a_lo, a_hi = record["next_token_accuracy_ci"]
+    cols[1].caption(f"next-token accuracy {record['next_token_accuracy']:.1%} [{a_lo:.1%}, {a_hi:.1%}]")
+    cols[2].metric("Parameters", human_count(record["params"]))
+    cols[2].caption(f"size {human_bytes(record['size_bytes'])} · {human_count(record['macs_per_token'])} MACs/token")
+    phases = {e.get("phase"): e for e in record["latency"]}
+    prefill, decode = phases.get("prefill"), phases.get("decode")
+    cols[3].metric("Prefill", f"{prefill['median_ms']:.1f} ms" if prefill else "-",
+                   help="one batch of B x T tokens in one call")
+    cols[3].caption(f"{prefill['tokens']} tokens · {prefill['tokens_per_s']:,.0f} tokens/s" if prefill else "")
+    cols[4].metric("Decode", f"{decode['tokens_per_s']:,.0f} tokens/s" if decode else "-",
+                   help="greedy generation at batch 1 with a key-value cache")
+    noisy = any(e.get("noisy") for e in record["latency"])
+    cols[4].caption((f"{decode['tokens']} tokens in {decode['median_ms']:.1f} ms" if decode else "")
+                    + (" · :orange[noisy]" if noisy else ""))
 
 
 def flip_text(record: dict, baseline: dict | None) -> str | None:
@@ -159,7 +188,10 @@ def _render_job(job: dict, store) -> None:
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def _curves(events: list[dict]):
-    """The live curves, built once per new epoch: the panel polls every 2 s, a Plotly figure costs ~0.1 s."""
+    """The live curves, built once per new epoch: the panel polls every 2 s, a Plotly figure costs ~0.1 s.
+    A language model's points are steps with a validation perplexity."""
+    if any("val_perplexity" in e for e in events):
+        return lm_training_curves([{**e, "step": e["epoch"]} for e in events if "val_perplexity" in e])
     return training_curves(events)
 
 
@@ -204,3 +236,31 @@ def coming_soon(title: str, what: str) -> None:
     st.title(title)
     st.info(f"**Coming soon.** {what}")
     st.caption("Until then, the Baseline page trains models and the Compare page puts every run side by side.")
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _language_model(weights_path: str):
+    from compression.store.artifacts import load_run_model
+    return load_run_model(weights_path)
+
+
+def sample_panel(record: dict) -> None:
+    """A prompt box and the model's completion (greedy, or sampled with a seed): what a language model writes."""
+    from compression.labs.lm import generate
+    st.subheader("Sample")
+    prompt = st.text_area("Prompt", "The for statement", key=f"prompt-{record['run_id']}", height=80)
+    c1, c2, c3 = st.columns(3)
+    tokens = c1.number_input("New tokens", 1, 400, 80, key=f"tokens-{record['run_id']}")
+    temperature = c2.number_input("Temperature", 0.0, 2.0, 0.0, 0.1, key=f"temperature-{record['run_id']}",
+                                  help="0: greedy (the same text every time); above 0: sampled, with the seed")
+    seed = c3.number_input("Seed", 0, 10_000, 0, key=f"sample-seed-{record['run_id']}")
+    if st.button("Generate", key=f"generate-{record['run_id']}"):
+        try:
+            run = get_store().get_run(record["run_id"])
+            model = _language_model(run["weights_path"])
+            completion = generate(model, prompt, int(tokens), float(temperature), int(seed),
+                                  run["config"].get("context"))
+        except LabError as err:
+            st.error(str(err))
+        else:
+            st.code(prompt + completion, language=None, wrap_lines=True)  # as written: no Markdown in it

@@ -2,12 +2,18 @@
 model; every choice is kept in session_state and read back through dashboard/state.py."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from compression import LabError
 from compression.core.data import DATASETS, IMAGEFOLDER, describe_image_folder
 from compression.core.measure import available_devices, hardware_info
 from compression.core.models import MODELS, list_models
+from compression.paths import lab_home
+from compression.text.corpus import MAX_TEXT_BYTES, TEXT, is_text_name, load_text_path
+from compression.text.models import is_language_model
+from compression.text.train import DEFAULT_STEPS
 from compression.labs.data_upload import MAX_ZIP_BYTES, save_zip, upload_label, uploaded_datasets
 from compression.paths import default_data_dir
 
@@ -25,10 +31,13 @@ def sidebar() -> None:
         for line in seed_from_url(datasets, names, devices):  # a reload or a link keeps the set-up (?dataset=...)
             st.warning(line)
         _adopt_imported_zip()  # before the Dataset picker: it may select the data set a finished import added
+        datasets += uploaded_texts()
         st.selectbox("Dataset", datasets + [FOLDER_CHOICE], key="dataset",
-                     help="digits is embedded and works offline; an image folder holds one subfolder per class; "
-                          "zips you uploaded are listed as 'upload: NAME'",
-                     format_func=lambda d: f"{d} (default)" if d == "digits" else upload_label(d))
+                     help="digits is embedded and works offline; pydoc is Python's own documentation, text for "
+                          "language models; an image folder holds one subfolder per class; zips and texts you "
+                          "uploaded are listed as 'upload: NAME'",
+                     format_func=dataset_label)
+        text_upload()
         if st.session_state.dataset == FOLDER_CHOICE:
             image_folder_choice()
         if st.session_state.dataset == FOLDER_CHOICE and not dataset_name().startswith(IMAGEFOLDER):
@@ -42,22 +51,72 @@ def sidebar() -> None:
         if st.session_state.dataset in TORCHVISION_SETS:
             st.text_input("Data folder", value=str(default_data_dir()), key="data_dir")
             st.checkbox("Download if missing (needs internet)", key="download")
+        # language models for text, image models otherwise: the labs refuse the other kind anyway
+        text = is_text_name(dataset_name())
+        names = [n for n in names if is_language_model(n) == text]
+        if st.session_state.get("model_name") not in names:  # the data set's kind changed: its default model
+            st.session_state.model_name, st.session_state.model_args = ("gpt" if text else "lenet5"), ""
         # the zoo, then torchvision's classifiers as tv.NAME; type to search. lenet5 is seeded as the default
-        st.session_state.setdefault("model_name", "lenet5")  # (a widget's index would clash with a URL's value)
         st.selectbox("Baseline model", names, key="model_name",
                      format_func=lambda n: f"{n} (torchvision)" if n.startswith("tv.") else n,
-                     help=f"the model every lab starts from: {len(list_models())} zoo models and "
-                          f"{len(names) - len(list_models())} torchvision classifiers; type to search")
+                     help=("a small GPT of ours, or hf for your own Hugging Face folder (path=/folder)" if text else
+                           f"the model every lab starts from: {len(list_models())} zoo models and "
+                           f"{len(names) - len(list_models())} torchvision classifiers; type to search"))
         st.caption(MODELS.about(st.session_state.model_name))
-        st.text_input("Model arguments", key="model_args", placeholder="e.g. width=64 or hidden=256-256")
+        st.text_input("Model arguments", key="model_args",
+                      placeholder="e.g. layers=4,width=128 or path=/my/model" if text else
+                      "e.g. width=64 or hidden=256-256")
         c1, c2 = st.columns(2)
-        c1.number_input("Epochs", 1, 200, 10, key="epochs")
+        if text:
+            c1.number_input("Training steps", 1, 100_000, DEFAULT_STEPS, key="train_steps")
+        else:
+            c1.number_input("Epochs", 1, 200, 10, key="epochs")
         c2.number_input("Seed", 0, 10_000, 0, key="seed")
         st.number_input("Latency batch", 1, 4096, 256, key="latency_batch",
                         help="the throughput batch for latency; batch 1 is always measured too")
         st.divider()
         presentation_toggle()
     write_url()
+
+
+TEXT_UPLOADS = "texts"  # under the lab's data folder
+
+
+def dataset_label(name: str) -> str:
+    if name == "digits":
+        return "digits (default)"
+    if name.startswith(TEXT) and Path(name[len(TEXT):]).parent == lab_home() / TEXT_UPLOADS:
+        return f"upload: {Path(name).name}"
+    return upload_label(name)
+
+
+def uploaded_texts() -> list[str]:
+    folder = lab_home() / TEXT_UPLOADS
+    return [f"{TEXT}{p}" for p in sorted(folder.glob("*")) if p.suffix in (".txt", ".md")] if folder.is_dir() else []
+
+
+def text_upload() -> None:
+    """A .txt or .md file of the user's as a text data set: checked (UTF-8, not binary, not empty, under the cap)
+    before it is kept."""
+    with st.expander("Upload a text (.txt, .md)"):
+        upload = st.file_uploader("Text file", type=["txt", "md"], key="text_file",
+                                  help=f"UTF-8 text up to {MAX_TEXT_BYTES // 2**20} MB; split by paragraph into "
+                                       "train, validation and test")
+        if upload is not None and st.button("Add as a data set", key="add_text"):
+            folder = lab_home() / TEXT_UPLOADS
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / Path(upload.name).name
+            staged = folder / f".{path.name}.checking"
+            staged.write_bytes(upload.getvalue())
+            try:
+                load_text_path(f"{TEXT}{staged}")  # every check a training run would make, now
+            except LabError as err:
+                st.error(str(err).replace(staged.name, upload.name))
+                staged.unlink()
+                return
+            staged.replace(path)
+            st.session_state.dataset = f"{TEXT}{path}"
+            st.rerun()
 
 
 def describe_dataset(name: str) -> None:

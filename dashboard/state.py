@@ -9,6 +9,7 @@ import streamlit as st
 from compression import RunStore, as_record
 from compression.core.data import IMAGEFOLDER
 from compression.jobs import ensure_worker
+from compression.text.corpus import is_text_name
 
 FOLDER_CHOICE = "image folder..."
 DEFAULTS = {"dataset": "digits", "model": "lenet5", "device": "cpu"}  # left out of the URL
@@ -48,7 +49,8 @@ def baseline_params() -> dict:
     return {"dataset": dataset_name(), "model": model_spec(), "epochs": int(ss.get("epochs", 10)),
             "seed": int(ss.get("seed", 0)), "device": ss.get("device", "cpu"),
             "data_dir": ss.get("data_dir") or None, "download": bool(ss.get("download", False)),
-            "latency_batch": int(ss.get("latency_batch", 256))}
+            "latency_batch": int(ss.get("latency_batch", 256)),
+            **({"train_steps": int(ss.get("train_steps", 0))} if is_text_name(dataset_name()) else {})}
 
 
 def seed_from_url(datasets: list[str], models: list[str], devices: list[str]) -> list[str]:

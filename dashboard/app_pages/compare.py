@@ -8,7 +8,9 @@ from dashboard.charts_behaviour import (FLIP_AXIS, confusion_delta_heatmap, flip
                                         reliability_chart, what_changed, with_flip_rate)
 from dashboard.components import behaviour_of, flip_gallery
 from dashboard.display import plot
-from dashboard.state import get_store, records
+from dashboard.charts_text import QUALITY_AXES, TEXT_COST_AXES, is_text_record, perplexity_chart, text_frame
+from dashboard.state import dataset_name, get_store, records
+from compression.text.corpus import is_text_name
 
 st.title("Compare")
 st.write("Every stored run, measured the same way. Filter, pick the cost axis, and follow a run's lineage.")
@@ -16,6 +18,32 @@ all_records = records()
 if not all_records:
     st.info("No runs stored yet. Train a baseline or run the teaching demo on Home.")
     st.stop()
+
+# image and text runs never share a chart: accuracy and perplexity have no common axis
+text_records = [r for r in all_records if is_text_record(r)]
+image_records = [r for r in all_records if not is_text_record(r)]
+task = "text" if text_records and (not image_records or is_text_name(dataset_name())) else "image"
+if text_records and image_records:
+    task = st.radio("Runs", ["image", "text"], index=["image", "text"].index(task), horizontal=True,
+                    help="image classifiers (accuracy) and language models (perplexity) are compared apart")
+if task == "text":
+    t1, t2 = st.columns(2)
+    cost = t1.selectbox("Cost axis", list(TEXT_COST_AXES), format_func=TEXT_COST_AXES.get)
+    quality = t2.selectbox("Quality axis", list(QUALITY_AXES), format_func=QUALITY_AXES.get,
+                           help="bits per byte compare models with different tokenizers; perplexity does not")
+    frame = text_frame(text_records)
+    plot(perplexity_chart(frame, cost, quality), "compare-text-chart")
+    st.dataframe(frame.drop(columns=["parent_id"]), hide_index=True,
+                 column_config={"run_id": st.column_config.NumberColumn("id", format="%d"),
+                                "perplexity": st.column_config.NumberColumn(format="%.2f"),
+                                "ppl_lo": st.column_config.NumberColumn("CI low", format="%.2f"),
+                                "ppl_hi": st.column_config.NumberColumn("CI high", format="%.2f"),
+                                "bits_per_byte": st.column_config.NumberColumn(format="%.3f"),
+                                "next_token_accuracy": st.column_config.NumberColumn(format="percent"),
+                                "decode_tokens_per_s": st.column_config.NumberColumn("decode tokens/s",
+                                                                                     format="%.0f")})
+    st.stop()
+all_records = image_records
 
 latency_keys = sorted({(e["device"], e["batch_size"]) for r in all_records for e in r.get("latency", [])})
 c1, c2, c3 = st.columns([2, 2, 1])

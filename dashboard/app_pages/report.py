@@ -10,15 +10,21 @@ from dashboard.charts_behaviour import what_changed
 from dashboard.components import behaviour_of, flip_gallery, job_panel, submit_job
 from dashboard.display import plot
 from dashboard.report_html import build_report
-from dashboard.state import get_store, records
+from dashboard.charts_text import is_text_record, perplexity_chart, text_frame
+from dashboard.state import dataset_name, get_store, records
+from compression.text.corpus import is_text_name
 
 st.title("Report")
 st.write("Pick runs: each is compared with the baseline it grew from (its lineage root), in plain words, with "
          "speed-ups only from timings of the two models made together. Download it as one HTML file that opens "
          "offline.")
-recs = [r for r in records() if r["status"] == "done" and r.get("accuracy") is not None]
+# the sidebar's kind of data: image runs (accuracy) and text runs (perplexity) are reported apart
+text_task = is_text_name(dataset_name())
+recs = [r for r in records() if r["status"] == "done" and r.get("accuracy") is not None
+        and is_text_record(r) == text_task]
 if not recs:
-    st.info("No finished runs yet. Train a baseline or run the teaching demo on Home.")
+    st.info(f"No finished runs yet{' of a language model' if text_task else ''}. Train a baseline or run the "
+            "teaching demo on Home.")
     st.stop()
 store = get_store()
 by_id = {r["run_id"]: r for r in recs}
@@ -74,10 +80,18 @@ for rec, ref, _ in rows:
 
 selected = [r for r, _, _ in rows]
 references = [ref for _, ref, _ in rows if ref is not None]
-frame = runs_frame(list({r["run_id"]: r for r in references + selected}.values()))
+chosen = list({r["run_id"]: r for r in references + selected}.values())
 left, right = st.columns(2)
-plot(tradeoff_chart(frame, "size_bytes"), "report-size", left)
-plot(tradeoff_chart(frame, "latency_ms", title="Accuracy vs CPU latency"), "report-latency", right)
-st.dataframe(pd.DataFrame(frame.drop(columns=["config"])), hide_index=True)
+if text_task:
+    frame = text_frame(chosen)
+    plot(perplexity_chart(frame, "size_bytes"), "report-size", left)
+    plot(perplexity_chart(frame, "decode_ms_per_token", title="Perplexity vs decode latency"), "report-latency",
+         right)
+    st.dataframe(frame, hide_index=True)
+else:
+    frame = runs_frame(chosen)
+    plot(tradeoff_chart(frame, "size_bytes"), "report-size", left)
+    plot(tradeoff_chart(frame, "latency_ms", title="Accuracy vs CPU latency"), "report-latency", right)
+    st.dataframe(pd.DataFrame(frame.drop(columns=["config"])), hide_index=True)
 st.download_button("Download HTML report", build_report(rows, changes=changes), "compression-report.html", "text/html",
                    type="primary")

@@ -1,0 +1,94 @@
+"""Language-model charts: perplexity (lower is better) against a cost, and training curves by step. Pure: records
+in, a Figure out. Text runs are never drawn with image runs: accuracy and perplexity share no axis."""
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from compression.core.pareto import pareto_mask
+
+from .charts import PALETTE, readable
+
+TEXT_COST_AXES = {  # column -> axis title
+    "params": "parameters",
+    "size_bytes": "serialized size (bytes)",
+    "macs_per_token": "MACs per token",
+    "prefill_ms": "prefill latency (ms, one batch)",
+    "decode_ms_per_token": "decode latency (ms per token, batch 1)",
+}
+QUALITY_AXES = {"perplexity": "test perplexity (lower is better)",
+                "bits_per_byte": "bits per byte (lower is better)"}
+
+
+def is_text_record(record: dict) -> bool:
+    return record.get("task") == "text" or "perplexity" in record
+
+
+def _phase(record: dict, phase: str) -> dict | None:
+    return next((e for e in record.get("latency", []) if e.get("phase") == phase and e.get("median_ms")), None)
+
+
+def text_frame(records: list[dict]) -> pd.DataFrame:
+    rows = []
+    for r in records:
+        if not is_text_record(r):
+            continue
+        prefill, decode = _phase(r, "prefill"), _phase(r, "decode")
+        lo, hi = r.get("perplexity_ci95") or [None, None]
+        rows.append({"run_id": r["run_id"], "label": r.get("label") or f"run {r['run_id']}", "dataset": r["dataset"],
+                     "model": r.get("model_name"), "parent_id": r.get("parent_id"),
+                     "perplexity": r.get("perplexity"), "ppl_lo": lo, "ppl_hi": hi,
+                     "bits_per_byte": r.get("bits_per_byte"), "next_token_accuracy": r.get("next_token_accuracy"),
+                     "params": r.get("params"), "size_bytes": r.get("size_bytes"),
+                     "macs_per_token": r.get("macs_per_token"),
+                     "prefill_ms": prefill["median_ms"] if prefill else None,
+                     "decode_ms_per_token": decode["median_ms"] / decode["tokens"] if decode else None,
+                     "decode_tokens_per_s": decode["tokens_per_s"] if decode else None})
+    return pd.DataFrame(rows, columns=["run_id", "label", "dataset", "model", "parent_id", "perplexity", "ppl_lo",
+                                       "ppl_hi", "bits_per_byte", "next_token_accuracy", "params", "size_bytes",
+                                       "macs_per_token", "prefill_ms", "decode_ms_per_token",
+                                       "decode_tokens_per_s"])
+
+
+def perplexity_chart(frame: pd.DataFrame, cost: str = "params", quality: str = "perplexity",
+                     title: str | None = None) -> go.Figure:
+    """Perplexity (or bits per byte) vs a cost, one colour per data set, with the CI and the Pareto front of
+    runs that no other beats on both (lower cost, lower perplexity)."""
+    fig = go.Figure()
+    data = frame.dropna(subset=[quality, cost])
+    for i, (dataset, group) in enumerate(data.groupby("dataset", sort=False)):
+        error = (dict(type="data", symmetric=False, array=group["ppl_hi"] - group["perplexity"],
+                      arrayminus=group["perplexity"] - group["ppl_lo"], thickness=1, width=3)
+                 if quality == "perplexity" else None)
+        fig.add_trace(go.Scatter(
+            x=group[cost], y=group[quality], mode="markers", name=dataset, error_y=error,
+            marker=dict(size=10, color=PALETTE[i % len(PALETTE)], line=dict(width=1, color="white")),
+            text=[f"<b>{readable(r['label'])}</b> (run {r['run_id']})<br>perplexity {r['perplexity']:.2f}"
+                  f"<br>bits per byte {r['bits_per_byte']:.3f}<br>params {r['params']:,}"
+                  for r in group.to_dict("records")], hoverinfo="text"))
+    if len(data) > 1:  # lower is better on both axes: the front of the negated quality
+        mask = pareto_mask(data[cost].tolist(), (-data[quality]).tolist())
+        front = data[mask].sort_values(cost)
+        fig.add_trace(go.Scatter(x=front[cost], y=front[quality], mode="lines", name="Pareto front",
+                                 line=dict(color="#888", dash="dot"), hoverinfo="skip"))
+    fig.update_layout(title=title or f"{QUALITY_AXES[quality].split(' (')[0]} vs {TEXT_COST_AXES[cost]}",
+                      xaxis_title=TEXT_COST_AXES[cost], yaxis_title=QUALITY_AXES[quality], height=420,
+                      template="plotly_white", margin=dict(l=10, r=10, t=50, b=10))
+    fig.update_xaxes(type="log")
+    return fig
+
+
+def lm_training_curves(history: list[dict]) -> go.Figure:
+    """Training loss and validation perplexity by step."""
+    from plotly.subplots import make_subplots
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("training loss", "validation perplexity"))
+    frame = pd.DataFrame(history)
+    if len(frame):
+        step = frame["step"] if "step" in frame else frame["epoch"]
+        fig.add_trace(go.Scatter(x=step, y=frame["train_loss"], mode="lines+markers", name="training loss",
+                                 line=dict(color=PALETTE[0])), row=1, col=1)
+        fig.add_trace(go.Scatter(x=step, y=frame["val_perplexity"], mode="lines+markers",
+                                 name="validation perplexity", line=dict(color=PALETTE[1])), row=1, col=2)
+    fig.update_xaxes(title_text="step")
+    fig.update_layout(height=320, margin=dict(l=10, r=10, t=40, b=10), template="plotly_white", showlegend=False)
+    return fig

@@ -1,0 +1,45 @@
+"""A language-model run on the Baseline, Compare and Report pages (AppTest): its own cards, curves by step, a
+Sample panel that writes text, and charts of perplexity that never mix with image runs."""
+from streamlit.testing.v1 import AppTest
+
+from compression import BaselineConfig, get_baseline
+from compression.labs.lm import generate
+from conftest import ROOT, baseline, quick_ctx
+
+APP = str(ROOT / "dashboard" / "app.py")
+TINY = "gpt:layers=1,width=32,heads=2,context=32"
+
+
+def open_page(page: str, dataset: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=90)
+    at.run()
+    at.sidebar.selectbox(key="dataset").set_value(dataset).run()
+    if page != "home":
+        at.switch_page(f"app_pages/{page}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_a_text_run_shows_on_baseline_compare_and_report_apart_from_image_runs(lab_home):
+    model, run = get_baseline(BaselineConfig(dataset="pydoc", model=TINY, train_steps=20, batch_size=8), quick_ctx())
+    baseline()  # an image run in the same store
+    at = open_page("baseline", "pydoc")
+    assert at.sidebar.selectbox(key="model_name").value == "gpt"  # the picker offers language models for text
+    assert set(at.sidebar.selectbox(key="model_name").options) == {"gpt", "hf"}
+    assert [m.label for m in at.metric][:2] == ["Perplexity", "Bits per byte"]
+    assert len(at.get("plotly_chart")) == 1  # loss and validation perplexity by step
+    at.text_area(key=f"prompt-{run['id']}").set_value("The for statement")
+    at.number_input(key=f"tokens-{run['id']}").set_value(10)
+    at.button(key=f"generate-{run['id']}").click().run()
+    assert not at.exception and not at.error
+    assert at.code[0].value == "The for statement" + generate(model, "The for statement", 10)
+    compare = open_page("compare", "pydoc")
+    assert not compare.error and compare.radio[0].value == "text"  # both kinds stored: text, for a text data set
+    table = compare.dataframe[0].value
+    assert table["run_id"].tolist() == [run["id"]]  # the image run is not on the text chart
+    report = open_page("report", "pydoc")
+    assert not report.error and len(report.multiselect[0].options) == 1
+    assert report.multiselect[0].options[0].startswith(f"#{run['id']} gpt")
+    assert len(report.get("plotly_chart")) == 2  # perplexity vs size and vs decode latency
+    image_report = open_page("report", "synthetic")
+    assert not any(o.startswith(f"#{run['id']} ") for o in image_report.multiselect[0].options)
