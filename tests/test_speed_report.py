@@ -62,6 +62,19 @@ def test_noisy_timings_say_so_next_to_the_number():
     assert "busy, load 0.9 cores; not enough rounds" in both
     slower = speed_text(_timing(0.5, 0.4, 0.6), HERE)
     assert slower.startswith("2.0x slower [1.7, 2.5]")
+    # no difference either way: said so, not "1.0x slower [1.0, 1.1]"
+    assert speed_text(_timing(0.97, 0.93, 1.02), HERE) == "about as fast [0.93x, 1.02x]"
+    assert speed_text(_timing(1.04, 1.01, 1.08), HERE).startswith("1.0x faster")  # the CI says faster
+
+
+def test_a_newer_noisy_timing_does_not_replace_a_clean_one(store):
+    base, pruned, quant, other = _lineage(store)
+    store.add_speedup(base, quant, _timing(4.8, 4.5, 5.1), "ancestor")
+    store.add_speedup(base, quant, _timing(2.0, 0.5, 3.0, noisy=True, load=1.2), "ancestor")
+    assert latest_speedup(store, quant, base)["speedup"] == 4.8
+    store.add_speedup(base, quant, _timing(4.6, 4.4, 4.9), "ancestor")
+    assert latest_speedup(store, quant, base)["speedup"] == 4.6  # the newest clean one
+    assert latest_speedup(store, pruned, base) is None
 
 
 def test_speedups_table_round_trip_and_relations(store):

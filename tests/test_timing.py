@@ -275,7 +275,7 @@ def test_paired_speedup_under_competing_load_is_flagged():
         assert result["load"] >= 0.5
         assert result["noisy"] is True and result["loaded"] is True
         assert any("load" in reason for reason in result["noisy_reasons"])
-    assert pooled["processes"] == 3
+    assert pooled["processes"] == 3 and pooled["turns_timed_again"] > 0  # loaded turns were tried again first
 
 
 def test_cuda_graph_mode_falls_back_to_eager_without_cuda():

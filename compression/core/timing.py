@@ -588,8 +588,9 @@ def summarise(timed: dict, adaptive: AdaptiveRounds | None, *, device, threads: 
         out["per_process"] = timed["per_process"]
     if timed.get("fallback"):
         out["fallback_reason"] = timed["fallback"]
-    if timed.get("pool_note"):
-        out["pool_note"] = timed["pool_note"]
+    for key in ("pool_note", "turns_timed_again"):
+        if timed.get(key) is not None:
+            out[key] = timed[key]
     return out
 
 

@@ -33,7 +33,8 @@ from .timing import MAX_ROUNDS, REPRODUCIBILITY_REL_SD, AdaptiveRounds
 # in 4 fresh processes each: B took 5.8-9.7 ms by process and the speed-up 2.6-3.6x; pinned, 5.6-8.2 ms and
 # 2.7-2.9x. (32 MiB is the largest threshold glibc's own dynamic rule would choose.)
 STEADY_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
-ROUNDS_PER_TURN = 4  # two A-first/B-first pairs; each turn also pays one untimed block per side to warm up
+ROUNDS_PER_TURN = 4
+TURN_LOAD_LIMIT = 0.25  # other processes' busy cores during one turn at or above which the turn is timed again  # two A-first/B-first pairs; each turn also pays one untimed block per side to warm up
 _BOOTSTRAP_DRAWS = 2000
 _children: list["_TimerProcess"] = []
 
@@ -65,7 +66,7 @@ class _TimerProcess:
             raise TimingProcessError(f"A timing process stopped (exit code {code}) while running the models: a "
                                      "kernel crashed, or it ran out of memory. Nothing was stored.") from None
 
-    def ask(self, request: dict | bytes) -> dict:
+    def send(self, request: dict | bytes) -> None:
         if not self.ready:  # the first reply is "ready", once torch is imported
             self._read()
             self.ready = True
@@ -74,11 +75,17 @@ class _TimerProcess:
             self.process.stdin.write(len(payload).to_bytes(8, "big") + payload)
             self.process.stdin.flush()
         except (BrokenPipeError, OSError):
-            pass  # it died: _read says how
+            pass  # it died: receive() says how
+
+    def receive(self) -> dict:
         reply = self._read()
         if "error" in reply:
             raise TimingProcessError(f"Timing failed in a timing process: {reply['error']}")
         return reply
+
+    def ask(self, request: dict | bytes) -> dict:
+        self.send(request)
+        return self.receive()
 
     def close(self) -> None:
         """Close its pipe: it exits when it reads the end. Call finish() after closing them all."""
@@ -174,14 +181,21 @@ def pooled_rounds(model_a, model_b, example_a, example_b, *, device, mode, threa
         return None
     children = start_timing_processes(plan.processes)
     try:
-        ready = [child.ask(prepare) for child in children]  # one at a time: a warm-up must not share the cores
+        for child in children:  # all at once: warm-up and calibration only size the blocks, timing comes later
+            child.send(prepare)
+        ready = [child.receive() for child in children]
         if any("unportable" in reply for reply in ready):
             return None
         groups = [{"a_ms": [], "b_ms": [], "load_s": 0.0, "wall_s": 0.0} for _ in children]
-        start = time.perf_counter()
+        start, timed_again = time.perf_counter(), 0
         while True:
             for child, group in zip(children, groups):
                 reply = child.ask({"kind": "rounds", "count": ROUNDS_PER_TURN})
+                # a turn during which another program woke up (a browser redrawing, a cron job) is timed again,
+                # while the budget lasts: one burst would otherwise shift a whole process's figure
+                if reply["load"] >= TURN_LOAD_LIMIT and time.perf_counter() - start < plan.budget_s:
+                    timed_again += 1
+                    continue
                 group["a_ms"] += reply["a_ms"]
                 group["b_ms"] += reply["b_ms"]
                 group["load_s"] += reply["load"] * reply["wall_s"]
@@ -200,7 +214,7 @@ def pooled_rounds(model_a, model_b, example_a, example_b, *, device, mode, threa
     return {"a_ms": [a for g in groups for a in g["a_ms"]], "b_ms": [b for g in groups for b in g["b_ms"]],
             "ci95": list(pooled_ci(ratios)), "load": sum(g["load_s"] for g in groups) / wall if wall else 0.0,
             "mode": ready[0]["mode"], "number_a": ready[0]["number_a"], "number_b": ready[0]["number_b"],
-            "fallback": ready[0]["fallback"], "processes": len(children),
+            "fallback": ready[0]["fallback"], "processes": len(children), "turns_timed_again": timed_again,
             "per_process": [{"speedup": statistics.median(r), "rounds": len(r), "pid": child.process.pid,
                              "latency_a_ms": statistics.median(g["a_ms"]), "latency_b_ms": statistics.median(g["b_ms"]),
                              "load": round(g["load_s"] / g["wall_s"], 2) if g["wall_s"] else 0.0}
@@ -208,7 +222,7 @@ def pooled_rounds(model_a, model_b, example_a, example_b, *, device, mode, threa
 
 
 def _enough(groups: list[dict], plan: AdaptiveRounds, start: float) -> bool:
-    done = len(groups[0]["a_ms"])
+    done = min(len(g["a_ms"]) for g in groups)
     if done < plan.least:
         return False
     if time.perf_counter() - start >= plan.budget_s or done * len(groups) >= MAX_ROUNDS:

@@ -9,7 +9,7 @@ from torch import nn
 
 from ..core.behaviour import compact_predictions
 from ..core.data import Dataset, load_dataset
-from ..core.measure import count_macs, effective_macs, measure
+from ..core.measure import count_macs, count_params, effective_macs, measure, serialized_size
 from ..core.timing import machine_fingerprint
 from ..core.models import build_model, format_spec, parse_spec
 from ..core.train import cache_key, predict, resolve_device, train
@@ -148,10 +148,17 @@ def store_child(ctx: RunContext, parent: Parent, model: nn.Module, child: Child,
     measured as reloaded: the FX module runs its graph in Python, about 0.15 ms a call, and a claim timed on it
     was 1.1x where every re-timing of the stored file said 1.5-1.8x (issue 23)."""
     weights_path = save_model(model, parent.data.x_test[:1])
+    converted = model
     if weights_path.endswith(".ts"):
         model = load_run_model(weights_path)
     record = measure(model, parent.data, latency_batch=parent.latency_batch, exclusive=ctx.exclusive,
                      min_run_time=ctx.latency_time, input_dtype=child.input_dtype)
+    if model is not converted:  # a TorchScript module's packed int8 weights are not in its state dict: counted
+        # (and sized, as before) on the module as converted, which holds the same weights
+        params, nonzero = count_params(converted)
+        size, gz = serialized_size(converted)
+        record.update(params=params, nonzero_params=nonzero, sparsity=1 - nonzero / params if params else 0.0,
+                      size_bytes=size, gzip_bytes=gz)
     if child.float_model is not None:  # quantization changes the arithmetic's precision, not its count
         record["macs"] = count_macs(child.float_model, parent.data.input_shape)
         record["effective_macs"] = effective_macs(child.float_model, parent.data.input_shape)

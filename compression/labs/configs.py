@@ -226,7 +226,7 @@ class RetimeConfig(LabConfig):
     rounds: int = param(7, min=5, max=1000, help="interleaved A/B rounds at least (in each process)")
     time_budget: float = param(QUOTE_BUDGET_S, min=0, max=600,
                                help="seconds of rounds at most, all processes together: more rounds until the CI "
-                                    "is narrow enough to quote (15% of the speed-up), or this runs out and it is flagged "
+                                    "is narrow enough to quote (within 15 percent of the speed-up), or this runs out and it is flagged "
                                     "imprecise; 0: exactly --rounds, in this process (a quick figure whose CI "
                                     "describes this process only)")
     processes: int = param(3, min=1, max=16, help="fresh processes that take turns timing, pooled, so that the CI "

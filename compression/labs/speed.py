@@ -120,13 +120,16 @@ def _int8(run: dict) -> bool:
 
 
 def latest_speedup(store: RunStore, run_b: int, run_a: int | None = None, *, batch_size: int | None = None) -> dict | None:
-    """The newest paired timing of run B (against A, when given), at the largest batch unless one is named."""
+    """The newest paired timing of run B (against A, when given), at the largest batch unless one is named; the
+    newest unflagged one when there is one (a re-timing under load must not replace a clean figure)."""
     rows = [r for r in store.list_speedups(run_b=run_b, run_a=run_a)
             if batch_size is None or r["batch_size"] == batch_size]
     if not rows:
         return None
     biggest = max(r["batch_size"] for r in rows)
-    return [r for r in rows if r["batch_size"] == (batch_size or biggest)][-1]
+    at_batch = [r for r in rows if r["batch_size"] == (batch_size or biggest)]
+    clean = [r for r in at_batch if not r["noisy"]]
+    return (clean or at_batch)[-1]
 
 
 def speed_text(row: dict | None, this_machine: str | None = None) -> str:
@@ -136,8 +139,11 @@ def speed_text(row: dict | None, this_machine: str | None = None) -> str:
     ratio, (lo, hi) = row["speedup"], row["ci95"]
     if this_machine and row["machine"] != this_machine:
         return f"speed: measured on another machine ({row['machine']}), not comparable here"
-    text = (f"{ratio:.1f}x faster [{lo:.1f}, {hi:.1f}]" if ratio >= 1 else
-            f"{1 / ratio:.1f}x slower [{1 / hi:.1f}, {1 / lo:.1f}]")
+    if lo <= 1 <= hi and 0.95 <= ratio <= 1.05:  # "1.0x slower [1.0, 1.1]" says nothing a reader can use
+        text = f"about as fast [{lo:.2f}x, {hi:.2f}x]"
+    else:
+        text = (f"{ratio:.1f}x faster [{lo:.1f}, {hi:.1f}]" if ratio >= 1 else
+                f"{1 / ratio:.1f}x slower [{1 / hi:.1f}, {1 / lo:.1f}]")
     if row["noisy"]:
         text += f" ({noisy_words(row)})"
     if row.get("relation") == "different model":

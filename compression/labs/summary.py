@@ -31,6 +31,9 @@ def versus_baseline(record: dict, baseline: dict, speed: dict | None = None, thi
             "accuracy_delta_pt": delta_pt, "text": ", ".join(parts)}
 
 
+REPORT_DEFAULT_RUNS = 5  # the Report opens on the newest runs that grew from a baseline, this many
+
+
 def reference_of(store, run_id: int) -> int | None:
     """The run a result is compared with by default: its lineage root (the baseline it grew from)."""
     chain = store.lineage(run_id)

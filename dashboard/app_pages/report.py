@@ -4,7 +4,7 @@ import streamlit as st
 from compression import LabError
 from compression.core.timing import machine_fingerprint
 from compression.labs.speed import latest_speedup
-from compression.labs.summary import reference_of, versus_baseline
+from compression.labs.summary import REPORT_DEFAULT_RUNS, reference_of, versus_baseline
 from dashboard.charts import runs_frame, tradeoff_chart
 from dashboard.charts_behaviour import what_changed
 from dashboard.components import behaviour_of, flip_gallery, job_panel, submit_job
@@ -30,7 +30,7 @@ store = get_store()
 by_id = {r["run_id"]: r for r in recs}
 label = lambda i: f"#{i} {by_id[i]['label']}"  # noqa: E731
 children = [r["run_id"] for r in recs if r.get("parent_id") is not None]
-picked = st.multiselect("Runs to report", list(by_id), default=(children or list(by_id))[-5:], format_func=label)
+picked = st.multiselect("Runs to report", list(by_id), default=(children or list(by_id))[-REPORT_DEFAULT_RUNS:], format_func=label)
 against = st.selectbox("Compare against", ["own baseline"] + list(by_id)[::-1],
                        format_func=lambda o: "each run's own baseline (lineage root)" if o == "own baseline"
                        else f"one run for all: {label(o)}",
