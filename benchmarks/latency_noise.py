@@ -15,7 +15,8 @@ import time
 import torch
 from torch import nn
 
-from compression.core.timing import LoadSampler, machine_fingerprint, paired_speedup  # noqa: E402
+from compression.core.speedup import paired_speedup  # noqa: E402
+from compression.core.timing import LoadSampler, machine_fingerprint  # noqa: E402
 
 BATCH = 256
 INPUT_SHAPE = (1, 8, 8)

@@ -13,7 +13,8 @@ import torch
 from _common import emit
 
 from compression import BaselineConfig, RunContext, get_baseline
-from compression.core.timing import AdaptiveRounds, paired_speedup
+from compression.core.speedup import paired_speedup
+from compression.core.timing import AdaptiveRounds
 from compression.core.models import parse_spec
 from compression.text.measure import DecodeLoop
 from compression.text.models import build_language_model

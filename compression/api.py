@@ -13,7 +13,7 @@ from torch import nn
 
 from .core import measure as _measure
 from .core.data import Dataset, from_examples
-from .core.timing import paired_speedup
+from .core.speedup import paired_speedup
 from .errors import LabError
 from .techniques.distill import DistillConfig, distill_student
 from .techniques.prune import PruneConfig, prune_model

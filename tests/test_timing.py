@@ -18,8 +18,9 @@ import torch
 from torch import nn
 
 from compression.core import timing
+from compression.core.speedup import paired_speedup
 from compression.core.timing import (AdaptiveRounds, LoadSampler, latency_entry, machine_fingerprint, median_ci,
-                                     paired_speedup, time_forward, wait_for_quiet)
+                                     time_forward, wait_for_quiet)
 from compression.core.timing_pool import TimingProcessError, pooled_ci, start_timing_processes
 
 pytestmark = pytest.mark.timing  # load sampling and paired timings: run alone (make test)

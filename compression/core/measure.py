@@ -294,7 +294,7 @@ def paired_speedup(baseline: nn.Module, candidate: nn.Module, input_shape, batch
                    candidate_dtype: torch.dtype = torch.float32) -> dict:
     """Speed-up of `candidate` over `baseline` from interleaved paired timing (core.timing), on random input of
     `input_shape` at `batch_size`; `candidate_dtype` is the input dtype the candidate takes (fp16 models)."""
-    from .timing import paired_speedup as paired
+    from .speedup import paired_speedup as paired
     x = torch.randn(batch_size, *input_shape)
     return paired(baseline, candidate, x, x.to(candidate_dtype), device=device, rounds=rounds, threads=threads,
                   max_quiet_wait_s=quiet_wait_s())

@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from ..core.measure import quiet_wait_s
-from ..core.timing import AdaptiveRounds, machine_fingerprint, paired_speedup
+from ..core.speedup import paired_speedup
+from ..core.timing import AdaptiveRounds, machine_fingerprint
 from ..errors import LabError
 from ..store import RunStore
 
