@@ -178,7 +178,9 @@ def _render_job(job: dict, store) -> None:
         return
     kept = store.count_runs(job_id=jid)
     took = (job["finished_at"] or 0) - (job["started_at"] or job["finished_at"] or 0)
-    if status == "done":
+    if status == "done" and kept == 0 and job.get("message"):  # a re-timing stores a speed-up, not a run
+        st.success(f"Job {jid} ({job['kind']}) finished in {took:.1f} s: {job['message']}.")
+    elif status == "done":
         st.success(f"Job {jid} ({job['kind']}) finished in {took:.1f} s; {kept} run(s) stored.")
     elif status == "failed":
         st.error(f"Job {jid} ({job['kind']}) failed: {job['error']}  \n{kept} finished run(s) were kept.")

@@ -22,10 +22,12 @@ MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 _ZOO: list[str] = []  # the hand-written models, in registration order (torchvision's come as tv.NAME)
 
 
-def register_model(description: str, name: str | None = None):
-    """Decorator: the function's name is the model's name; its keyword args are the spec's args."""
+def register_model(description: str, name: str | None = None, zoo: bool = True):
+    """Decorator: the function's name is the model's name; its keyword args are the spec's args. `zoo=False`: a
+    registered name that is not an image classifier of the zoo (the language models)."""
     def wrap(fn):
-        _ZOO.append(name or fn.__name__)
+        if zoo:
+            _ZOO.append(name or fn.__name__)
         return MODELS.register(name or fn.__name__, fn, about=description)
     return wrap
 

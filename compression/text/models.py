@@ -110,7 +110,7 @@ class GPT(nn.Module):
 
 
 @register_model("a small GPT (decoder-only transformer) on bytes, for text data sets: "
-                "gpt:layers=4,width=128,heads=4,context=128")
+                "gpt:layers=4,width=128,heads=4,context=128", zoo=False)
 def gpt(input_shape=None, num_classes=256, layers=4, width=128, heads=4, context=128):
     return GPT(num_classes, layers, width, heads, context)
 
@@ -190,7 +190,8 @@ def load_hf(path: str, download: bool = False) -> HFCausalLM:
     return HFCausalLM(model.eval(), tokenizer, str(folder))
 
 
-@register_model("your own Hugging Face causal LM folder (config, safetensors, tokenizer): hf:PATH", name="hf")
+@register_model("your own Hugging Face causal LM folder (config, safetensors, tokenizer): hf:PATH", name="hf",
+                zoo=False)
 def hf(input_shape=None, num_classes=None, path="", download=False):
     return load_hf(path, download)
 

@@ -1,6 +1,7 @@
 import streamlit as st
 
 from compression.core.models import MODELS
+from compression.text.models import is_language_model
 from compression.labs.distill import study_summary
 from dashboard.charts import runs_frame, tradeoff_chart
 from dashboard.display import plot
@@ -25,7 +26,8 @@ with st.form("distill-form"):
     teacher = c1.selectbox("Teacher", options, format_func=lambda o: "the sidebar's baseline model (trained or cached)"
                            if o == "sidebar" else f"#{o} {next(r['label'] for r in teachers if r['run_id'] == o)}",
                            help=f"the sidebar's model is {model_spec()}")
-    student_name = c2.selectbox("Student model", MODELS.names(), index=MODELS.names().index("mlp"))
+    students = [n for n in MODELS.names() if not is_language_model(n)]  # language models distil in part 2
+    student_name = c2.selectbox("Student model", students, index=students.index("mlp"))
     student_args = c2.text_input("Student arguments", "hidden=16")
     c3, c4, c5 = st.columns(3)
     temperatures = c3.multiselect("Temperatures T", [1.0, 2.0, 4.0, 8.0, 16.0], default=[4.0],

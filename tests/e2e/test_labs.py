@@ -3,6 +3,8 @@ server, lab folder and warm job worker (starting each costs seconds of torch imp
 job by id and reads only the runs that job stored."""
 import pytest
 
+from conftest import wait_for  # the suite's conftest (tests/)
+
 from .conftest import app_store, job_ids, new_job, screenshot, shared_app_server
 
 pytestmark = pytest.mark.e2e
@@ -50,6 +52,14 @@ def test_teaching_demo_fills_the_charts(page, app_server):
     assert page.locator(".scatterlayer .point").count() >= 12  # baselines, pruned, quantized, pipeline stages
     assert store.list_runs(kind="search_trial", job_id=job_id)  # the demo ends with a small search
     screenshot(page, "home-after-demo")
+    # then the Report's five claims are timed again in fresh processes, pooled, one job each
+    follow_ups = store.get_job(job_id)["result"]["follow_up_jobs"]
+    assert len(follow_ups) == 5
+    wait_for(lambda: all(store.get_job(j)["status"] == "done" for j in follow_ups), timeout=300)
+    for j in follow_ups:
+        params = store.get_job(j)["params"]
+        row = store.list_speedups(run_a=params["run_a"], run_b=params["run_b"])[-1]
+        assert row["detail"]["processes"] == 3 and row["batch_size"] == params["batch_size"]
     _open(page, app_server, "compare")
     page.wait_for_selector(".scatterlayer .point")
     assert page.get_by_text("Pareto front").count() >= 1
