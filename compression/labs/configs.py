@@ -11,6 +11,7 @@ from ..core.timing import QUOTE_BUDGET_S
 from ..core.train import TrainConfig
 from ..errors import LabError
 from ..search.space import DEFAULT_SPACES, validate_space
+from ..text.corpus import is_text_name
 from ..text.models import check_model_fits_data
 from ..text.train import DEFAULT_STEPS
 from ..techniques.distill import DistillConfig
@@ -41,6 +42,13 @@ class CommonConfig(LabConfig):
 
     def check(self) -> None:
         check_device(self.device)
+        if is_text_name(self.dataset) and self.lab not in TEXT_LABS:
+            raise LabError(f"The {self.lab} lab works on image models for now; on text ('{self.dataset}') you can "
+                           "train, measure and sample language models (the train lab, the Baseline page). "
+                           "Compressing them comes next.")
+
+
+TEXT_LABS = {"train"}  # labs that take a text data set (language models); the others, after part 2
 
 
 @dataclass
