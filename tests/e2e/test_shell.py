@@ -78,7 +78,7 @@ def test_a_corrupt_upload_gets_a_message_not_a_traceback(page, app_server, tmp_p
     page.get_by_text(re.compile(r"^Or upload")).click()  # the expander under the baseline
     bad = tmp_path / "weights.pt"
     bad.write_bytes(b"\x00not a checkpoint" * 64)
-    page.locator("input[type=file]").set_input_files(str(bad))
+    page.locator("[data-testid='stMain'] input[type=file]").set_input_files(str(bad))  # the sidebar has one too
     page.get_by_role("button", name="Import and measure").click()
     page.get_by_text("not a valid PyTorch state dict").wait_for(timeout=30_000)
     assert page.get_by_text("Traceback").count() == 0
