@@ -96,7 +96,7 @@ def text_metric_cards(record: dict) -> None:
     cols[3].metric("Prefill", f"{prefill['median_ms']:.1f} ms" if prefill else "-",
                    help="one batch of B x T tokens in one call")
     cols[3].caption(f"{prefill['tokens']} tokens · {prefill['tokens_per_s']:,.0f} tokens/s" if prefill else "")
-    cols[4].metric("Decode", f"{decode['tokens_per_s']:,.0f} tokens/s" if decode else "-",
+    cols[4].metric("Decode, tokens/s", f"{decode['tokens_per_s']:,.0f}" if decode else "-",
                    help="greedy generation at batch 1 with a key-value cache")
     noisy = any(e.get("noisy") for e in record["latency"])
     cols[4].caption((f"{decode['tokens']} tokens in {decode['median_ms']:.1f} ms" if decode else "")
@@ -251,8 +251,10 @@ def sample_panel(record: dict) -> None:
     from compression.labs.lm import generate
     st.subheader("Sample")
     prompt = st.text_area("Prompt", "The for statement", key=f"prompt-{record['run_id']}", height=80)
+    context = int(record.get("context") or (record.get("config") or {}).get("context") or 128)
     c1, c2, c3 = st.columns(3)
-    tokens = c1.number_input("New tokens", 1, 400, 80, key=f"tokens-{record['run_id']}")
+    tokens = c1.number_input("New tokens", 1, context - 1, min(80, context - 1), key=f"tokens-{record['run_id']}",
+                             help=f"this model reads at most {context} tokens: the prompt's last ones make room")
     temperature = c2.number_input("Temperature", 0.0, 2.0, 0.0, 0.1, key=f"temperature-{record['run_id']}",
                                   help="0: greedy (the same text every time); above 0: sampled, with the seed")
     seed = c3.number_input("Seed", 0, 10_000, 0, key=f"sample-seed-{record['run_id']}")
@@ -266,3 +268,7 @@ def sample_panel(record: dict) -> None:
             st.error(str(err))
         else:
             st.code(prompt + completion, language=None, wrap_lines=True)  # as written: no Markdown in it
+            seen = context - int(tokens)
+            if len(model.tokenizer.encode(prompt)) > seen:
+                st.caption(f"The model saw only the prompt's last {seen} tokens: its context is {context}, and "
+                           f"{int(tokens)} of them are for the new text.")

@@ -97,26 +97,34 @@ def uploaded_texts() -> list[str]:
 
 def text_upload() -> None:
     """A .txt or .md file of the user's as a text data set: checked (UTF-8, not binary, not empty, under the cap)
-    before it is kept."""
+    before it is kept, then selected."""
     with st.expander("Upload a text (.txt, .md)"):
         upload = st.file_uploader("Text file", type=["txt", "md"], key="text_file",
                                   help=f"UTF-8 text up to {MAX_TEXT_BYTES // 2**20} MB; split by paragraph into "
                                        "train, validation and test")
-        if upload is not None and st.button("Add as a data set", key="add_text"):
-            folder = lab_home() / TEXT_UPLOADS
-            folder.mkdir(parents=True, exist_ok=True)
-            path = folder / Path(upload.name).name
-            staged = folder / f".{path.name}.checking"
-            staged.write_bytes(upload.getvalue())
-            try:
-                load_text_path(f"{TEXT}{staged}")  # every check a training run would make, now
-            except LabError as err:
-                st.error(str(err).replace(staged.name, upload.name))
-                staged.unlink()
-                return
-            staged.replace(path)
-            st.session_state.dataset = f"{TEXT}{path}"
-            st.rerun()
+        if upload is not None:
+            st.button("Add as a data set", key="add_text", on_click=_add_text)
+        if st.session_state.get("text_upload_error"):
+            st.error(st.session_state.text_upload_error)
+
+
+def _add_text() -> None:
+    """Button callback (it runs before the Dataset picker is drawn, so it may select the new data set)."""
+    upload = st.session_state.get("text_file")
+    st.session_state.text_upload_error = None
+    folder = lab_home() / TEXT_UPLOADS
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / Path(upload.name).name
+    staged = folder / f".{path.name}.checking"
+    staged.write_bytes(upload.getvalue())
+    try:
+        load_text_path(f"{TEXT}{staged}")  # every check a training run would make, now
+    except LabError as err:
+        st.session_state.text_upload_error = str(err).replace(staged.name, upload.name)
+        staged.unlink()
+        return
+    staged.replace(path)
+    st.session_state.dataset = f"{TEXT}{path}"
 
 
 def describe_dataset(name: str) -> None:

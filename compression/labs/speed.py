@@ -121,16 +121,19 @@ def _int8(run: dict) -> bool:
 
 
 def latest_speedup(store: RunStore, run_b: int, run_a: int | None = None, *, batch_size: int | None = None) -> dict | None:
-    """The newest paired timing of run B (against A, when given), at the largest batch unless one is named; the
-    newest unflagged one when there is one (a re-timing under load must not replace a clean figure)."""
+    """The paired timing of run B (against A, when given) to show, at the largest batch unless one is named: the
+    newest quotable one (timed in fresh processes) that is unflagged; else the newest quotable one, with its flag
+    (a quick in-process figure never hides a re-timing); else the newest quick one, unflagged first."""
     rows = [r for r in store.list_speedups(run_b=run_b, run_a=run_a)
             if batch_size is None or r["batch_size"] == batch_size]
     if not rows:
         return None
     biggest = max(r["batch_size"] for r in rows)
     at_batch = [r for r in rows if r["batch_size"] == (batch_size or biggest)]
-    clean = [r for r in at_batch if not r["noisy"]]
-    return (clean or at_batch)[-1]
+    def rank(row: dict) -> tuple:
+        quotable = ((row.get("detail") or {}).get("processes") or 1) > 1  # older rows: one process
+        return quotable and not row["noisy"], quotable, not row["noisy"], row["id"]
+    return max(at_batch, key=rank)
 
 
 def speed_text(row: dict | None, this_machine: str | None = None) -> str:
@@ -141,7 +144,7 @@ def speed_text(row: dict | None, this_machine: str | None = None) -> str:
     if this_machine and row["machine"] != this_machine:
         return f"speed: measured on another machine ({row['machine']}), not comparable here"
     if lo <= 1 <= hi and 0.95 <= ratio <= 1.05:  # "1.0x slower [1.0, 1.1]" says nothing a reader can use
-        text = f"about as fast [{lo:.2f}x, {hi:.2f}x]"
+        text = f"about as fast [{lo:.2f}, {hi:.2f}]"
     else:
         text = (f"{ratio:.1f}x faster [{lo:.1f}, {hi:.1f}]" if ratio >= 1 else
                 f"{1 / ratio:.1f}x slower [{1 / hi:.1f}, {1 / lo:.1f}]")
