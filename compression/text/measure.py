@@ -89,6 +89,7 @@ def measure_lm(model: nn.Module, data: TextDataset, context: int, *, latency_bat
     size, gz = serialized_size(model)
     lo, hi = perplexity_ci(nll, targets.shape[1])
     accuracy_ci = list(wilson_interval(correct, tokens))
+    macs = macs_per_token(model, context)  # one counted forward over a full context; both fields are this figure
     return {"task": "text", "perplexity": math.exp(total_nll / tokens), "perplexity_ci95": [lo, hi],
             "bits_per_byte": total_nll / math.log(2) / byte_count, "next_token_accuracy": correct / tokens,
             "next_token_accuracy_ci": accuracy_ci,
@@ -97,7 +98,7 @@ def measure_lm(model: nn.Module, data: TextDataset, context: int, *, latency_bat
             "n_test_sequences": len(inputs), "context": context, "tokenizer": tokenizer.name,
             "corpus": data.fingerprint, "params": params, "nonzero_params": nonzero,
             "sparsity": 1 - nonzero / params if params else 0.0, "size_bytes": size, "gzip_bytes": gz,
-            "macs_per_token": macs_per_token(model, context), "macs": macs_per_token(model, context),
+            "macs_per_token": macs, "macs": macs,
             "latency": lm_latency(model, context, latency_batch, min_run_time)}
 
 
