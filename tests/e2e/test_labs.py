@@ -52,7 +52,7 @@ def test_prune_sweep_through_the_ui(page, app_server):
 
 def test_distill_through_the_ui(page, app_server):
     _open(page, app_server, "distill")
-    _fill(page, "Student epochs", 3)
+    _fill(page, "Student epochs", 1)
     _run_and_wait(page, app_server, "Distill", "distill")
     page.get_by_text("KD student T=4").first.wait_for(timeout=30_000)
     assert page.get_by_text("gap closed").count() >= 1
@@ -69,7 +69,7 @@ def test_quantize_through_the_ui(page, app_server):
 
 def test_search_through_the_ui(page, app_server):
     _open(page, app_server, "search")
-    _fill(page, "Trials", 4)
+    _fill(page, "Trials", 2)
     _fill(page, "Epochs per trial", 1)
     _run_and_wait(page, app_server, "Search", "search")
     page.get_by_text("Hypervolume (found)").wait_for(timeout=30_000)
