@@ -25,6 +25,7 @@ from .labs.quantize import run_quantize
 from .labs.records import as_record
 from .store import RunStore
 from .text import corpus as _text_data, models as _language_models  # noqa: F401  registers pydoc, text:, gpt, hf:
+from .text import prune as _text_pruning  # noqa: F401  registers magnitude, wanda, sparsegpt
 
 __all__ = [
     # model-first

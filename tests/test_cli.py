@@ -154,7 +154,7 @@ BAD_INPUT = [([verb, flag, value, *([] if flag in NEEDS[verb] else NEEDS[verb]),
     (["jobs", "submit", "train", "epochs_teacher=3"], "Unknown parameter 'epochs_teacher' for train"),
     (["jobs", "submit", "train", "epochs"], "Bad job parameter 'epochs': write key=value"),
     (["jobs", "submit", "search", "trials=0"], "trials must be in [1, 10000], got 0"),
-    (["prune", *SYN], "the following arguments are required: --sparsity"),
+    (["prune", *SYN], "prune needs --sparsity (one or more, e.g. 0.5 0.7 0.9)"),
     (["train", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
     (["export", "1"], "the following arguments are required: --out"),
     (["train", "--dataset", "mnist"], "files not found"),
@@ -235,7 +235,7 @@ def test_a_list_flag_answers_to_its_plural_and_help_says_what_is_required():
     with contextlib.redirect_stdout(text), pytest.raises(SystemExit):
         parser.parse_args(["prune", "--help"])
     help_text = " ".join(text.getvalue().split())
-    assert "a sweep (required)" in help_text and "(default: [0.5])" not in help_text
+    assert "a sweep (a language model may take --pattern instead)" in help_text and "(default: [0.5])" not in help_text
 
 
 def test_speedup_times_rounds_until_the_ci_is_tight_or_the_budget_is_spent_and_says_which(lab_home, capsys):

@@ -70,3 +70,22 @@ def test_missing_and_pickle_only_checkpoints_are_refused_in_one_line(lab_home, c
         code = main(["train", "--dataset", "pydoc", "--model", f"hf:{path}", "--quiet"])
         err = capsys.readouterr().err
         assert code == 2 and err.startswith("error: ") and message in err and err.count("\n") == 1, err
+
+
+def test_a_tiny_llama_is_pruned_by_each_method_and_gpt2_is_refused_in_one_sentence(lab_home, checkpoints):
+    from compression import LabError
+    from compression.labs.configs import PruneLabConfig
+    from compression.labs.prune import run_prune
+    _, llama = get_baseline(BaselineConfig(dataset="pydoc", model=f"hf:{checkpoints / 'llama'}", train_steps=4,
+                                           batch_size=4, context=32), quick_ctx())
+    for method in ("magnitude", "wanda", "sparsegpt"):
+        out = run_prune(PruneLabConfig(from_run=llama["id"], method=method, pattern="2:4", calibration=4),
+                        quick_ctx())
+        row = out["results"][0]
+        # q, k, v, o and the gate, up and down projections of its one layer: each exactly 2 of every 4 kept
+        assert len(row["layers"]) == 7 and all(r["sparsity"] == 0.5 for r in row["layers"]), row["layers"]
+        assert row["perplexity"] > 0 and row["parent_id"] == llama["id"]
+    _, gpt2 = get_baseline(BaselineConfig(dataset="pydoc", model=f"hf:{checkpoints / 'gpt2'}", train_steps=0,
+                                          context=32), quick_ctx())
+    with pytest.raises(LabError, match="its projections are Conv1D layers"):
+        run_prune(PruneLabConfig(from_run=gpt2["id"], method="wanda", sparsities=[0.5]), quick_ctx())

@@ -13,6 +13,8 @@ from ..errors import LabError
 from ..search.space import DEFAULT_SPACES, validate_space
 from ..text.corpus import is_text_name
 from ..text.models import check_model_fits_data
+from ..text.prune import CALIBRATION_SEQUENCES
+from ..text.prune import PATTERNS as LM_PATTERNS
 from ..text.train import DEFAULT_STEPS
 from ..techniques.distill import DistillConfig
 from ..techniques.prune import METHODS as PRUNE_METHODS
@@ -48,7 +50,8 @@ class CommonConfig(LabConfig):
                            "Compressing them comes next.")
 
 
-TEXT_LABS = {"train"}  # labs that take a text data set (language models); the others, after part 2
+IMAGE_FINETUNE_EPOCHS = 5
+TEXT_LABS = {"train", "prune"}  # labs that take a text data set (language models); the others, after part 2
 
 
 @dataclass
@@ -89,24 +92,47 @@ class TechniqueConfig(BaselineConfig):
 class PruneLabConfig(TechniqueConfig):
     lab = "prune"
     method: str = param("global_l1", choices=PRUNE_METHODS, help="pruning method")
-    sparsities: list[float] = param([0.5], min=0, below=1, flag="--sparsity", required=True,
-                                    help="one or more sparsities in [0, 1): a sweep")
-    finetune_epochs: int = param(5, min=0, max=1000, help="fine-tuning epochs after pruning")
+    sparsities: list[float] | None = param(None, min=0, below=1, flag="--sparsity",
+                                           help="one or more sparsities in [0, 1): a sweep (a language model may take "
+                                                "--pattern instead)")
+    finetune_epochs: int | None = param(None, min=0, max=1000,
+                                        help=f"fine-tuning epochs after pruning (default: {IMAGE_FINETUNE_EPOCHS} for "
+                                             "image models; 0 for language models, pruned one-shot as the papers do)")
     schedule: str = param("oneshot", choices=SCHEDULES, help="oneshot, or iterative (AGP)")
     steps: int = param(1, min=1, max=100, help="pruning steps for the iterative schedule")
     layers: list[str] | None = param(None, help="module names to prune (default: every conv and linear)")
     skip_first_last: bool = param(False, help="leave the first and last layer dense")
     round_to: int | None = param(None, choices=(None, 8, 16), help="round kept channels to a multiple of 8 or 16")
     with_sensitivity: bool = param(False, flag="--sensitivity", help="also prune each layer alone at 30-90%%")
+    pattern: str | None = param(None, choices=(None, *LM_PATTERNS),
+                                help="language models: N:M semi-structured sparsity (2:4 keeps 2 of every 4 "
+                                     "weights) instead of --sparsity")
+    calibration: int = param(CALIBRATION_SEQUENCES, min=1, max=4096,
+                             help="language models: training sequences that calibrate wanda and sparsegpt")
 
     def check(self) -> None:
         super().check()
-        if not self.sparsities:
+        if self.sparsities is None and self.pattern is None:
+            raise LabError("prune needs --sparsity (one or more, e.g. 0.5 0.7 0.9), or for a language model "
+                           "--pattern 2:4 or 4:8")
+        if self.sparsities is not None and not self.sparsities:
             raise LabError("The sweep is empty: give at least one sparsity, e.g. 0.5 0.7 0.9")
-        self.prune_configs()
+        if self.pattern is not None:
+            if not PRUNE_METHODS[self.method].language:
+                raise LabError(f"N:M patterns ({self.pattern}) are for the language-model methods "
+                               f"({', '.join(n for n in PRUNE_METHODS.names() if PRUNE_METHODS[n].language)}).")
+            if self.sparsities not in (None, [0.5]):
+                raise LabError(f"--pattern {self.pattern} fixes the sparsity at 50%: leave out --sparsity.")
+        if not PRUNE_METHODS[self.method].language:
+            self.prune_configs()
+
+    def epochs_after_pruning(self, language: bool) -> int:
+        if self.finetune_epochs is not None:
+            return self.finetune_epochs
+        return 0 if language else IMAGE_FINETUNE_EPOCHS
 
     def prune_configs(self) -> list[PruneConfig]:
-        return [PruneConfig(method=self.method, sparsity=float(s), finetune_epochs=self.finetune_epochs,
+        return [PruneConfig(method=self.method, sparsity=float(s), finetune_epochs=self.epochs_after_pruning(False),
                             schedule=self.schedule, steps=self.steps,
                             layers=tuple(self.layers) if self.layers else None, skip_first_last=self.skip_first_last,
                             round_to=self.round_to, seed=self.seed) for s in self.sparsities]
@@ -230,7 +256,12 @@ class RetimeConfig(LabConfig):
     run_a: int = param(None, min=1, required=True, cli=False, help="the reference run (A)")
     run_b: int = param(None, min=1, required=True, cli=False, help="the candidate run (B): speedup = time(A)/time(B)")
     device: str = param("cpu", help="cpu or cuda")
-    batch_size: int = param(256, min=1, max=65536, help="input batch for the timing")
+    batch_size: int | None = param(None, min=1, max=65536,
+                                   help="input batch for the timing (default: the largest batch run A was timed "
+                                        "at: its throughput batch, or a language model's prefill batch)")
+    phase: str = param("prefill", choices=("prefill", "decode"),
+                       help="language models: prefill (one call on batch x context tokens) or decode (cached "
+                            "steps at batch 1)")
     rounds: int = param(7, min=5, max=1000, help="interleaved A/B rounds at least (in each process)")
     time_budget: float = param(QUOTE_BUDGET_S, min=0, max=600,
                                help="seconds of rounds at most, all processes together: more rounds until the CI "

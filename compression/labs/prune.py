@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from ..core.data import load_dataset
 from ..core.models import build_model
+from ..errors import LabError
+from ..text.corpus import is_text_name
 from ..techniques.prune import METHODS, prunable_layers, prune_model, sensitivity
 from .baseline import Child, prepare_parent, store_child
 from .configs import PruneLabConfig
@@ -14,6 +16,9 @@ from .records import as_record
 def run_prune(config: PruneLabConfig, ctx: RunContext | None = None) -> dict:
     """Returns {"baseline": record, "results": [record + method, sparsity, layers], "sensitivity": [...]}."""
     ctx = ctx or RunContext()
+    if _prunes_language_model(config, ctx):
+        from .lm_prune import run_prune_lm
+        return run_prune_lm(config, ctx)
     parent = prepare_parent(config, ctx)
     device = config.device if config.device not in (None, "auto") else "cpu"
     results = []
@@ -41,6 +46,17 @@ def run_prune(config: PruneLabConfig, ctx: RunContext | None = None) -> dict:
                                                       out["sensitivity"]})
     ctx.report(1.0, f"Stored {len(results)} pruned run(s)")
     return out
+
+
+def _prunes_language_model(config: PruneLabConfig, ctx: RunContext) -> bool:
+    """Is the parent a language model (a text data set, or a stored run of one)? Its methods must say so too."""
+    dataset = ctx.store.get_run(config.from_run)["dataset"] if config.from_run is not None else config.dataset
+    language = is_text_name(dataset)
+    if language != METHODS[config.method].language:
+        kind = "language" if language else "image"
+        known = [n for n in METHODS.names() if METHODS[n].language == language]
+        raise LabError(f"'{config.method}' does not prune {kind} models. For {kind} models: {', '.join(known)}.")
+    return language
 
 
 def prunable_layers_of(spec, dataset: str = "digits") -> list[str]:

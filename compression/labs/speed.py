@@ -17,6 +17,7 @@ from ..core.speedup import paired_speedup
 from ..core.timing import AdaptiveRounds, machine_fingerprint
 from ..errors import LabError
 from ..store import RunStore
+from ..text.corpus import is_text
 
 ROUNDS = 5
 
@@ -32,7 +33,13 @@ def time_pair(model_a: nn.Module, model_b: nn.Module, input_shape, batch_size: i
     `rounds`: an int is the quick figure a lab stores beside each run (that many rounds, in this process);
     AdaptiveRounds is the figure to quote (fresh processes, pooled; see core.timing_pool)."""
     x = _example(input_shape, batch_size, device)
-    return paired_speedup(model_a, model_b, x, x.to(dtype_b), device=device, rounds=rounds,
+    return time_pair_on(model_a, model_b, x, x.to(dtype_b), device=device, rounds=rounds, block_s=block_s)
+
+
+def time_pair_on(model_a: nn.Module, model_b: nn.Module, x_a: torch.Tensor, x_b: torch.Tensor, *,
+                 device: str = "cpu", rounds: int | AdaptiveRounds = ROUNDS, block_s: float = 0.05) -> dict:
+    """time_pair on given inputs: token ids for a language model's prefill, a one-token prompt for its decode."""
+    return paired_speedup(model_a, model_b, x_a, x_b, device=device, rounds=rounds,
                           max_quiet_wait_s=quiet_wait_s(), block_s=block_s)
 
 
@@ -103,12 +110,36 @@ def retime(store: RunStore, config) -> dict:
     if _input_dtype(a) != torch.float32:
         raise LabError(f"Run {run_a} takes {_input_dtype(a)} inputs; put the float32 run first (A is the reference)")
     device = "cpu" if _int8(a) or _int8(b) else device
-    timing = time_pair(model_a, model_b, data.input_shape, batch_size, device=device, dtype_b=dtype_b,
-                       rounds=rounds, block_s=0.05)
+    if is_text(data):
+        (model_a, model_b), x, batch_size = _language_pair(a, model_a, model_b, config.phase, batch_size)
+        timing = time_pair_on(model_a, model_b, x, x, device=device, rounds=rounds)
+        timing["phase"] = config.phase
+    else:
+        timing = time_pair(model_a, model_b, data.input_shape, batch_size or _record_batch(a), device=device,
+                           dtype_b=dtype_b, rounds=rounds, block_s=0.05)
     store.add_machine(machine_fingerprint(device, timing["threads"]))
     rel = relation(store, run_a, run_b)
     timing["speedup_id"] = store.add_speedup(run_a, run_b, timing, rel)
     return {**timing, "run_a": run_a, "run_b": run_b, "relation": rel}
+
+
+def _record_batch(run: dict) -> int:
+    """The largest batch run A's record was timed at (the lab's throughput batch), else 256."""
+    return max((e.get("batch_size") or 0 for e in (run.get("record") or {}).get("latency", [])), default=0) or 256
+
+
+def _language_pair(run_a: dict, model_a: nn.Module, model_b: nn.Module, phase: str, batch_size: int | None):
+    """((A, B), input, batch) for a language model's phase: prefill times one call on batch x context tokens (the
+    record's prefill batch by default); decode times DECODE_TOKENS cached steps at batch 1."""
+    from ..text.measure import DECODE_TOKENS, PREFILL_BATCH, DecodeLoop
+    context = int(run_a["config"].get("context") or run_a["record"].get("context"))
+    if phase == "decode":
+        steps = max(1, min(DECODE_TOKENS, context - 1))
+        return (DecodeLoop(model_a, steps), DecodeLoop(model_b, steps)), torch.zeros(1, 1, dtype=torch.long), 1
+    prefill = next((e["batch_size"] for e in run_a["record"].get("latency", []) if e.get("phase") == "prefill"),
+                   PREFILL_BATCH)
+    batch = batch_size or prefill
+    return (model_a, model_b), torch.zeros(batch, context, dtype=torch.long), batch
 
 
 def _input_dtype(run: dict) -> torch.dtype:

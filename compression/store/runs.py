@@ -328,7 +328,7 @@ class RunStore:
         detail = {k: timing.get(k) for k in ("latency_a_ms", "latency_b_ms", "iqr_a_ms", "iqr_b_ms", "threads",
                                               "noisy_reasons", "load_before", "fallback_reason", "split", "loaded",
                                               "imprecise", "rel_ci", "target_rel_ci", "budget_s", "processes",
-                                              "per_process")}
+                                              "per_process", "phase")}
         values = dict(run_a=int(run_a), run_b=int(run_b), device=timing["device"], batch_size=timing["batch_size"],
                       mode=timing["mode"], speedup=timing["speedup"], ci_lo=timing["ci95"][0],
                       ci_hi=timing["ci95"][1], rounds=timing["rounds"], load=timing["load"],

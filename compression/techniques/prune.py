@@ -36,6 +36,7 @@ class Method:
     mask: Callable | None = None
     importance: Callable | None = None
     norm: int | None = None          # structured: the p of the norm that ranks channels
+    language: bool = False           # a language-model method, calibrated on text (compression.text.prune)
 
 
 def _per_layer(fn):
@@ -112,6 +113,10 @@ class PruneConfig:
         out = asdict(self)
         out["layers"] = list(self.layers) if self.layers else None
         return out
+
+
+def image_methods() -> list[str]:
+    return [name for name in METHODS.names() if not METHODS[name].language]
 
 
 def prunable_layers(model: nn.Module) -> list[str]:
@@ -427,6 +432,9 @@ def layer_report(before: nn.Module, after: nn.Module) -> list[dict]:
 def prune_model(model: nn.Module, data: Dataset, config: PruneConfig, device: str = "cpu",
                 progress: Callable[[dict], None] | None = None, should_cancel=None) -> tuple[nn.Module, dict]:
     """Return (pruned copy, report). Masks are folded into the weights of the returned model."""
+    if METHODS[config.method].language:
+        raise LabError(f"'{config.method}' prunes language models, calibrated on text. For image models: "
+                       f"{', '.join(image_methods())}.")
     pruned = copy.deepcopy(model).cpu()
     targets = _targets(pruned, config)
     steps = config.steps if config.schedule == "iterative" else 1
