@@ -92,3 +92,41 @@ def lm_training_curves(history: list[dict]) -> go.Figure:
     fig.update_xaxes(title_text="step")
     fig.update_layout(height=320, margin=dict(l=10, r=10, t=40, b=10), template="plotly_white", showlegend=False)
     return fig
+
+
+def pruning_shape(record: dict) -> str:
+    """'50%' or '2:4': how a language-model prune run was shaped (the columns of the Wanda paper's table)."""
+    return record.get("pattern") or f"{record.get('sparsity', 0):.0%}"
+
+
+def perplexity_by_method(children: list[dict], parent: dict) -> go.Figure:
+    """The Wanda paper's table as bars: perplexity per method at each sparsity or pattern, the dense model as a
+    dashed line; for each shape the newest run of each method."""
+    newest = {}
+    for r in sorted(children, key=lambda r: r["run_id"]):
+        newest[(r["method"], pruning_shape(r))] = r
+    shapes = sorted({shape for _, shape in newest}, key=lambda s: (":" in s, s))
+    fig = go.Figure()
+    for i, method in enumerate(sorted({m for m, _ in newest})):
+        rows = [newest.get((method, shape)) for shape in shapes]
+        fig.add_trace(go.Bar(
+            name=method, x=shapes, y=[r["perplexity"] if r else None for r in rows], marker_color=PALETTE[i % len(PALETTE)],
+            error_y=dict(type="data", symmetric=False,
+                         array=[r["perplexity_ci95"][1] - r["perplexity"] if r else 0 for r in rows],
+                         arrayminus=[r["perplexity"] - r["perplexity_ci95"][0] if r else 0 for r in rows]),
+            hovertemplate=f"{method}<br>%{{x}}: perplexity %{{y:.2f}}<extra></extra>"))
+    fig.add_hline(y=parent["perplexity"], line_dash="dash", line_color="#111827",
+                  annotation_text=f"dense {parent['perplexity']:.2f}", annotation_position="top left")
+    fig.update_layout(barmode="group", title="Perplexity after pruning, no fine-tuning (lower is better; 95% CI)",
+                      xaxis_title="sparsity or N:M pattern", yaxis_title="test perplexity", legend_title="method",
+                      height=420, template="plotly_white", margin=dict(l=10, r=10, t=50, b=10))
+    return fig
+
+
+def perplexity_table(children: list[dict], parent: dict) -> pd.DataFrame:
+    """Rows: sparsity or pattern; columns: dense and each method (the newest run of each)."""
+    table = {}
+    for r in sorted(children, key=lambda r: r["run_id"]):
+        table.setdefault(pruning_shape(r), {"dense": round(parent["perplexity"], 3)})[r["method"]] = round(
+            r["perplexity"], 3)
+    return pd.DataFrame.from_dict(table, orient="index")

@@ -76,15 +76,21 @@ def test_a_tiny_llama_is_pruned_by_each_method_and_gpt2_is_refused_in_one_senten
     from compression import LabError
     from compression.labs.configs import PruneLabConfig
     from compression.labs.prune import run_prune
-    _, llama = get_baseline(BaselineConfig(dataset="pydoc", model=f"hf:{checkpoints / 'llama'}", train_steps=4,
-                                           batch_size=4, context=32), quick_ctx())
-    for method in ("magnitude", "wanda", "sparsegpt"):
-        out = run_prune(PruneLabConfig(from_run=llama["id"], method=method, pattern="2:4", calibration=4),
-                        quick_ctx())
-        row = out["results"][0]
+    from compression.text.prune import LMPruneConfig, prune_language_model
+    model, llama = get_baseline(BaselineConfig(dataset="pydoc", model=f"hf:{checkpoints / 'llama'}", train_steps=4,
+                                               batch_size=4, context=32), quick_ctx())
+    # the lab's whole path once (calibrate, prune, measure, time with the parent, store) ...
+    row = run_prune(PruneLabConfig(from_run=llama["id"], method="sparsegpt", pattern="2:4", calibration=4),
+                    quick_ctx())["results"][0]
+    assert row["perplexity"] > 0 and row["parent_id"] == llama["id"]
+    layers = {"sparsegpt": row["layers"]}
+    # ... and the other two methods on the same model (the lab around them is the same)
+    calibration = load_dataset("pydoc").windows(model.tokenizer, "train", 32, limit=4)[0]
+    for method in ("magnitude", "wanda"):
+        layers[method] = prune_language_model(model, calibration, LMPruneConfig(method, pattern="2:4"))[1]["layers"]
+    for method, rows in layers.items():
         # q, k, v, o and the gate, up and down projections of its one layer: each exactly 2 of every 4 kept
-        assert len(row["layers"]) == 7 and all(r["sparsity"] == 0.5 for r in row["layers"]), row["layers"]
-        assert row["perplexity"] > 0 and row["parent_id"] == llama["id"]
+        assert len(rows) == 7 and all(r["sparsity"] == 0.5 for r in rows), (method, rows)
     _, gpt2 = get_baseline(BaselineConfig(dataset="pydoc", model=f"hf:{checkpoints / 'gpt2'}", train_steps=0,
                                           context=32), quick_ctx())
     with pytest.raises(LabError, match="its projections are Conv1D layers"):

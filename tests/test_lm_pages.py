@@ -43,3 +43,28 @@ def test_a_text_run_shows_on_baseline_compare_and_report_apart_from_image_runs(l
     assert len(report.get("plotly_chart")) == 2  # perplexity vs size and vs decode latency
     image_report = open_page("report", "synthetic")
     assert not any(o.startswith(f"#{run['id']} ") for o in image_report.multiselect[0].options)
+
+
+def test_the_prune_page_offers_the_language_methods_and_lays_out_the_papers_table(lab_home):
+    from compression import RunStore
+    from compression.labs.configs import PruneLabConfig
+    from compression.labs.prune import run_prune
+    _, run = get_baseline(BaselineConfig(dataset="pydoc", model=TINY, train_steps=10, batch_size=8), quick_ctx())
+    shapes = (("magnitude", {"sparsities": [0.5]}), ("wanda", {"sparsities": [0.5]}), ("wanda", {"pattern": "2:4"}))
+    made = {(m, s.get("pattern") or "50%"): run_prune(PruneLabConfig(from_run=run["id"], method=m, calibration=4, **s),
+                                                      quick_ctx())["results"][0] for m, s in shapes}
+    at = open_page("prune", "pydoc")
+    assert at.selectbox[0].options == ["Magnitude (per layer)", "Wanda (|W| x input norm)", "SparseGPT (OBS update)"]
+    assert at.radio[0].options == ["unstructured", "2:4", "4:8"]
+    table = at.dataframe[0].value  # rows: sparsity or pattern; columns: dense and each method
+    assert table.loc["50%", "magnitude"] == round(made["magnitude", "50%"]["perplexity"], 3)
+    assert table.loc["2:4", "wanda"] == round(made["wanda", "2:4"]["perplexity"], 3)
+    assert table.loc["50%", "dense"] == round(run["record"]["perplexity"], 3)
+    assert len(at.get("plotly_chart")) == 3  # perplexity per method, paired speed-ups, per-layer sparsity
+    assert any("no such outliers" in c.value for c in at.caption)  # why Wanda lands near magnitude, said plainly
+    # the form queues a SparseGPT 2:4 job for the sidebar's model
+    at.radio[0].set_value("2:4")
+    next(b for b in at.button if b.label == "Prune").click().run()
+    job = RunStore().list_jobs()[0]
+    assert job["kind"] == "prune" and job["params"]["pattern"] == "2:4" and job["params"]["method"] == "sparsegpt"
+    RunStore().request_cancel(job["id"])

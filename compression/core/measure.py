@@ -18,7 +18,6 @@ from torch import nn
 # on CUDA builds of torch run on CPU-only machines; it changes nothing here.
 logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 from torch.utils import benchmark  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode
 
 from .data import Dataset
 from .timing import NOISY_LOAD_CORES, NOISY_REL_IQR, LoadSampler, machine_fingerprint, wait_for_quiet
@@ -132,6 +131,7 @@ def count_macs(model: nn.Module, input_shape) -> int:
 
     torch.ao's int8 kernels are invisible to the counter (0); callers use the float model's count.
     """
+    from torch.utils.flop_counter import FlopCounterMode  # imports triton (~0.5 s): only where MACs are counted
     counter = FlopCounterMode(display=False)
     try:
         with counter, torch.no_grad():

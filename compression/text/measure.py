@@ -15,7 +15,6 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from ..core.measure import count_params, quiet_wait_s, serialized_size, wilson_interval
 from ..core.timing import latency_entry, wait_for_quiet
@@ -66,6 +65,7 @@ def perplexity_ci(nll: list[float], tokens_per_sequence: int, seed: int = 0) -> 
 
 def macs_per_token(model: nn.Module, context: int) -> int:
     """Multiply-accumulates per token over a full context (attention's grow with position; this is their mean)."""
+    from torch.utils.flop_counter import FlopCounterMode  # imports triton (~0.5 s): only where MACs are counted
     counter = FlopCounterMode(display=False)
     try:
         with counter, torch.no_grad():

@@ -77,7 +77,7 @@ def test_search_through_the_ui(page, app_server):
     screenshot(page, "search")
 
 
-# last in the module: its later re-timings may still be running when the module stops its worker
+# last in the module: its re-timings may still be running when the module stops its worker
 def test_teaching_demo_fills_the_charts(page, app_server):
     _open(page, app_server)
     store = app_store(app_server)
@@ -91,14 +91,14 @@ def test_teaching_demo_fills_the_charts(page, app_server):
     assert page.locator(".scatterlayer .point").count() >= 12  # baselines, pruned, quantized, pipeline stages
     assert store.list_runs(kind="search_trial", job_id=job_id)  # the demo ends with a small search
     screenshot(page, "home-after-demo")
-    # then the Report's five claims are timed again in fresh processes, pooled, one job each (the first is
-    # checked; this test runs last in the module, so the others hold up no other test)
+    # then the Report's five claims are queued to be timed again in fresh processes, pooled, one job each (what
+    # such a job stores: tests/test_jobs.py; waiting here for five re-timings would cost a minute of the suite)
     follow_ups = store.get_job(job_id)["result"]["follow_up_jobs"]
     assert len(follow_ups) == 5 and {store.get_job(j)["kind"] for j in follow_ups} == {"speedup"}
-    wait_for(lambda: store.get_job(follow_ups[0])["status"] == "done", timeout=300)
-    params = store.get_job(follow_ups[0])["params"]
-    row = store.list_speedups(run_a=params["run_a"], run_b=params["run_b"])[-1]
-    assert row["detail"]["processes"] == 3 and row["batch_size"] == params["batch_size"]
+    demo_runs = {r["id"] for r in store.list_runs(job_id=job_id)}
+    for follow_up in follow_ups:
+        params = store.get_job(follow_up)["params"]
+        assert params["run_b"] in demo_runs and params["processes"] == 3 and params["time_budget"] > 0
     _open(page, app_server, "compare")
     page.wait_for_selector(".scatterlayer .point")
     assert page.get_by_text("Pareto front").count() >= 1

@@ -1,0 +1,65 @@
+"""The Prune page for a language model: magnitude, Wanda and SparseGPT, unstructured or N:M, calibrated on the
+training text; the results as the Wanda paper lays them out (perplexity per method and sparsity)."""
+from __future__ import annotations
+
+import streamlit as st
+
+from compression import LabError
+from compression.labs.lm_child import SIZE_ONLY
+from compression.techniques.prune import METHODS, parse_sparsities
+from compression.text.prune import CALIBRATION_SEQUENCES, PATTERNS
+from dashboard.charts_prune import layer_sparsity_bars, speedup_bars
+from dashboard.charts_text import perplexity_by_method, perplexity_table
+from dashboard.components import submit_job
+from dashboard.display import plot
+
+LANGUAGE_METHODS = [name for name in METHODS.names() if METHODS[name].language]
+WANDA_AT_THIS_SIZE = (
+    "**Why Wanda is no better than magnitude here.** Wanda weighs each weight by its input's norm. In the paper's "
+    "LLaMA models a few input features are hundreds of times larger than the rest (the outlier features of large "
+    "models), and that is where Wanda wins. A model this small has no such outliers, so Wanda lands near "
+    "magnitude. SparseGPT also updates the weights it keeps to make up for the removed ones, and that still pays "
+    "at this size.")
+
+
+def text_prune_form(params: dict) -> None:
+    with st.expander("What each method does", expanded=False):
+        for name in LANGUAGE_METHODS:
+            st.markdown(f"**{name}**: {METHODS[name].about}")
+        st.markdown(WANDA_AT_THIS_SIZE)
+    with st.form("prune-text-form"):
+        c1, c2, c3 = st.columns(3)
+        method = c1.selectbox("Method", LANGUAGE_METHODS, index=LANGUAGE_METHODS.index("sparsegpt"),
+                              format_func=METHODS.label)
+        shape = c2.radio("Sparsity shape", ["unstructured", *PATTERNS], horizontal=True,
+                         help="N:M keeps N of every M consecutive weights of a row (2:4 is what sparse GPU "
+                              "kernels run)")
+        sparsity_text = c3.text_input("Sparsities (unstructured)", "0.5", help="one run per value, each in [0, 1)")
+        calibration = st.number_input("Calibration sequences", 1, 1024, CALIBRATION_SEQUENCES,
+                                      help="windows of the training text that Wanda and SparseGPT measure the "
+                                           "inputs on (magnitude needs none)")
+        submitted = st.form_submit_button("Prune", type="primary")
+    st.caption(f"_{METHODS[method].about}_ No fine-tuning after pruning: one-shot, as the papers do.")
+    if not submitted:
+        return
+    job = {**params, "method": method, "calibration": int(calibration), "finetune_epochs": 0}
+    if shape == "unstructured":
+        try:
+            job["sparsities"] = parse_sparsities(sparsity_text)
+        except LabError as err:
+            st.error(str(err))
+            return
+    else:
+        job["pattern"] = shape
+    submit_job("prune", job)
+
+
+def text_prune_results(children: list[dict], parent: dict) -> None:
+    plot(perplexity_by_method(children, parent), key="prune-text-ppl")
+    st.dataframe(perplexity_table(children, parent), width="stretch")
+    if {"wanda", "magnitude"} <= {r["method"] for r in children}:
+        st.caption(WANDA_AT_THIS_SIZE.replace("**", ""))
+    plot(speedup_bars(children, parent), key="prune-text-speedup")
+    st.caption(SIZE_ONLY[0].upper() + SIZE_ONLY[1:] + ". The zeros do shrink the gzip size.")
+    chosen = st.selectbox("Per-layer view of", children[::-1], format_func=lambda r: f"#{r['run_id']} {r['label']}")
+    plot(layer_sparsity_bars(chosen["layers"], f"Per-layer sparsity of {chosen['label']}"), key="prune-text-layers")
