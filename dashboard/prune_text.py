@@ -35,14 +35,26 @@ def text_prune_form(params: dict) -> None:
                          help="N:M keeps N of every M consecutive weights of a row (2:4 is what sparse GPU "
                               "kernels run)")
         sparsity_text = c3.text_input("Sparsities (unstructured)", "0.5", help="one run per value, each in [0, 1)")
-        calibration = st.number_input("Calibration sequences", 1, 1024, CALIBRATION_SEQUENCES,
-                                      help="windows of the training text that Wanda and SparseGPT measure the "
-                                           "inputs on (magnitude needs none)")
+        c4, c5, c6 = st.columns(3)
+        calibration = c4.number_input("Calibration sequences", 1, 1024, CALIBRATION_SEQUENCES,
+                                      help="windows of the training text that Wanda, SparseGPT and the structured "
+                                           "methods measure activations on (magnitude needs none)")
+        epochs = c5.number_input("Fine-tune epochs (structured)", 0, 20, 0,
+                                 help="heads_mlp and depth: passes over the training text after pruning")
+        distill = c6.checkbox("Fine-tune with the parent as teacher", value=True,
+                              help="KL on the parent's logits plus cross-entropy, as Minitron does")
         submitted = st.form_submit_button("Prune", type="primary")
-    st.caption(f"_{METHODS[method].about}_ No fine-tuning after pruning: one-shot, as the papers do.")
+    structured = METHODS[method].structured
+    st.caption(f"_{METHODS[method].about}_" + ("" if structured else
+                                              " No fine-tuning after pruning: one-shot, as the papers do."))
     if not submitted:
         return
-    job = {**params, "method": method, "calibration": int(calibration), "finetune_epochs": 0}
+    if structured and shape != "unstructured":
+        st.error(f"{method} removes whole heads, units or layers: N:M patterns are for magnitude, wanda and "
+                 "sparsegpt. Pick 'unstructured' and a share to remove.")
+        return
+    job = {**params, "method": method, "calibration": int(calibration),
+           "finetune_epochs": int(epochs) if structured else 0, "distill": bool(distill and structured and epochs)}
     if shape == "unstructured":
         try:
             job["sparsities"] = parse_sparsities(sparsity_text)

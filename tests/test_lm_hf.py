@@ -91,6 +91,8 @@ def test_a_tiny_llama_is_pruned_by_each_method_and_gpt2_is_refused_in_one_senten
     for method, rows in layers.items():
         # q, k, v, o and the gate, up and down projections of its one layer: each exactly 2 of every 4 kept
         assert len(rows) == 7 and all(r["sparsity"] == 0.5 for r in rows), (method, rows)
+    with pytest.raises(LabError, match="needs a `gpt` model"):  # heads, units and layers: the lab's own blocks
+        run_prune(PruneLabConfig(from_run=llama["id"], method="heads_mlp", sparsities=[0.5]), quick_ctx())
     _, gpt2 = get_baseline(BaselineConfig(dataset="pydoc", model=f"hf:{checkpoints / 'gpt2'}", train_steps=0,
                                           context=32), quick_ctx())
     with pytest.raises(LabError, match="its projections are Conv1D layers"):

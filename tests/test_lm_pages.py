@@ -54,7 +54,8 @@ def test_the_prune_page_offers_the_language_methods_and_lays_out_the_papers_tabl
     made = {(m, s.get("pattern") or "50%"): run_prune(PruneLabConfig(from_run=run["id"], method=m, calibration=4, **s),
                                                       quick_ctx())["results"][0] for m, s in shapes}
     at = open_page("prune", "pydoc")
-    assert at.selectbox[0].options == ["Magnitude (per layer)", "Wanda (|W| x input norm)", "SparseGPT (OBS update)"]
+    assert at.selectbox[0].options == ["Magnitude (per layer)", "Wanda (|W| x input norm)", "SparseGPT (OBS update)",
+                                       "Heads + MLP units (structured)", "Whole layers (structured)"]
     assert at.radio[0].options == ["unstructured", "2:4", "4:8"]
     table = at.dataframe[0].value  # rows: sparsity or pattern; columns: dense and each method
     assert table.loc["50%", "magnitude"] == round(made["magnitude", "50%"]["perplexity"], 3)
@@ -68,3 +69,19 @@ def test_the_prune_page_offers_the_language_methods_and_lays_out_the_papers_tabl
     job = RunStore().list_jobs()[0]
     assert job["kind"] == "prune" and job["params"]["pattern"] == "2:4" and job["params"]["method"] == "sparsegpt"
     RunStore().request_cancel(job["id"])
+
+
+def test_the_quantize_page_shows_a_language_models_int8_run_and_what_ran(lab_home):
+    from compression.labs.configs import QuantizeLabConfig
+    from compression.labs.quantize import run_quantize
+    _, run = get_baseline(BaselineConfig(dataset="pydoc", model=TINY, train_steps=10, batch_size=8), quick_ctx())
+    out = run_quantize(QuantizeLabConfig(from_run=run["id"], methods=["dynamic_int8"]), quick_ctx())
+    child = out["results"][0]
+    at = open_page("quantize", "pydoc")
+    assert at.multiselect[0].options == ["Dynamic int8", "Weight-only int8", "Half precision (fp16)",
+                                         "Brain float (bf16)"]  # static int8 is not offered, and it says why
+    assert any("is not offered for language models" in c.value for c in at.caption)
+    assert any(f"#{child['run_id']} Dynamic int8" in m.value and "int8 matrix multiplies" in m.value
+               for m in at.markdown)
+    assert [m.label for m in at.metric][:2] == ["Perplexity", "Bits per byte"]
+    assert len(at.get("plotly_chart")) == 3  # perplexity vs size, vs prefill latency; paired speed-ups

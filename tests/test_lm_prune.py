@@ -185,3 +185,62 @@ def test_speedup_times_a_language_model_pair_at_prefill_or_decode(lab_home, caps
         assert timing["phase"] == phase and timing["batch_size"] == batch
         assert timing["ci95"][0] <= timing["speedup"] <= timing["ci95"][1]
         assert RunStore().list_speedups(run_b=child)[-1]["detail"]["phase"] == phase
+
+
+def test_heads_and_mlp_units_are_removed_by_activation_and_the_rest_computes_exactly_as_before():
+    from compression.text.structured import activation_importance, prune_heads_mlp
+    torch.manual_seed(0)
+    model = GPT(256, layers=2, width=32, heads=4, context=16).eval()
+    calibration = torch.randint(0, 256, (8, 16))
+    pruned, report = prune_heads_mlp(model, calibration, 0.5)
+    importance = activation_importance(model, calibration)
+    masked = copy.deepcopy(model)  # the oracle: the same model with the removed heads' and units' outputs zeroed
+    for block, kept_block, heads, units in zip(masked.blocks, report["blocks"], importance["heads"],
+                                               importance["units"]):
+        assert kept_block["heads_after"] == 2 and kept_block["mlp_after"] == 64
+        for h in torch.argsort(heads)[:2].tolist():  # the two least active heads
+            block.attn.out.weight.data[:, h * 8:(h + 1) * 8] = 0
+        block.fc2.weight.data[:, torch.argsort(units)[:64]] = 0
+    ids = torch.randint(0, 256, (2, 16))
+    with torch.no_grad():
+        assert torch.allclose(pruned(ids), masked(ids), atol=1e-5)
+    assert sum(p.numel() for p in pruned.blocks.parameters()) < 0.55 * sum(p.numel() for p in model.blocks.parameters())
+    logits, cache = pruned.decode_step(ids[:, :4])  # the KV cache works with fewer heads
+    assert torch.allclose(pruned.decode_step(ids[:, 4:5], cache)[0][:, -1], pruned(ids[:, :5])[:, -1], atol=1e-5)
+
+
+def test_depth_removes_the_blocks_that_change_their_input_least():
+    from compression.text.structured import activation_importance, prune_depth
+    torch.manual_seed(0)
+    model = GPT(256, layers=4, width=32, heads=2, context=16).eval()
+    with torch.no_grad():  # block 2 made a near no-op: its residual branches write almost nothing
+        model.blocks[2].attn.out.weight.mul_(1e-4)
+        model.blocks[2].fc2.weight.mul_(1e-4)
+    calibration = torch.randint(0, 256, (8, 16))
+    influence = activation_importance(model, calibration)["influence"]
+    assert min(range(4), key=lambda i: influence[i]) == 2
+    pruned, report = prune_depth(model, calibration, 0.25)
+    assert report["kept_layers"] == [0, 1, 3] and len(pruned.blocks) == 3
+    skipped = copy.deepcopy(model)
+    skipped.blocks = nn.ModuleList([skipped.blocks[i] for i in (0, 1, 3)])
+    ids = torch.randint(0, 256, (2, 16))
+    with torch.no_grad():
+        assert torch.equal(pruned(ids), skipped(ids))
+
+
+def test_heads_mlp_pruning_fine_tuned_with_the_parent_as_teacher_is_smaller_faster_timed_and_better(lab_home, capsys):
+    _, parent = tiny_lm(steps=40)
+    rows = {}
+    for flags in ([], ["--finetune-epochs", "1", "--distill"]):
+        code, out, err = run_cli(capsys, "prune", "--from", str(parent["id"]), "--method", "heads_mlp",
+                                 "--sparsity", "0.5", "--calibration", "8", *flags, "--json")
+        assert code == 0, err
+        rows[bool(flags)] = json.loads(out)["results"][0]
+    one_shot, tuned = rows[False], rows[True]
+    assert tuned["params"] == one_shot["params"] < 0.8 * parent["record"]["params"]  # embeddings and head stay
+    assert tuned["finetune_history"] and not one_shot["finetune_history"]
+    assert tuned["perplexity"] < one_shot["perplexity"]  # the fine-tune wins perplexity back
+    assert "(distilled)" in tuned["label"] and "runs faster" in tuned["speed_note"]
+    assert tuned["macs_per_token"] < parent["record"]["macs_per_token"]
+    speed = RunStore().list_speedups(run_a=parent["id"], run_b=tuned["run_id"])
+    assert len(speed) == 1 and tuned["speedup_cpu_b8"] == speed[0]["speedup"]

@@ -93,6 +93,12 @@ def get_baseline(config: BaselineConfig, ctx: RunContext | None = None) -> tuple
     return net, ctx.store.get_run(run_id)
 
 
+def parent_is_text(config: TechniqueConfig, ctx: RunContext) -> bool:
+    """Does the technique start from a language model: a text data set, or a stored run of one (`--from`)?"""
+    return is_text_name(ctx.store.get_run(config.from_run)["dataset"] if config.from_run is not None
+                        else config.dataset)
+
+
 def resolve_parent(config: TechniqueConfig, ctx: RunContext) -> tuple[nn.Module, dict]:
     """The model a technique starts from: any stored run (`from_run`), else the cached baseline."""
     if config.from_run is not None:

@@ -51,7 +51,7 @@ class CommonConfig(LabConfig):
 
 
 IMAGE_FINETUNE_EPOCHS = 5
-TEXT_LABS = {"train", "prune"}  # labs that take a text data set (language models); the others, after part 2
+TEXT_LABS = {"train", "prune", "quantize"}  # labs that take a text data set (language models); the others, after part 2
 
 
 @dataclass
@@ -108,7 +108,10 @@ class PruneLabConfig(TechniqueConfig):
                                 help="language models: N:M semi-structured sparsity (2:4 keeps 2 of every 4 "
                                      "weights) instead of --sparsity")
     calibration: int = param(CALIBRATION_SEQUENCES, min=1, max=4096,
-                             help="language models: training sequences that calibrate wanda and sparsegpt")
+                             help="language models: training sequences that calibrate wanda, sparsegpt and the "
+                                  "structured methods' importance")
+    distill: bool = param(False, help="language models: fine-tune with the parent as teacher (KL on its logits "
+                                      "plus cross-entropy), as Minitron does")
 
     def check(self) -> None:
         super().check()

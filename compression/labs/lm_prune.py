@@ -1,27 +1,84 @@
-"""The prune lab on a language model: magnitude, Wanda or SparseGPT (text.prune), at each sparsity of the sweep
-or at an N:M pattern, calibrated on training text; each pruned copy stored as a child, measured and timed with
-its parent. Unstructured and N:M zeros buy no speed with dense CPU kernels: the record says so."""
+"""The prune lab on a language model, one child run per sparsity (or pattern), each measured and timed with its
+parent:
+
+- magnitude, Wanda or SparseGPT (text.prune), unstructured or N:M, calibrated on training text. One-shot: the
+  zeros buy no speed with dense CPU kernels, and the record says so;
+- heads_mlp or depth (text.structured): a smaller dense gpt, really faster, then optionally fine-tuned for
+  --finetune-epochs, with the parent as teacher when --distill is given (Minitron's recipe).
+"""
 from __future__ import annotations
 
 from ..errors import LabError
+from ..techniques.prune import layer_report
 from ..text.prune import LMPruneConfig, prune_language_model
+from ..text.structured import STRUCTURED, prune_depth, prune_heads_mlp
+from ..text.train import LMTrainConfig, distillation_loss, lm_loss, steps_per_epoch, train_lm
 from .baseline import Child
 from .configs import PruneLabConfig
 from .context import RunContext
-from .lm_child import SIZE_ONLY, prepare_lm_parent, store_lm_child
+from .lm_child import SIZE_ONLY, LMParent, prepare_lm_parent, store_lm_child
 from .records import as_record
+
+FINETUNE_LR = 1e-3  # a third of training's peak: the pruned model starts close to a good solution
+STRUCTURED_PRUNERS = {"heads_mlp": prune_heads_mlp, "depth": prune_depth}
 
 
 def lm_prune_configs(config: PruneLabConfig) -> list[LMPruneConfig]:
-    if config.epochs_after_pruning(language=True):
-        raise LabError("Fine-tuning after pruning a language model is not built yet: use --finetune-epochs 0 "
-                       "(one-shot, as Wanda and SparseGPT prune).")
+    structured = config.method in STRUCTURED
+    if config.epochs_after_pruning(language=True) and not structured:
+        raise LabError("Fine-tuning after magnitude, wanda or sparsegpt is not built yet: use --finetune-epochs 0 "
+                       "(one-shot, as the papers prune), or heads_mlp or depth, which fine-tune.")
+    if config.distill and not config.epochs_after_pruning(language=True):
+        raise LabError("--distill fine-tunes with the parent as teacher: give --finetune-epochs too.")
     if config.with_sensitivity or config.layers or config.schedule != "oneshot":
-        raise LabError("For language models the prune lab takes --method, --sparsity or --pattern, and "
-                       "--calibration; --sensitivity, --layers and the iterative schedule are for image models.")
+        raise LabError("For language models the prune lab takes --method, --sparsity or --pattern, --calibration, "
+                       "--finetune-epochs and --distill; --sensitivity, --layers and the iterative schedule are "
+                       "for image models.")
     if config.pattern:
         return [LMPruneConfig(config.method, 0.5, config.pattern, config.calibration, config.seed)]
     return [LMPruneConfig(config.method, float(s), None, config.calibration, config.seed) for s in config.sparsities]
+
+
+def _prune(parent: LMParent, prune_config: LMPruneConfig, step: RunContext, ctx: RunContext, name: str):
+    calibration = parent.calibration(prune_config.calibration, prune_config.seed)
+    if prune_config.method not in STRUCTURED:
+        pruned, report = prune_language_model(parent.model, calibration, prune_config,
+                                              progress=lambda f, msg: step.report(0.5 * f, f"{name}: {msg}"),
+                                              should_cancel=ctx.should_cancel)
+        report["speed_note"] = SIZE_ONLY
+        return pruned, report
+    pruned, report = STRUCTURED_PRUNERS[prune_config.method](parent.model, calibration, prune_config.sparsity)
+    report.update(method=prune_config.method, sparsity=prune_config.sparsity, pattern=None, structured=True,
+                  calibration_sequences=int(calibration.shape[0]), calibration_tokens=int(calibration.numel()),
+                  speed_note="a smaller dense model: fewer multiply-accumulates, so it runs faster on any kernel")
+    report["layers"] = _depth_layers(parent, report) if prune_config.method == "depth" else \
+        layer_report(parent.model, pruned)
+    return pruned, report
+
+
+def _depth_layers(parent: LMParent, report: dict) -> list[dict]:
+    """Each of the parent's block layers, kept whole or removed with its block (the names of the pruned model's
+    blocks shift, so they are reported against the parent's)."""
+    rows = []
+    for row in layer_report(parent.model, parent.model):
+        block = int(row["layer"].split(".")[1]) if row["layer"].startswith("blocks.") else None
+        removed = block is not None and block not in report["kept_layers"]
+        rows.append({**row, "params_after": 0 if removed else row["params_before"],
+                     "nonzero_after": 0 if removed else row["nonzero_after"], "sparsity": 1.0 if removed else 0.0})
+    return rows
+
+
+def _finetune(model, parent: LMParent, config: PruneLabConfig, step: RunContext, name: str) -> list[dict]:
+    epochs = config.epochs_after_pruning(language=True)
+    train_config = LMTrainConfig(steps=epochs * steps_per_epoch(parent.data, model.tokenizer, LMTrainConfig.batch_size,
+                                                                parent.context), lr=FINETUNE_LR, seed=config.seed)
+    teacher = f", the parent teaching" if config.distill else ""
+    return train_lm(model, parent.data, train_config, context=parent.context,
+                    loss_fn=distillation_loss(parent.model) if config.distill else lm_loss,
+                    on_step=lambda info: step.report(0.5 + 0.35 * info["step"] / info["steps"],
+                                                     f"{name}: fine-tuning{teacher}, step {info['step']}/"
+                                                     f"{info['steps']}"),
+                    should_cancel=step.should_cancel)
 
 
 def run_prune_lm(config: PruneLabConfig, ctx: RunContext) -> dict:
@@ -31,14 +88,15 @@ def run_prune_lm(config: PruneLabConfig, ctx: RunContext) -> dict:
     for i, prune_config in enumerate(prune_configs):
         name = f"{config.method} {prune_config.pattern or f'{prune_config.sparsity:.0%}'}"
         step = ctx.slice(0.15 + 0.8 * i / len(prune_configs), 0.15 + 0.8 * (i + 1) / len(prune_configs), name)
-        calibration = parent.calibration(prune_config.calibration, prune_config.seed)
-        pruned, report = prune_language_model(parent.model, calibration, prune_config,
-                                              progress=lambda f, msg: step.report(0.8 * f, f"{name}: {msg}"),
-                                              should_cancel=ctx.should_cancel)
+        pruned, report = _prune(parent, prune_config, step, ctx, name)
+        history = _finetune(pruned, parent, config, step, name) if config.epochs_after_pruning(True) else []
+        if history:
+            name += f", fine-tuned {config.epochs_after_pruning(True)} ep" + (" (distilled)" if config.distill else "")
         step.report(0.85, f"{name}: measuring perplexity and timing it with its parent")
         extra = {k: report[k] for k in ("sparsity", "pattern", "structured", "layers", "calibration_sequences",
-                                         "calibration_tokens", "block_sparsity")}
-        extra["speed_note"] = SIZE_ONLY
+                                         "calibration_tokens", "speed_note") if k in report}
+        extra.update({k: report[k] for k in ("block_sparsity", "blocks", "kept_layers") if k in report})
+        extra["finetune_history"] = history
         run = store_lm_child(ctx, parent, pruned, Child("prune", config.method, name,
                                                         {**config.to_dict(), **prune_config.to_dict()}, extra))
         results.append({**as_record(run), "method": config.method, "sparsity": prune_config.target,

@@ -5,9 +5,8 @@ from __future__ import annotations
 from ..core.data import load_dataset
 from ..core.models import build_model
 from ..errors import LabError
-from ..text.corpus import is_text_name
 from ..techniques.prune import METHODS, prunable_layers, prune_model, sensitivity
-from .baseline import Child, prepare_parent, store_child
+from .baseline import Child, parent_is_text, prepare_parent, store_child
 from .configs import PruneLabConfig
 from .context import RunContext
 from .records import as_record
@@ -50,8 +49,7 @@ def run_prune(config: PruneLabConfig, ctx: RunContext | None = None) -> dict:
 
 def _prunes_language_model(config: PruneLabConfig, ctx: RunContext) -> bool:
     """Is the parent a language model (a text data set, or a stored run of one)? Its methods must say so too."""
-    dataset = ctx.store.get_run(config.from_run)["dataset"] if config.from_run is not None else config.dataset
-    language = is_text_name(dataset)
+    language = parent_is_text(config, ctx)
     if language != METHODS[config.method].language:
         kind = "language" if language else "image"
         known = [n for n in METHODS.names() if METHODS[n].language == language]

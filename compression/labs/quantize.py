@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..errors import LabError
 from ..techniques.quantize import METHODS, availability, quantize_model
-from .baseline import Child, prepare_parent, store_child
+from .baseline import Child, parent_is_text, prepare_parent, store_child
 from .configs import QuantizeLabConfig
 from .context import RunContext
 from .records import as_record
@@ -15,6 +15,9 @@ def run_quantize(config: QuantizeLabConfig, ctx: RunContext | None = None) -> di
     A method this machine cannot run is reported in `unavailable` with its reason, not raised.
     """
     ctx = ctx or RunContext()
+    if parent_is_text(config, ctx):
+        from .lm_quantize import run_quantize_lm
+        return run_quantize_lm(config, ctx)
     parent = prepare_parent(config, ctx)
     device = config.device if config.device not in (None, "auto") else "cpu"
     results, unavailable = [], []

@@ -24,6 +24,7 @@ from torch import nn
 
 from ..errors import CancelledError, LabError
 from ..techniques.prune import METHODS, Method, layer_report
+from .structured import STRUCTURED
 
 PATTERNS = ("2:4", "4:8")
 CALIBRATION_SEQUENCES = 32  # windows of the training split (the papers use 128 of 2048 tokens)
@@ -40,10 +41,13 @@ class LMPruneConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if self.method not in TEXT_ALGORITHMS:
+        if self.method not in (*TEXT_ALGORITHMS, *STRUCTURED):
             raise LabError(f"'{self.method}' prunes image models. For language models: "
-                           f"{', '.join(TEXT_ALGORITHMS)}.")
+                           f"{', '.join((*TEXT_ALGORITHMS, *STRUCTURED))}.")
         if self.pattern is not None:
+            if self.method in STRUCTURED:
+                raise LabError(f"{self.method} removes whole heads, units or layers: an N:M pattern is for "
+                               f"magnitude, wanda and sparsegpt.")
             n_m(self.pattern)
         elif not 0 <= self.sparsity < 1:
             raise LabError(f"Sparsity must be in [0, 1), got {self.sparsity}")
@@ -205,6 +209,13 @@ for _m in [
            "Language models: chooses the mask with the layer's inverse Hessian and updates the kept weights to "
            "make up for the removed ones (arXiv 2301.00774). Best perplexity of the three; size only on this "
            "machine.", language=True),
+    Method("heads_mlp", "Heads + MLP units (structured)", True,
+           "Language models (gpt): removes that share of each block's attention heads and MLP hidden units, the "
+           "least active on calibration text (as Minitron ranks them). A smaller dense model: really faster. "
+           "Fine-tune with --distill to win the perplexity back.", language=True),
+    Method("depth", "Whole layers (structured)", True,
+           "Language models (gpt): removes that share of the blocks, those that change their input least. Faster "
+           "in proportion; costs more perplexity than narrowing, before fine-tuning.", language=True),
 ]:
     METHODS.register(_m.name, _m, about=_m.about, label=_m.label)
 

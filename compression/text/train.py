@@ -70,6 +70,28 @@ def lm_loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> to
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1))
 
 
+def distillation_loss(teacher: nn.Module, temperature: float = 2.0, alpha: float = 0.5) -> Callable:
+    """alpha x T^2 x KL(teacher || student) on the logits at temperature T, plus (1 - alpha) x cross-entropy on
+    the text: the student learns the teacher's whole next-token distribution, not only its top guess."""
+    teacher.eval()
+
+    def loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        logits = model(inputs).float()
+        with torch.no_grad():
+            taught = teacher(inputs).float()
+        vocab = logits.shape[-1]
+        kl = F.kl_div(F.log_softmax(logits.reshape(-1, vocab) / temperature, -1),
+                      F.log_softmax(taught.reshape(-1, vocab) / temperature, -1), log_target=True,
+                      reduction="batchmean") * temperature ** 2
+        return alpha * kl + (1 - alpha) * F.cross_entropy(logits.reshape(-1, vocab), targets.reshape(-1))
+    return loss
+
+
+def steps_per_epoch(data: TextDataset, tokenizer, batch_size: int, context: int) -> int:
+    """Steps of `batch_size` windows that cover the training split once: what an epoch means for text."""
+    return max(1, math.ceil(len(data.tokens(tokenizer)["train"]) / (batch_size * context)))
+
+
 @torch.no_grad()
 def evaluate_loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, batch: int = 32) -> float:
     was = model.training
@@ -86,8 +108,8 @@ def evaluate_loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
 
 def train_lm(model: nn.Module, data: TextDataset, config: LMTrainConfig, *, context: int,
              on_step: Callable[[dict], None] | None = None, on_eval: Callable[[dict], None] | None = None,
-             should_cancel: Callable[[], bool] | None = None) -> list[dict]:
-    """Train in place; returns the curve: EVALS points of {"step", "steps", "train_loss", "val_loss",
+             should_cancel: Callable[[], bool] | None = None, loss_fn: Callable = lm_loss) -> list[dict]:
+    """Train in place (on `loss_fn`: the text's cross-entropy, or distillation_loss from a teacher); returns the curve: EVALS points of {"step", "steps", "train_loss", "val_loss",
     "val_perplexity", "elapsed_s"}. NaN loss raises DivergedError; should_cancel() raises CancelledError."""
     ids = data.tokens(model.tokenizer)["train"]
     if len(ids) <= context + 1:
@@ -109,7 +131,7 @@ def train_lm(model: nn.Module, data: TextDataset, config: LMTrainConfig, *, cont
             rows = torch.stack([ids[s:s + context + 1] for s in starts.tolist()])
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, config)
-            loss = lm_loss(model, rows[:, :-1], rows[:, 1:])
+            loss = loss_fn(model, rows[:, :-1], rows[:, 1:])
             if not torch.isfinite(loss):
                 raise DivergedError(f"The loss became {loss.item()} at step {step + 1}: try a lower learning rate.")
             optimizer.zero_grad(set_to_none=True)

@@ -1,10 +1,12 @@
 import streamlit as st
 
 from compression.labs.summary import versus_baseline
+from compression.text.corpus import is_text_name
 from compression.techniques.prune import METHODS as PRUNE_METHODS
 from compression.techniques.quantize import METHODS, availability
 from dashboard.charts import lineage_ids, runs_frame, tradeoff_chart
 from dashboard.display import plot
+from dashboard.quantize_text import text_quantize_tab
 from dashboard.components import job_panel, metric_cards, submit_job
 from dashboard.state import baseline_params, records
 
@@ -13,13 +15,17 @@ st.write("Store weights (and activations) in fewer bits. Every result is measure
          "what really ran: int8 kernels, or int8 storage with fp32 compute.")
 params = baseline_params()
 device = params["device"]
+all_runs = records(dataset=params["dataset"])  # read once per rerun; both tabs filter it
+by_id = {r["run_id"]: r for r in all_runs}
+if is_text_name(params["dataset"]):
+    text_quantize_tab(params, all_runs, by_id)
+    st.caption("Pipelines (prune, then fine-tune, then quantize) take image models for now.")
+    st.stop()
 with st.expander("What each method does", expanded=False):
     for m in METHODS.values():
         reason = availability(m.name, "cpu" if m.real_int8 else device)
         st.markdown(f"**{m.name}** ({m.kernels}): {m.about}" + (f"  \n:orange[Unavailable here: {reason}]" if reason else ""))
 
-all_runs = records(dataset=params["dataset"])  # read once per rerun; both tabs filter it
-by_id = {r["run_id"]: r for r in all_runs}
 quant_tab, pipe_tab = st.tabs(["Quantize", "Pipeline builder"])
 with quant_tab:
     with st.form("quantize-form"):
@@ -55,7 +61,8 @@ with pipe_tab:
     c1, c2, c3 = st.columns([1, 2, 1])
     kind = c1.selectbox("Stage", ["prune", "finetune", "quantize"])
     if kind == "prune":
-        method = c2.selectbox("Pruning method", PRUNE_METHODS.names(), index=PRUNE_METHODS.names().index("channel_l1"),
+        image_methods = [n for n in PRUNE_METHODS.names() if not PRUNE_METHODS[n].language]
+        method = c2.selectbox("Pruning method", image_methods, index=image_methods.index("channel_l1"),
                               format_func=PRUNE_METHODS.label)
         value = c2.slider("Sparsity", 0.05, 0.95, 0.5, 0.05)
         text = f"prune:{method}={value}"

@@ -44,14 +44,15 @@ def browser():
         browser.close()
 
 
-def serve_app(tmp_path_factory):
+def serve_app(tmp_path_factory, prewarm: bool = False):
     """`python -m streamlit run dashboard/app.py` (what `make run` runs) on a free port, own lab folder; stopped,
-    with its job worker, when the generator is closed."""
+    with its job worker, when the generator is closed. `prewarm`: the app starts its job worker when a page first
+    opens, as `make run` does (a module that runs jobs wants it; one that only reads saves the process)."""
     home = tmp_path_factory.mktemp("e2e-lab")
     port = _free_port()
     # a browser and a server keep the machine busy: the app's worker must not wait 10 s for quiet before each timing
     env = dict(os.environ, COMPRESSION_LAB_HOME=str(home), COMPRESSION_LAB_WORKER_IDLE_S="30",
-               COMPRESSION_LAB_QUIET_WAIT_S="0")
+               COMPRESSION_LAB_QUIET_WAIT_S="0", COMPRESSION_LAB_PREWARM="1" if prewarm else "0")
     env.pop("COMPRESSION_LAB_DB", None)
     log = open(home / "server.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "dashboard/app.py",
@@ -85,8 +86,9 @@ def app_server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def shared_app_server(tmp_path_factory):
-    yield from serve_app(tmp_path_factory)
+def shared_app_server(tmp_path_factory, request):
+    """One server for the module; it prewarms its job worker unless the module says `PREWARM_WORKER = False`."""
+    yield from serve_app(tmp_path_factory, prewarm=getattr(request.module, "PREWARM_WORKER", True))
 
 
 def app_store(app_server):

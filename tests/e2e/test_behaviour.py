@@ -3,20 +3,24 @@ import pytest
 
 from compression import BaselineConfig, PruneLabConfig, RunContext, RunStore, get_baseline, run_prune
 
-from .conftest import screenshot
+from .conftest import screenshot, shared_app_server
 
 pytestmark = pytest.mark.e2e
+app_server = shared_app_server  # both tests only read the runs below: one server and one lab for the module
+PREWARM_WORKER = False  # and run no job
 
 
-@pytest.fixture
-def pruned_digits(app_server, monkeypatch):
+@pytest.fixture(scope="module")
+def pruned_digits(app_server):
     """A digits baseline and its 90% global_l1 child without fine-tuning, stored in the served app's lab."""
-    monkeypatch.setenv("COMPRESSION_LAB_HOME", str(app_server["home"]))
-    ctx = RunContext(latency_time=0.02)
-    _, base = get_baseline(BaselineConfig(dataset="digits", model="mlp:hidden=32", epochs=3, latency_batch=16), ctx)
-    child = run_prune(PruneLabConfig(from_run=base["id"], method="global_l1", sparsities=[0.9], finetune_epochs=0,
-                                     latency_batch=16), ctx)["results"][0]
-    return base, RunStore().get_run(child["run_id"])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("COMPRESSION_LAB_HOME", str(app_server["home"]))
+        ctx = RunContext(latency_time=0.02)
+        _, base = get_baseline(BaselineConfig(dataset="digits", model="mlp:hidden=32", epochs=3, latency_batch=16),
+                               ctx)
+        child = run_prune(PruneLabConfig(from_run=base["id"], method="global_l1", sparsities=[0.9],
+                                         finetune_epochs=0, latency_batch=16), ctx)["results"][0]
+        return base, RunStore().get_run(child["run_id"])
 
 
 def _gallery_widths(page, at_least: int = 1) -> list[int]:

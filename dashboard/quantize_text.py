@@ -1,0 +1,45 @@
+"""The Quantize page for a language model: dynamic int8, weight-only int8, fp16 and bf16 of its Linear layers,
+each run's perplexity and measured speed next to its parent, and what really ran."""
+from __future__ import annotations
+
+import streamlit as st
+
+from compression.labs.lm_quantize import NOT_FOR_LANGUAGE_MODELS
+from compression.labs.speed import latest_speedup, speed_text
+from compression.techniques.quantize import METHODS
+from dashboard.charts_prune import speedup_bars
+from dashboard.charts_text import perplexity_chart, text_frame
+from dashboard.components import job_panel, submit_job, text_metric_cards
+from dashboard.display import plot
+from dashboard.state import get_store
+
+LANGUAGE_METHODS = [name for name in METHODS.names() if name not in NOT_FOR_LANGUAGE_MODELS]
+
+
+def text_quantize_tab(params: dict, all_runs: list[dict], by_id: dict) -> None:
+    with st.form("quantize-text-form"):
+        methods = st.multiselect("Methods", LANGUAGE_METHODS, default=["dynamic_int8"], format_func=METHODS.label)
+        if st.form_submit_button("Quantize", type="primary"):
+            submit_job("quantize", {**params, "methods": methods})
+    for name, reason in NOT_FOR_LANGUAGE_MODELS.items():
+        st.caption(f"{METHODS.label(name)} is not offered for language models: {reason}.")
+    job_panel(("quantize",), key="quantize")
+    runs = [r for r in all_runs if r["kind"] == "quantize" and r["status"] == "done" and "perplexity" in r]
+    if not runs:
+        st.info("No quantized language-model runs on this data set yet. Pick methods and press **Quantize**.")
+        return
+    for run in runs[::-1][:6]:
+        parent = by_id.get(run["parent_id"])
+        speed = speed_text(latest_speedup(get_store(), run["run_id"], run["parent_id"])) if parent else ""
+        st.markdown(f"**#{run['run_id']} {run['label']}** · {run.get('speed_note', '')}"
+                    + (f" · vs #{parent['run_id']}: perplexity {parent['perplexity']:.2f} → {run['perplexity']:.2f}, "
+                       f"prefill {speed}" if parent else ""))
+        text_metric_cards(run)
+    parents = [by_id[i] for i in dict.fromkeys(r["parent_id"] for r in runs) if i in by_id]
+    frame = text_frame(parents + runs)
+    left, right = st.columns(2)
+    plot(container=left, fig=perplexity_chart(frame, "size_bytes"), key="quant-text-size")
+    plot(container=right, fig=perplexity_chart(frame, "prefill_ms"), key="quant-text-prefill")
+    if parents:
+        plot(speedup_bars([r for r in runs if r["parent_id"] == parents[-1]["run_id"]], parents[-1]),
+             key="quant-text-speedup")

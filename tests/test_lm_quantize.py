@@ -1,0 +1,33 @@
+"""Language models, part 2: quantization. Dynamic int8 (real int8 kernels, its engine recorded), half precision,
+and static int8 refused with its reason; every run measured and timed together with its parent."""
+import json
+
+import pytest
+
+from compression import RunStore
+from test_lm import run_cli, tiny_lm
+
+
+def test_a_stored_gpt_is_quantized_and_each_result_says_what_ran(lab_home, capsys):
+    _, parent = tiny_lm(steps=30)
+    code, out, err = run_cli(capsys, "quantize", "--from", str(parent["id"]), "--method", "dynamic_int8", "bf16",
+                             "static_int8", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    rows = {r["method"]: r for r in result["results"]}
+    assert set(rows) == {"dynamic_int8", "bf16"}
+    assert [u["method"] for u in result["unavailable"]] == ["static_int8"]
+    assert "dynamic_int8" in result["unavailable"][0]["reason"]  # it says what to use instead
+    dense = parent["record"]["perplexity"]
+    int8 = rows["dynamic_int8"]
+    assert int8["real_int8"] and int8["engine"] and f"{int8['engine']} engine" in int8["speed_note"]
+    assert {q["dtype"] for q in int8["quantized_layers"]} == {"qint8"} and len(int8["quantized_layers"]) == 7
+    assert int8["perplexity"] == pytest.approx(dense, rel=0.05)  # int8 weights barely move a small model
+    assert int8["size_bytes"] < 0.6 * parent["record"]["size_bytes"]
+    assert int8["macs_per_token"] == parent["record"]["macs_per_token"]
+    assert "half the size" in rows["bf16"]["speed_note"]
+    store = RunStore()
+    for row in rows.values():
+        speed = store.list_speedups(run_a=parent["id"], run_b=row["run_id"])
+        assert len(speed) == 1 and speed[0]["batch_size"] == 8 and row["speedup_cpu_b8"] == speed[0]["speedup"]
+        assert row["perplexity_ci95"][0] <= row["perplexity"] <= row["perplexity_ci95"][1]
