@@ -123,6 +123,19 @@ def perplexity_by_method(children: list[dict], parent: dict) -> go.Figure:
     return fig
 
 
+def structured_table(runs: list[dict], parent: dict) -> pd.DataFrame:
+    """One row per structured run: what it kept, its perplexity against the parent's, its paired prefill speed-up."""
+    rows = []
+    for r in sorted(runs, key=lambda r: r["run_id"]):
+        key = next((k for k in r if k.startswith("speedup_cpu_b") and k.count("_") == 2), None)
+        rows.append({"run": f"#{r['run_id']} {r['label']}", "parameters": f"{r['params'] / parent['params']:.0%}",
+                     "perplexity": round(r["perplexity"], 3), "parent's": round(parent["perplexity"], 3),
+                     "prefill speed-up (paired)": f"{r[key]:.2f}x [{r[key + '_ci95'][0]:.2f}, "
+                                                  f"{r[key + '_ci95'][1]:.2f}]" if key else "not timed",
+                     "fine-tune steps": (r.get("finetune_history") or [{}])[-1].get("steps", 0)})
+    return pd.DataFrame(rows)
+
+
 def perplexity_table(children: list[dict], parent: dict) -> pd.DataFrame:
     """Rows: sparsity or pattern; columns: dense and each method (the newest run of each)."""
     table = {}

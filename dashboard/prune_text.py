@@ -9,7 +9,7 @@ from compression.labs.lm_child import SIZE_ONLY
 from compression.techniques.prune import METHODS, parse_sparsities
 from compression.text.prune import CALIBRATION_SEQUENCES, PATTERNS
 from dashboard.charts_prune import layer_sparsity_bars, speedup_bars
-from dashboard.charts_text import perplexity_by_method, perplexity_table
+from dashboard.charts_text import perplexity_by_method, perplexity_table, structured_table
 from dashboard.components import submit_job
 from dashboard.display import plot
 
@@ -67,11 +67,18 @@ def text_prune_form(params: dict) -> None:
 
 
 def text_prune_results(children: list[dict], parent: dict) -> None:
-    plot(perplexity_by_method(children, parent), key="prune-text-ppl")
-    st.dataframe(perplexity_table(children, parent), width="stretch")
-    if {"wanda", "magnitude"} <= {r["method"] for r in children}:
-        st.caption(WANDA_AT_THIS_SIZE.replace("**", ""))
+    one_shot = [r for r in children if not r.get("structured")]
+    if one_shot:  # the paper's table: zeros, no fine-tuning
+        plot(perplexity_by_method(one_shot, parent), key="prune-text-ppl")
+        st.dataframe(perplexity_table(one_shot, parent), width="stretch")
+        if {"wanda", "magnitude"} <= {r["method"] for r in one_shot}:
+            st.caption(WANDA_AT_THIS_SIZE.replace("**", ""))
+    structured = [r for r in children if r.get("structured")]
+    if structured:  # a smaller model, often fine-tuned: not comparable with the one-shot table
+        st.markdown("**Structured: a smaller dense model**")
+        st.dataframe(structured_table(structured, parent), hide_index=True, width="stretch")
     plot(speedup_bars(children, parent), key="prune-text-speedup")
-    st.caption(SIZE_ONLY[0].upper() + SIZE_ONLY[1:] + ". The zeros do shrink the gzip size.")
+    st.caption(f"Magnitude, Wanda and SparseGPT: {SIZE_ONLY}; the zeros do shrink the gzip size. Heads + MLP units "
+               "and whole layers: smaller matrices, or fewer, so they really run faster.")
     chosen = st.selectbox("Per-layer view of", children[::-1], format_func=lambda r: f"#{r['run_id']} {r['label']}")
     plot(layer_sparsity_bars(chosen["layers"], f"Per-layer sparsity of {chosen['label']}"), key="prune-text-layers")

@@ -30,10 +30,9 @@ def text_quantize_tab(params: dict, all_runs: list[dict], by_id: dict) -> None:
         return
     for run in runs[::-1][:6]:
         parent = by_id.get(run["parent_id"])
-        speed = speed_text(latest_speedup(get_store(), run["run_id"], run["parent_id"])) if parent else ""
         st.markdown(f"**#{run['run_id']} {run['label']}** · {run.get('speed_note', '')}"
                     + (f" · vs #{parent['run_id']}: perplexity {parent['perplexity']:.2f} → {run['perplexity']:.2f}, "
-                       f"prefill {speed}" if parent else ""))
+                       f"{phase_speeds(run)}" if parent else ""))
         text_metric_cards(run)
     parents = [by_id[i] for i in dict.fromkeys(r["parent_id"] for r in runs) if i in by_id]
     frame = text_frame(parents + runs)
@@ -43,3 +42,16 @@ def text_quantize_tab(params: dict, all_runs: list[dict], by_id: dict) -> None:
     if parents:
         plot(speedup_bars([r for r in runs if r["parent_id"] == parents[-1]["run_id"]], parents[-1]),
              key="quant-text-speedup")
+
+
+def phase_speeds(run: dict) -> str:
+    """'prefill 1.5x faster [1.4, 1.6], decode 1.7x slower [1.6, 1.8]': both paired timings with the parent."""
+    store = get_store()
+    parts = []
+    for phase, batch in (("prefill", max((e["batch_size"] for e in run["latency"] if e.get("phase") == "prefill"),
+                                         default=None)), ("decode", 1)):
+        rows = [r for r in store.list_speedups(run_b=run["run_id"], run_a=run["parent_id"])
+                if r["batch_size"] == batch]
+        if rows:
+            parts.append(f"{phase} {speed_text(latest_speedup(store, run['run_id'], run['parent_id'], batch_size=batch))}")
+    return ", ".join(parts) or "speed: not timed together"

@@ -81,7 +81,7 @@ def test_the_quantize_page_shows_a_language_models_int8_run_and_what_ran(lab_hom
     assert at.multiselect[0].options == ["Dynamic int8", "Weight-only int8", "Half precision (fp16)",
                                          "Brain float (bf16)"]  # static int8 is not offered, and it says why
     assert any("is not offered for language models" in c.value for c in at.caption)
-    assert any(f"#{child['run_id']} Dynamic int8" in m.value and "int8 matrix multiplies" in m.value
-               for m in at.markdown)
+    line = next(m.value for m in at.markdown if f"#{child['run_id']} Dynamic int8" in m.value)
+    assert "int8 matrix multiplies" in line and "prefill " in line and ", decode " in line  # both phases, paired
     assert [m.label for m in at.metric][:2] == ["Perplexity", "Bits per byte"]
     assert len(at.get("plotly_chart")) == 3  # perplexity vs size, vs prefill latency; paired speed-ups

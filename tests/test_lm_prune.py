@@ -139,8 +139,9 @@ def test_the_cli_prunes_a_stored_gpt_with_each_method_and_times_it_with_its_pare
         assert {"bits_per_byte", "next_token_accuracy", "macs_per_token"} <= set(row)
         assert "size only on this machine" in row["speed_note"]
         speed = store.list_speedups(run_a=parent["id"], run_b=row["run_id"])
-        assert len(speed) == 1 and speed[0]["batch_size"] == 8  # the record's prefill batch, timed together
-        assert row["speedup_cpu_b8"] == speed[0]["speedup"]
+        # prefill at the record's batch and decode at batch 1, each timed together with the parent
+        assert [(s["batch_size"], s["detail"]["phase"]) for s in speed] == [(8, "prefill"), (1, "decode")]
+        assert row["speedup_cpu_b8"] == speed[0]["speedup"] and row["speedup_cpu_b1"] == speed[1]["speedup"]
         # half the blocks' weights are zero; the record counts them among all the parameters
         assert row["block_sparsity"] == pytest.approx(0.5, abs=0.01) and 0 < store.get_run(row["run_id"])["record"]["sparsity"] < 0.5
         assert row["pattern"] == (None if shape == "0.5" else shape)
@@ -243,4 +244,4 @@ def test_heads_mlp_pruning_fine_tuned_with_the_parent_as_teacher_is_smaller_fast
     assert "(distilled)" in tuned["label"] and "runs faster" in tuned["speed_note"]
     assert tuned["macs_per_token"] < parent["record"]["macs_per_token"]
     speed = RunStore().list_speedups(run_a=parent["id"], run_b=tuned["run_id"])
-    assert len(speed) == 1 and tuned["speedup_cpu_b8"] == speed[0]["speedup"]
+    assert len(speed) == 2 and tuned["speedup_cpu_b8"] == speed[0]["speedup"]

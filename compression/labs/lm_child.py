@@ -1,7 +1,8 @@
 """A language-model parent and its children: what labs.baseline's Parent and store_child are for image models.
 
 The parent is measured in this process (perplexity, bits per byte, prefill and decode speed) and each child is
-measured the same way, then timed together with it (prefill, the record's batch), so every speed-up is paired.
+measured the same way, then timed together with it (prefill at the record's batch, and decode at batch 1), so every
+speed-up is paired.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from ..core.data import load_dataset
 from ..core.timing import machine_fingerprint
 from ..store.artifacts import save_model
 from ..text.corpus import TextDataset
-from ..text.measure import PREFILL_BATCH, measure_lm
+from ..text.measure import DECODE_TOKENS, PREFILL_BATCH, DecodeLoop, measure_lm
 from .baseline import Child, config_as_applied, resolve_parent
 from .configs import TechniqueConfig
 from .context import RunContext
@@ -58,15 +59,23 @@ def store_lm_child(ctx: RunContext, parent: LMParent, model: nn.Module, child: C
     """Measure a compressed language model next to its parent, time the two together (prefill), store the child."""
     weights_path = save_model(model, torch.zeros(1, min(parent.context, 8), dtype=torch.long))
     record = measure_lm(model, parent.data, parent.context, min_run_time=ctx.latency_time)
+    block_s = max(0.01, ctx.latency_time / 6)
     x = parent.prefill_input()
-    timing = time_pair_on(parent.model, model, x, x, block_s=max(0.01, ctx.latency_time / 6))
-    record.update(record_fields(timing))
+    timings = [{**time_pair_on(parent.model, model, x, x, block_s=block_s), "phase": "prefill"}]
+    # decode too (batch 1, cached steps): int8 that wins prefill can lose here, and a reader must see both
+    steps = max(1, min(DECODE_TOKENS, parent.context - 1))
+    prompt = torch.zeros(1, 1, dtype=torch.long)
+    timings.append({**time_pair_on(DecodeLoop(parent.model, steps), DecodeLoop(model, steps), prompt, prompt,
+                                   block_s=block_s), "phase": "decode"})
+    for timing in timings:
+        record.update(record_fields(timing))
     record["speedup_reference"] = parent.run["id"]
     record["perplexity_increase"] = record["perplexity"] / parent.record["perplexity"] - 1
     run_id = ctx.store.add_run(child.kind, parent.run["dataset"], child.model_spec or parent.run["model"],
                                config_as_applied(child.config, parent.run), parent_id=parent.run["id"],
                                record=record, extra=child.extra, method=child.method, label=child.label,
                                job_id=ctx.job_id, weights_path=weights_path)
-    ctx.store.add_machine(machine_fingerprint(timing["device"], timing["threads"]))
-    ctx.store.add_speedup(parent.run["id"], run_id, timing, "parent")
+    for timing in timings:
+        ctx.store.add_machine(machine_fingerprint(timing["device"], timing["threads"]))
+        ctx.store.add_speedup(parent.run["id"], run_id, timing, "parent")
     return ctx.store.get_run(run_id)
