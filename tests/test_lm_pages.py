@@ -85,3 +85,17 @@ def test_the_quantize_page_shows_a_language_models_int8_run_and_what_ran(lab_hom
     assert "int8 matrix multiplies" in line and "prefill " in line and ", decode " in line  # both phases, paired
     assert [m.label for m in at.metric][:2] == ["Perplexity", "Bits per byte"]
     assert len(at.get("plotly_chart")) == 3  # perplexity vs size, vs prefill latency; paired speed-ups
+
+
+def test_the_distill_page_shows_a_language_models_students_and_the_gap_closed(lab_home):
+    from compression.labs.configs import DistillLabConfig
+    from compression.labs.distill import run_distill
+    _, run = get_baseline(BaselineConfig(dataset="pydoc", model=TINY, train_steps=20, batch_size=8), quick_ctx())
+    out = run_distill(DistillLabConfig(dataset="pydoc", teacher=str(run["id"]), student="pruned:heads_mlp=0.5",
+                                       student_steps=5), quick_ctx())
+    at = open_page("distill", "pydoc")
+    assert not at.error
+    assert [m.label for m in at.metric] == ["Teacher perplexity", "Distilled", "Pruned, then distilled"]
+    assert at.metric[2].value == f"{out['student_pruned_kd'][0]['perplexity']:.2f}"
+    assert any(c.value.startswith("Minitron: cut from the teacher") for c in at.caption)
+    assert len(at.get("plotly_chart")) == 1

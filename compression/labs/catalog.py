@@ -35,6 +35,11 @@ class Lab:
     follow_ups: Callable[[dict], list[tuple[str, dict]]] = lambda out: []  # (job kind, params) queued after it
 
 
+def _students(out: dict) -> list[dict]:
+    """A distill study's student runs: alone, distilled, and (language models) pruned from the teacher, distilled."""
+    return out["student_plain"] + out["student_kd"] + out.get("student_pruned_kd", [])
+
+
 LABS: Registry[Lab] = Registry("lab")
 LABS.register("train", Lab(BaselineConfig, run_train, lambda out: [out], lambda out: [out["run_id"]]),
               about="train (or load) a baseline")
@@ -47,8 +52,8 @@ LABS.register("quantize", Lab(QuantizeLabConfig, run_quantize, lambda out: [out[
 LABS.register("pipeline", Lab(PipelineLabConfig, run_pipeline, lambda out: [out["baseline"]] + out["stages"],
                               lambda out: _ids(out["stages"])), about="a chain of techniques")
 LABS.register("distill", Lab(DistillLabConfig, run_distill,
-                             lambda out: [out["teacher"]] + out["student_plain"] + out["student_kd"],
-                             lambda out: _ids(out["student_plain"] + out["student_kd"]),
+                             lambda out: [out["teacher"]] + _students(out),
+                             lambda out: _ids(_students(out)),
                              lambda out: {"gap_closed": out["gap_closed"], "sweep": out["sweep"]}),
               about="KD students next to plain ones")
 LABS.register("search", Lab(SearchConfig, run_search, lambda out: [t for t in out["trials"] if "accuracy" in t],

@@ -14,6 +14,7 @@ from ..search.space import DEFAULT_SPACES, validate_space
 from ..text.corpus import is_text_name
 from ..text.models import check_model_fits_data
 from ..text.prune import CALIBRATION_SEQUENCES
+from ..text.structured import parse_pruned_student
 from ..text.prune import PATTERNS as LM_PATTERNS
 from ..text.train import DEFAULT_STEPS
 from ..techniques.distill import DistillConfig
@@ -51,7 +52,7 @@ class CommonConfig(LabConfig):
 
 
 IMAGE_FINETUNE_EPOCHS = 5
-TEXT_LABS = {"train", "prune", "quantize"}  # labs that take a text data set (language models); the others, after part 2
+TEXT_LABS = {"train", "prune", "quantize", "distill"}  # labs that take a text data set (language models); the others, after part 2
 
 
 @dataclass
@@ -179,9 +180,19 @@ class DistillLabConfig(CommonConfig):
     seeds: list[int] = param([0], min=0, help="one student pair per seed")
     epochs: int = param(20, min=1, max=10_000, help="student epochs")
     teacher_epochs: int = param(10, min=1, max=10_000, help="epochs of the teacher's baseline")
+    student_steps: int = param(0, min=0, max=1_000_000,
+                               help=f"language models: optimizer steps per student (0: {DEFAULT_STEPS})")
 
     def check(self) -> None:
         super().check()
+        if is_text_name(self.dataset):  # a language model's student may be pruned:heads_mlp=0.5 (Minitron)
+            if not parse_pruned_student(self.student):
+                check_model_fits_data(self.dataset, self.student)
+            if not str(self.teacher).isdigit():
+                check_model_fits_data(self.dataset, self.teacher)
+            if not self.seeds or not self.temperatures:
+                raise LabError("Give at least one seed and one temperature")
+            return
         parse_spec(self.student)
         if not str(self.teacher).isdigit():
             parse_spec(self.teacher)  # an unknown teacher fails before any training

@@ -10,6 +10,7 @@ from ..core.measure import measure
 from ..core.models import build_model, format_spec, parse_spec
 from ..errors import LabError
 from ..store.artifacts import load_run_model
+from ..text.corpus import is_text_name
 from ..techniques.distill import check_compatible, distill_student, train_plain_student
 from .baseline import Child, Parent, get_baseline, store_child
 from .configs import BaselineConfig, DistillLabConfig
@@ -42,6 +43,9 @@ def gap_closed(teacher_acc: float, plain: list[float], kd: list[float]) -> float
 def run_distill(config: DistillLabConfig, ctx: RunContext | None = None) -> dict:
     """Returns {"teacher", "student_plain": [per seed], "student_kd": [per seed and T], "gap_closed", "sweep"}."""
     ctx = ctx or RunContext()
+    if is_text_name(config.dataset):
+        from .lm_distill import run_distill_lm
+        return run_distill_lm(config, ctx)
     student_spec = parse_spec(config.student)
     teacher_model, teacher_run = _teacher(config, ctx.slice(0.0, 0.1, "teacher"))
     data = load_dataset(config.dataset, config.data_dir, config.download)

@@ -124,3 +124,22 @@ def prune_depth(model: nn.Module, calibration: torch.Tensor, share: float) -> tu
     pruned.blocks = nn.ModuleList(pruned.blocks[i] for i in kept)
     return pruned, {"kept_layers": kept, "layers_before": len(model.blocks),
                     "influence": [round(v, 5) for v in influence.tolist()], "removed_share": share}
+
+
+PRUNED_STUDENT = "pruned:"
+
+
+def parse_pruned_student(text: str) -> tuple[str, float] | None:
+    """'pruned:heads_mlp=0.5' -> ("heads_mlp", 0.5): a distillation student cut from its teacher (Minitron); None
+    for any other spec. A malformed one is one sentence."""
+    if not str(text).startswith(PRUNED_STUDENT):
+        return None
+    method, _, share = str(text)[len(PRUNED_STUDENT):].partition("=")
+    try:
+        value = float(share)
+    except ValueError:
+        value = None
+    if method not in STRUCTURED or value is None or not 0 < value < 1:
+        raise LabError(f"Write the pruned student as pruned:heads_mlp=0.5 or pruned:depth=0.5 (a share in (0, 1)), "
+                       f"not '{text}'.")
+    return method, value

@@ -1,14 +1,21 @@
 import streamlit as st
 
 from compression.core.models import MODELS
+from compression.text.corpus import is_text_name
 from compression.text.models import is_language_model
 from compression.labs.distill import study_summary
 from dashboard.charts import runs_frame, tradeoff_chart
 from dashboard.display import plot
+from dashboard.distill_text import text_distill_page
 from dashboard.components import job_panel, submit_job
 from dashboard.state import baseline_params, model_spec, records
 
 st.title("Distill")
+if is_text_name(baseline_params()["dataset"]):
+    st.write("Train a small **student** language model to imitate a **teacher**, next to the very same student "
+             "trained alone: same seed, text and steps. Or cut the student from the teacher first (Minitron).")
+    text_distill_page(baseline_params(), records(dataset=baseline_params()["dataset"]))
+    st.stop()
 st.write("Train a small **student** to imitate a large **teacher**, and compare it with the very same student "
          "trained without the teacher: same seeds, same data, same epochs.")
 with st.expander("Why soft targets help, and what T and alpha do"):
@@ -26,7 +33,7 @@ with st.form("distill-form"):
     teacher = c1.selectbox("Teacher", options, format_func=lambda o: "the sidebar's baseline model (trained or cached)"
                            if o == "sidebar" else f"#{o} {next(r['label'] for r in teachers if r['run_id'] == o)}",
                            help=f"the sidebar's model is {model_spec()}")
-    students = [n for n in MODELS.names() if not is_language_model(n)]  # language models distil in part 2
+    students = [n for n in MODELS.names() if not is_language_model(n)]  # language models: dashboard/distill_text
     student_name = c2.selectbox("Student model", students, index=students.index("mlp"))
     student_args = c2.text_input("Student arguments", "hidden=16")
     c3, c4, c5 = st.columns(3)
