@@ -10,6 +10,9 @@ The default `gpt` trained on `pydoc` (seed 0), pruned without fine-tuning by mag
 - structured: heads_mlp and depth at 50%, each fine-tuned 3 epochs with the dense model as teacher, re-timed with it
   in fresh processes (`speedup PARENT RUN`, prefill at the record's batch; goal for heads_mlp: at least 1.5x, at a
   perplexity at most 15% above dense);
+- distillation: gpt:layers=2,width=64 trained alone and distilled (T=2, alpha 0.5, 350 steps each), the gap closed
+  in perplexity; and Minitron's comparison: half the heads and MLP units cut from the teacher then distilled,
+  against the same shapes distilled from random initialisation (288 steps each);
 - dynamic_int8: the quantize lab's int8 run (torch.ao, its engine), re-timed with the dense model in fresh processes
   (prefill and decode), its perplexity; and torchao's Int8DynamicActivationInt8WeightConfig timed against it in
   pairs, the measurement that picks which engine the lab uses.
@@ -50,13 +53,29 @@ def main() -> None:
                                          [round(v, 3) for v in row["speedup_cpu_b8_ci95"]]]
     structured = {method: structured_pruning(parent, method) for method in ("heads_mlp", "depth")}
     int8 = dynamic_int8(parent)
+    distilled = distillation(parent)
     ratio = {shape: round((row["sparsegpt"] - dense) / (row["magnitude"] - dense), 3)
              if row["magnitude"] > dense else None for shape, row in table.items()}
     emit({"benchmark": "lm_compress", "model": "gpt (layers=4, width=128, heads=4, context=128)",
           "dataset": "pydoc", "baseline_run_s": round(trained_s, 1), "table": table,
           "sparsegpt_increase_over_magnitude": ratio, "goal": {"50%": 0.75, "2:4": 0.5},
           "prefill_speedup_ci95": speed, "prune_and_measure_s": seconds, "structured": structured,
-          "dynamic_int8": int8})
+          "dynamic_int8": int8, "distillation": distilled})
+
+
+def distillation(parent: dict) -> dict:
+    from compression.labs.configs import DistillLabConfig
+    from compression.labs.distill import run_distill
+    small = run_distill(DistillLabConfig(dataset="pydoc", teacher=str(parent["id"]), temperatures=[2.0], alpha=0.5,
+                                         student="gpt:layers=2,width=64,heads=4,context=128"), RunContext())
+    minitron = run_distill(DistillLabConfig(dataset="pydoc", teacher=str(parent["id"]), temperatures=[2.0],
+                                            alpha=0.5, student="pruned:heads_mlp=0.5", student_steps=288),
+                           RunContext())
+    return {"teacher": round(parent["record"]["perplexity"], 3),
+            "small_alone": round(small["student_plain"][0]["perplexity"], 3),
+            "small_distilled": round(small["student_kd"][0]["perplexity"], 3),
+            "gap_closed": round(small["gap_closed"], 3),
+            "minitron": {k: round(v, 3) for k, v in minitron["minitron"].items()}}
 
 
 def structured_pruning(parent: dict, method: str) -> dict:

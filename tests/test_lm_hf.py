@@ -93,7 +93,7 @@ def test_a_tiny_llama_is_pruned_by_each_method_and_gpt2_is_refused_in_one_senten
         assert len(rows) == 7 and all(r["sparsity"] == 0.5 for r in rows), (method, rows)
     with pytest.raises(LabError, match="needs a `gpt` model"):  # heads, units and layers: the lab's own blocks
         run_prune(PruneLabConfig(from_run=llama["id"], method="heads_mlp", sparsities=[0.5]), quick_ctx())
-    _, gpt2 = get_baseline(BaselineConfig(dataset="pydoc", model=f"hf:{checkpoints / 'gpt2'}", train_steps=0,
-                                          context=32), quick_ctx())
-    with pytest.raises(LabError, match="its projections are Conv1D layers"):
-        run_prune(PruneLabConfig(from_run=gpt2["id"], method="wanda", sparsities=[0.5]), quick_ctx())
+    from compression.text.models import load_hf
+    from compression.text.prune import transformer_blocks
+    with pytest.raises(LabError, match="its projections are Conv1D layers"):  # what the lab checks before measuring
+        transformer_blocks(load_hf(str(checkpoints / "gpt2")))

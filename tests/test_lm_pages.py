@@ -50,7 +50,7 @@ def test_the_prune_page_offers_the_language_methods_and_lays_out_the_papers_tabl
     from compression.labs.configs import PruneLabConfig
     from compression.labs.prune import run_prune
     _, run = get_baseline(BaselineConfig(dataset="pydoc", model=TINY, train_steps=10, batch_size=8), quick_ctx())
-    shapes = (("magnitude", {"sparsities": [0.5]}), ("wanda", {"sparsities": [0.5]}), ("wanda", {"pattern": "2:4"}))
+    shapes = (("magnitude", {"sparsities": [0.5]}), ("wanda", {"pattern": "2:4"}))
     made = {(m, s.get("pattern") or "50%"): run_prune(PruneLabConfig(from_run=run["id"], method=m, calibration=4, **s),
                                                       quick_ctx())["results"][0] for m, s in shapes}
     at = open_page("prune", "pydoc")

@@ -7,6 +7,7 @@ speed-up is paired.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
@@ -46,8 +47,12 @@ class LMParent:
         return self.data.windows(self.model.tokenizer, "train", self.context, limit=sequences, seed=seed)[0]
 
 
-def prepare_lm_parent(config: TechniqueConfig, ctx: RunContext) -> LMParent:
+def prepare_lm_parent(config: TechniqueConfig, ctx: RunContext,
+                      check: Callable[[nn.Module], None] | None = None) -> LMParent:
+    """The parent, loaded, `check`ed (a method that cannot handle it says so before any measuring), measured."""
     model, run = resolve_parent(config, ctx.slice(0.0, 0.1))
+    if check is not None:
+        check(model)
     data = load_dataset(run["dataset"], config.data_dir, config.download)
     context = int(run["config"].get("context") or run["record"].get("context") or model.context)
     ctx.report(0.12, "Measuring the parent model in this process")

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from ..errors import LabError
 from ..techniques.prune import layer_report
-from ..text.prune import LMPruneConfig, prune_language_model
-from ..text.structured import STRUCTURED, prune_depth, prune_heads_mlp
+from ..text.prune import LMPruneConfig, prune_language_model, transformer_blocks
+from ..text.structured import STRUCTURED, check_gpt, prune_depth, prune_heads_mlp
 from ..text.train import LMTrainConfig, distillation_loss, lm_loss, steps_per_epoch, train_lm
 from .baseline import Child
 from .configs import PruneLabConfig
@@ -83,7 +83,7 @@ def _finetune(model, parent: LMParent, config: PruneLabConfig, step: RunContext,
 
 def run_prune_lm(config: PruneLabConfig, ctx: RunContext) -> dict:
     prune_configs = lm_prune_configs(config)
-    parent = prepare_lm_parent(config, ctx)
+    parent = prepare_lm_parent(config, ctx, check=check_gpt if config.method in STRUCTURED else transformer_blocks)
     results = []
     for i, prune_config in enumerate(prune_configs):
         name = f"{config.method} {prune_config.pattern or f'{prune_config.sparsity:.0%}'}"

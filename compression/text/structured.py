@@ -24,7 +24,7 @@ from .models import GPT
 STRUCTURED = ("heads_mlp", "depth")
 
 
-def _check_gpt(model: nn.Module) -> None:
+def check_gpt(model: nn.Module) -> None:
     if not isinstance(model, GPT):
         raise LabError("Removing heads, MLP units or layers needs a `gpt` model: its blocks are the lab's own. For "
                        "hf: checkpoints use magnitude, wanda or sparsegpt.")
@@ -88,7 +88,7 @@ def _columns(layer: nn.Linear, index: torch.Tensor) -> nn.Linear:
 
 def prune_heads_mlp(model: nn.Module, calibration: torch.Tensor, share: float) -> tuple[nn.Module, dict]:
     """A copy with `share` of each block's heads and MLP hidden units removed, by activation importance."""
-    _check_gpt(model)
+    check_gpt(model)
     if not 0 < share < 1:
         raise LabError(f"The share of heads and MLP units to remove must be in (0, 1), got {share}")
     importance = activation_importance(model, calibration)
@@ -112,7 +112,7 @@ def prune_heads_mlp(model: nn.Module, calibration: torch.Tensor, share: float) -
 
 def prune_depth(model: nn.Module, calibration: torch.Tensor, share: float) -> tuple[nn.Module, dict]:
     """A copy without the `share` of blocks that change their input least (at least one block kept)."""
-    _check_gpt(model)
+    check_gpt(model)
     if not 0 < share < 1:
         raise LabError(f"The share of layers to remove must be in (0, 1), got {share}")
     influence = torch.tensor(activation_importance(model, calibration)["influence"])
