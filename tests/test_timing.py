@@ -178,17 +178,19 @@ def test_paired_speedup_big_vs_small_on_cpu():
 
 def test_paired_speedup_same_model_is_about_one():
     model = mlp(4)
+    x = torch.randn(64, 512)
     # one thread: on a small shared machine a second OpenMP thread can stall 30x at a barrier in one block and not
     # the next (ratios of 0.03 and 4.6 in one run under load), which no pairing can cancel
-    # the same module on both sides: a deep copy sits elsewhere in memory, and in one process that alone once timed
-    # 1.11x [1.03, 1.17] in all 7 rounds (a layout effect the pooled path averages over fresh processes); the
-    # true ratio of one module against itself is exactly 1
-    result = paired_speedup(model, model, torch.randn(64, 512), threads=1, max_quiet_wait_s=2.0)
-    lo, hi = result["ci95"]
-    summary = {k: result[k] for k in ("speedup", "ci95", "ratios", "load", "noisy_reasons")}
-    assert lo <= 1 <= hi, summary  # the true ratio is 1: the paired CI must cover it
-    assert abs(result["speedup"] - 1) <= 0.15, summary  # and interleaving keeps the median close
-    assert lo <= result["speedup"] <= hi
+    quick = paired_speedup(model, copy.deepcopy(model), x, threads=1, max_quiet_wait_s=2.0)
+    assert abs(quick["speedup"] - 1) <= 0.15, quick  # interleaving keeps the quick median close
+    assert quick["ci95"][0] <= quick["speedup"] <= quick["ci95"][1]
+    # but its CI describes one process: a module against its own copy once timed 1.11x [1.03, 1.17], and against
+    # itself 0.97x [0.88, 1.00], every round on the same side. The quotable figure, pooled over fresh processes,
+    # is the one whose CI must hold the true ratio of 1
+    pooled = paired_speedup(model, copy.deepcopy(model), x, threads=1, max_quiet_wait_s=2.0,
+                            rounds=AdaptiveRounds(budget_s=2.0))
+    summary = {k: pooled[k] for k in ("speedup", "ci95", "load", "noisy_reasons", "processes")}
+    assert pooled["processes"] == 3 and pooled["ci95"][0] <= 1 <= pooled["ci95"][1], summary
 
 
 def test_rounds_go_on_until_the_ci_is_narrow_enough_or_the_budget_is_spent():
