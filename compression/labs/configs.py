@@ -190,8 +190,9 @@ class DistillLabConfig(CommonConfig):
                 check_model_fits_data(self.dataset, self.student)
             if not str(self.teacher).isdigit():
                 check_model_fits_data(self.dataset, self.teacher)
-            if not self.seeds or not self.temperatures:
-                raise LabError("Give at least one seed and one temperature")
+            if not self.seeds or len(self.temperatures) != 1:
+                raise LabError("A language model's distillation takes one --temperature and at least one seed "
+                               "(a temperature sweep is for image models)")
             return
         parse_spec(self.student)
         if not str(self.teacher).isdigit():

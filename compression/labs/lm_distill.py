@@ -6,7 +6,6 @@ from random initialisation."""
 from __future__ import annotations
 
 import copy
-import math
 
 import torch
 from torch import nn
@@ -43,13 +42,7 @@ def _reinitialised(model: GPT, seed: int) -> GPT:
     """The same shapes as `model`, every weight drawn afresh as gpt initialises them: Minitron's control arm."""
     fresh = copy.deepcopy(model)
     torch.manual_seed(seed)
-    fresh.apply(GPT._init)
-    for block in fresh.blocks:
-        for proj in (block.attn.out, block.fc2):
-            nn.init.normal_(proj.weight, std=0.02 / math.sqrt(2 * len(fresh.blocks)))
-        for norm in (block.norm1, block.norm2):
-            norm.reset_parameters()
-    fresh.norm.reset_parameters()
+    fresh.init_weights()
     return fresh
 
 

@@ -77,10 +77,17 @@ class GPT(nn.Module):
         self.norm = nn.LayerNorm(width)
         self.head = nn.Linear(width, vocab_size, bias=False)
         self.tokenizer = ByteTokenizer()
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        """Every weight drawn afresh, whatever the blocks' (possibly pruned) shapes: GPT-2's init."""
         self.apply(self._init)
         for block in self.blocks:  # GPT-2's scaled init of the residual projections: deep stacks start stable
             for proj in (block.attn.out, block.fc2):
-                nn.init.normal_(proj.weight, std=0.02 / math.sqrt(2 * layers))
+                nn.init.normal_(proj.weight, std=0.02 / math.sqrt(2 * len(self.blocks)))
+        for module in self.modules():
+            if isinstance(module, nn.LayerNorm):
+                module.reset_parameters()
 
     @staticmethod
     def _init(module: nn.Module) -> None:
