@@ -16,7 +16,7 @@ from ..core.data import load_dataset
 from ..core.timing import machine_fingerprint
 from ..store.artifacts import save_model
 from ..text.corpus import TextDataset
-from ..text.measure import DECODE_TOKENS, PREFILL_BATCH, DecodeLoop, measure_lm
+from ..text.measure import PHASES, PREFILL_BATCH, measure_lm, phase_workload
 from .baseline import Child, config_as_applied, resolve_parent
 from .configs import TechniqueConfig
 from .context import RunContext
@@ -39,9 +39,6 @@ class LMParent:
     def as_baseline(self) -> dict:
         return {**as_record(self.run), **self.record}
 
-    def prefill_input(self) -> torch.Tensor:
-        return torch.zeros(self.prefill_batch, self.context, dtype=torch.long)
-
     def calibration(self, sequences: int, seed: int) -> torch.Tensor:
         """`sequences` windows of the training split (seeded), the papers' calibration data."""
         return self.data.windows(self.model.tokenizer, "train", self.context, limit=sequences, seed=seed)[0]
@@ -53,25 +50,28 @@ def prepare_lm_parent(config: TechniqueConfig, ctx: RunContext,
     model, run = resolve_parent(config, ctx.slice(0.0, 0.1))
     if check is not None:
         check(model)
-    data = load_dataset(run["dataset"], config.data_dir, config.download)
-    context = int(run["config"].get("context") or run["record"].get("context") or model.context)
-    ctx.report(0.12, "Measuring the parent model in this process")
-    record = measure_lm(model, data, context, min_run_time=ctx.latency_time)
-    return LMParent(model.eval(), run, data, record, context)
+    return measured_parent(model, run, load_dataset(run["dataset"], config.data_dir, config.download), ctx)
+
+
+def measured_parent(model: nn.Module, run: dict, data: TextDataset, ctx: RunContext) -> LMParent:
+    """A stored language-model run measured in this process, at the context its record was measured at."""
+    ctx.report(0.12, f"Measuring run {run['id']} in this process")
+    context = int(run["record"]["context"])
+    return LMParent(model.eval(), run, data, measure_lm(model, data, context, min_run_time=ctx.latency_time),
+                    context)
 
 
 def store_lm_child(ctx: RunContext, parent: LMParent, model: nn.Module, child: Child) -> dict:
-    """Measure a compressed language model next to its parent, time the two together (prefill), store the child."""
+    """Measure a compressed language model next to its parent, time the two together at prefill and at decode
+    (int8 that wins prefill can lose decode, and a reader must see both), store the child."""
     weights_path = save_model(model, torch.zeros(1, min(parent.context, 8), dtype=torch.long))
     record = measure_lm(model, parent.data, parent.context, min_run_time=ctx.latency_time)
-    block_s = max(0.01, ctx.latency_time / 6)
-    x = parent.prefill_input()
-    timings = [{**time_pair_on(parent.model, model, x, x, block_s=block_s), "phase": "prefill"}]
-    # decode too (batch 1, cached steps): int8 that wins prefill can lose here, and a reader must see both
-    steps = max(1, min(DECODE_TOKENS, parent.context - 1))
-    prompt = torch.zeros(1, 1, dtype=torch.long)
-    timings.append({**time_pair_on(DecodeLoop(parent.model, steps), DecodeLoop(model, steps), prompt, prompt,
-                                   block_s=block_s), "phase": "decode"})
+    timings = []
+    for phase in PHASES:
+        timed_parent, x, _ = phase_workload(parent.model, phase, parent.context, parent.prefill_batch)
+        timed_child, _, _ = phase_workload(model, phase, parent.context, parent.prefill_batch)
+        timings.append({**time_pair_on(timed_parent, timed_child, x, x, block_s=max(0.01, ctx.latency_time / 6)),
+                        "phase": phase})
     for timing in timings:
         record.update(record_fields(timing))
     record["speedup_reference"] = parent.run["id"]

@@ -14,14 +14,13 @@ from ..core.data import load_dataset
 from ..core.models import format_spec, parse_spec
 from ..errors import LabError
 from ..store.artifacts import load_run_model
-from ..text.measure import measure_lm
 from ..text.models import GPT, build_language_model
 from ..text.structured import PRUNED_STUDENT, parse_pruned_student
 from ..text.train import DEFAULT_STEPS, LMTrainConfig, distillation_loss, lm_loss, train_lm
 from .baseline import Child
 from .configs import BaselineConfig, DistillLabConfig
 from .context import RunContext
-from .lm_child import LMParent, store_lm_child
+from .lm_child import LMParent, measured_parent, store_lm_child
 from .lm_prune import STRUCTURED_PRUNERS
 from .records import as_record
 
@@ -67,10 +66,8 @@ def _students(config: DistillLabConfig, teacher: LMParent, seed: int) -> list[tu
 def run_distill_lm(config: DistillLabConfig, ctx: RunContext) -> dict:
     teacher_model, teacher_run = _teacher(config, ctx.slice(0.0, 0.1, "teacher"))
     data = load_dataset(config.dataset, config.data_dir, config.download)
-    context = int(teacher_run["config"].get("context") or teacher_model.context)
-    ctx.report(0.1, "Measuring the teacher in this process")
-    teacher = LMParent(teacher_model.eval(), teacher_run, data, measure_lm(teacher_model, data, context,
-                                                                         min_run_time=ctx.latency_time), context)
+    teacher = measured_parent(teacher_model, teacher_run, data, ctx)
+    context = teacher.context
     steps = config.student_steps or DEFAULT_STEPS
     arms = [(seed, arm) for seed in config.seeds for arm in _students(config, teacher, seed)]
     results = {}

@@ -1,5 +1,5 @@
 """The quantize lab on a language model: each method applied to the parent's Linear layers, measured next to it
-(perplexity, prefill and decode) and timed with it (prefill), stored as a child run. Static int8 needs an FX graph
+(perplexity, prefill and decode) and timed with it at both, stored as a child run. Static int8 needs an FX graph
 with calibrated activation ranges, which a KV-cached decoder does not give; it is reported unavailable."""
 from __future__ import annotations
 

@@ -129,17 +129,15 @@ def _record_batch(run: dict) -> int:
 
 
 def _language_pair(run_a: dict, model_a: nn.Module, model_b: nn.Module, phase: str, batch_size: int | None):
-    """((A, B), input, batch) for a language model's phase: prefill times one call on batch x context tokens (the
-    record's prefill batch by default); decode times DECODE_TOKENS cached steps at batch 1."""
-    from ..text.measure import DECODE_TOKENS, PREFILL_BATCH, DecodeLoop
-    context = int(run_a["config"].get("context") or run_a["record"].get("context"))
-    if phase == "decode":
-        steps = max(1, min(DECODE_TOKENS, context - 1))
-        return (DecodeLoop(model_a, steps), DecodeLoop(model_b, steps)), torch.zeros(1, 1, dtype=torch.long), 1
+    """((A, B), input, batch) for a language model's phase (text.measure.phase_workload), prefill at the record's
+    prefill batch unless one is named."""
+    from ..text.measure import PREFILL_BATCH, phase_workload
     prefill = next((e["batch_size"] for e in run_a["record"].get("latency", []) if e.get("phase") == "prefill"),
                    PREFILL_BATCH)
-    batch = batch_size or prefill
-    return (model_a, model_b), torch.zeros(batch, context, dtype=torch.long), batch
+    context = int(run_a["record"]["context"])
+    timed_a, x, _ = phase_workload(model_a, phase, context, batch_size or prefill)
+    timed_b, _, _ = phase_workload(model_b, phase, context, batch_size or prefill)
+    return (timed_a, timed_b), x, len(x)
 
 
 def _input_dtype(run: dict) -> torch.dtype:

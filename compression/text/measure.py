@@ -102,14 +102,26 @@ def measure_lm(model: nn.Module, data: TextDataset, context: int, *, latency_bat
             "latency": lm_latency(model, context, latency_batch, min_run_time)}
 
 
+PHASES = ("prefill", "decode")
+
+
+def phase_workload(model: nn.Module, phase: str, context: int, batch: int = PREFILL_BATCH):
+    """(module, input, tokens) that one call of `phase` times: prefill runs the model once on batch x context
+    tokens; decode runs DecodeLoop's cached steps from a one-token prompt at batch 1. The record's latency and
+    every paired timing of a language model time exactly this."""
+    if phase == "decode":
+        steps = max(1, min(DECODE_TOKENS, context - 1))
+        return DecodeLoop(model, steps), torch.zeros(1, 1, dtype=torch.long), steps
+    return model, torch.zeros(batch, context, dtype=torch.long), batch * context
+
+
 def lm_latency(model: nn.Module, context: int, batch: int, min_run_time: float) -> list[dict]:
     """Prefill (batch x context tokens in one call) and decode (tokens per second at batch 1, KV cache)."""
     blocks = max(7, int(min_run_time / 0.02))
-    prefill = latency_entry(model, torch.zeros(batch, context, dtype=torch.long), blocks=blocks,
-                            max_quiet_wait_s=quiet_wait_s())
-    steps = max(1, min(DECODE_TOKENS, context - 1))
-    decode = latency_entry(DecodeLoop(model, steps), torch.zeros(1, 1, dtype=torch.long), blocks=blocks,
-                           max_quiet_wait_s=quiet_wait_s())
-    return [{**prefill, "phase": "prefill", "tokens": batch * context,
-             "tokens_per_s": batch * context / (prefill["median_ms"] / 1e3)},
-            {**decode, "phase": "decode", "tokens": steps, "tokens_per_s": steps / (decode["median_ms"] / 1e3)}]
+    entries = []
+    for phase in PHASES:
+        module, x, tokens = phase_workload(model, phase, context, batch)
+        entry = latency_entry(module, x, blocks=blocks, max_quiet_wait_s=quiet_wait_s())
+        entries.append({**entry, "phase": phase, "tokens": tokens,
+                        "tokens_per_s": tokens / (entry["median_ms"] / 1e3)})
+    return entries
