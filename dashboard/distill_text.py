@@ -42,9 +42,15 @@ def text_distill_page(params: dict, all_runs: list[dict]) -> None:
                 "**Distill**.")
         return
     by_id = {r["run_id"]: r for r in all_runs}
-    latest_job = max(r.get("job_id") or 0 for r in students)
-    group = [r for r in students if (r.get("job_id") or 0) == latest_job]
-    teacher_rec = by_id.get(group[0]["parent_id"])
+    # a study: one teacher, one student spec, one job (CLI runs have no job: their spec still tells studies apart,
+    # and the gap closed must never pair one study's student alone with another's distilled one)
+    def study_of(run: dict) -> tuple:
+        return run["parent_id"], run.get("job_id"), run["config"].get("student")
+    studies = {f"teacher #{k[0]}, student {k[2]}" + (f", job {k[1]}" if k[1] else ""): k
+               for k in dict.fromkeys(study_of(r) for r in sorted(students, key=lambda r: -r["run_id"]))}
+    study = studies[st.selectbox("Study", list(studies))]
+    group = [r for r in students if study_of(r) == study]
+    teacher_rec = by_id.get(study[0])
     rows = {r["method"]: r for r in group}
     cols = st.columns(4)
     if teacher_rec:

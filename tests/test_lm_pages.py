@@ -99,3 +99,22 @@ def test_the_distill_page_shows_a_language_models_students_and_the_gap_closed(la
     assert at.metric[2].value == f"{out['student_pruned_kd'][0]['perplexity']:.2f}"
     assert any(c.value.startswith("Minitron: cut from the teacher") for c in at.caption)
     assert len(at.get("plotly_chart")) == 1
+
+
+def test_the_distill_page_never_pairs_one_studys_student_with_anothers(lab_home):
+    from compression.labs.configs import DistillLabConfig
+    from compression.labs.distill import run_distill
+    _, run = get_baseline(BaselineConfig(dataset="pydoc", model=TINY, train_steps=20, batch_size=8), quick_ctx())
+    small = run_distill(DistillLabConfig(dataset="pydoc", teacher=str(run["id"]), student_steps=5,
+                                         student="gpt:layers=1,width=16,heads=2,context=32"), quick_ctx())
+    run_distill(DistillLabConfig(dataset="pydoc", teacher=str(run["id"]), student="pruned:heads_mlp=0.5",
+                                 student_steps=5), quick_ctx())  # newer, shown first
+    at = open_page("distill", "pydoc")
+    assert [m.label for m in at.metric] == ["Teacher perplexity", "Distilled", "Pruned, then distilled"]
+    study = next(s for s in at.selectbox if s.label == "Study")
+    assert len(study.options) == 2 and "student pruned:heads_mlp=0.5" in study.options[0]
+    study.select_index(1).run()  # the older study: the small gpt alone and distilled
+    assert [m.label for m in at.metric] == ["Teacher perplexity", "Student alone", "Distilled"]
+    assert at.metric[2].value == f"{small['student_kd'][0]['perplexity']:.2f}"
+    closed = next(c.value for c in at.caption if c.value.startswith("Gap closed"))
+    assert f"{small['gap_closed']:.0%}" in closed  # the study's own gap, from its own two students
