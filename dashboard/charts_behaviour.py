@@ -177,3 +177,25 @@ def png_data_uri(image: np.ndarray) -> str:
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+# --------------------------------------------------------------------------- language models
+
+def loss_change_chart(diff: dict, names: tuple[str, str] = ("A", "B")) -> go.Figure:
+    """How the per-token loss changed from A to B, as a histogram over the compared positions (a text diff's
+    `loss_change_histogram`): mass right of 0 is where B is more surprised by the true next token than A."""
+    hist = diff["loss_change_histogram"]
+    edges, counts = hist["edges"], hist["counts"]
+    centres = [(lo + hi) / 2 for lo, hi in zip(edges, edges[1:])]
+    total = sum(counts) or 1
+    fig = go.Figure(go.Bar(x=centres, y=[c / total for c in counts], width=edges[1] - edges[0],
+                           marker_color=[HURT if x > 0 else HELPED if x < 0 else NOISE for x in centres],
+                           hovertemplate="%{x:+.2f} nats: %{y:.1%} of tokens<extra></extra>"))
+    clipped = f"; {hist['clipped']} beyond ±{edges[-1]:g} counted at the ends" if hist["clipped"] else ""
+    fig.add_vline(x=diff["loss_change"], line_dash="dash", line_color="#111827",
+                  annotation_text=f"mean {diff['loss_change']:+.3f}")
+    fig.update_layout(**{**LAYOUT, "margin": dict(l=10, r=10, t=60, b=10)}, height=300, bargap=0.05,
+                      title=f"Per-token loss change, {names[1]} minus {names[0]} (nats){clipped}",
+                      xaxis_title="loss change at the true next token (nats; right of 0: B worse)",
+                      yaxis_title="share of tokens", yaxis_tickformat=".0%")
+    return fig

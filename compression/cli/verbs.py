@@ -202,7 +202,26 @@ def _speedup(p):
     p.set_defaults(handler=handler)
 
 
-@verb("diff", "what compression changed: flipped test answers, per-class deltas with CIs, calibration (ECE)")
+def _ci(pair, fmt: str) -> str:
+    return f"[{format(pair[0], fmt)}, {format(pair[1], fmt)}]"
+
+
+# the diff's table row, by the kind of runs compared (labs.diff.COMPARISONS)
+DIFF_ROWS = {
+    "image": lambda out: {"flip rate": f"{out['flip_rate']:.2%}", "newly wrong": out["newly_wrong"],
+                          "newly right": out["newly_right"], "ECE A": f"{out['ece_a']:.4f}",
+                          "ECE B": f"{out['ece_b']:.4f}",
+                          "most hurt": ", ".join(c["name"] for c in out["most_hurt_classes"]) or "-"},
+    "text": lambda out: {"next-token flip rate": f"{out['flip_rate']:.2%} {_ci(out['flip_rate_ci95'], '.2%')}",
+                         "loss change (nats/token)":
+                             f"{out['loss_change']:+.4f} {_ci(out['loss_change_ci95'], '+.4f')}",
+                         "newly wrong": out["newly_wrong"], "newly right": out["newly_right"],
+                         "positions": out["positions"]},
+}
+
+
+@verb("diff", "what compression changed: flipped test answers (next tokens for language models), per-class deltas "
+              "with CIs, calibration (ECE); side-by-side completions for language models")
 def _diff(p):
     p.add_argument("run_a", type=int, help="the reference run (A), e.g. the parent")
     p.add_argument("run_b", type=int, help="the compressed run (B)")
@@ -211,10 +230,10 @@ def _diff(p):
     def handler(args):
         from ..labs.diff import diff_runs
         out = diff_runs(RunStore(args.db), args.run_a, args.run_b)
-        emit(args, out, [{"flip rate": f"{out['flip_rate']:.2%}", "newly wrong": out["newly_wrong"],
-                          "newly right": out["newly_right"], "ECE A": f"{out['ece_a']:.4f}",
-                          "ECE B": f"{out['ece_b']:.4f}",
-                          "most hurt": ", ".join(c["name"] for c in out["most_hurt_classes"]) or "-"}])
+        emit(args, out, [DIFF_ROWS[out["kind"]](out)])
+        if not args.json and out["kind"] == "text":  # the completions say more than any figure: print them too
+            for c in out["completions"]:
+                print(f"\n{c['prompt']!r}\n  A #{out['run_a']}: {c['a']!r}\n  B #{out['run_b']}: {c['b']!r}")
     p.set_defaults(handler=handler)
 
 

@@ -8,6 +8,7 @@ from dashboard.charts_behaviour import (FLIP_AXIS, confusion_delta_heatmap, flip
                                         reliability_chart, what_changed, with_flip_rate)
 from dashboard.components import behaviour_of, flip_gallery
 from dashboard.display import plot
+from dashboard.behaviour_text import text_behaviour_section
 from dashboard.charts_text import QUALITY_AXES, TEXT_COST_AXES, is_text_record, perplexity_chart, text_frame
 from dashboard.state import dataset_name, get_store, records
 from compression.text.corpus import is_text_name
@@ -42,6 +43,7 @@ if task == "text":
                                 "next_token_accuracy": st.column_config.NumberColumn(format="percent"),
                                 "decode_tokens_per_s": st.column_config.NumberColumn("decode tokens/s",
                                                                                      format="%.0f")})
+    text_behaviour_section(text_records)
     st.stop()
 all_records = image_records
 

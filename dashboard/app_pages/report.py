@@ -6,6 +6,7 @@ from compression.core.timing import machine_fingerprint
 from compression.labs.speed import latest_speedup
 from compression.labs.summary import REPORT_DEFAULT_RUNS, reference_of, versus_baseline
 from dashboard.charts import runs_frame, tradeoff_chart
+from dashboard.behaviour_text import show_text_diff, text_behaviour_of
 from dashboard.charts_behaviour import what_changed
 from dashboard.components import behaviour_of, flip_gallery, job_panel, submit_job
 from dashboard.display import plot
@@ -59,24 +60,40 @@ if pairs and st.button(f"Re-time {len(pairs)} pair(s) on this machine"):
 job_panel(("speedup",), key="report", show_curves=False)
 
 GALLERY = 6  # a glimpse; Compare's Behaviour view shows the full gallery
+
+
+def show_image_change(change: tuple, names: tuple[str, str]) -> None:
+    diff, images = change
+    st.markdown("\n".join(f"- {line}" for line in what_changed(diff).values()))
+    flip_gallery(diff, images, names, limit=GALLERY, per_row=GALLERY)
+
+
+# per kind of run: its caption, how a pair's change is computed as (diff, thumbnails), and how it is shown
+WHAT_CHANGED = {
+    False: ("Accuracy hides churn: the answers each run gives differently from its reference, the classes that "
+            "lost most (95% paired CI), and whether its confidence stayed honest (ECE).", behaviour_of,
+            show_image_change),
+    True: ("Perplexity hides churn: where each run's most likely next token differs from its reference's, how its "
+           "loss per token moved (95% CIs over test sequences), and greedy completions side by side.",
+           lambda a, b: (text_behaviour_of(a, b), []),
+           lambda change, names: show_text_diff(change[0], (f"A {names[0]}", f"B {names[1]}"), compact=True)),
+}
+caption, compute_change, show_change = WHAT_CHANGED[text_task]
 changes = {}  # run id -> (diff, thumbnails) or the sentence that says why there is none
 if any(ref is not None for _, ref, _ in rows):
     st.header("What changed")
-    st.caption("Accuracy hides churn: the answers each run gives differently from its reference, the classes that "
-               "lost most (95% paired CI), and whether its confidence stayed honest (ECE).")
+    st.caption(caption)
 for rec, ref, _ in rows:
     if ref is None:
         continue
     st.markdown(f"**{rec['label']}** vs #{ref['run_id']}")
     try:
-        changes[rec["run_id"]] = behaviour_of(ref["run_id"], rec["run_id"])
+        changes[rec["run_id"]] = compute_change(ref["run_id"], rec["run_id"])
     except LabError as err:
         changes[rec["run_id"]] = str(err)
         st.error(str(err))
         continue
-    diff, images = changes[rec["run_id"]]
-    st.markdown("\n".join(f"- {line}" for line in what_changed(diff).values()))
-    flip_gallery(diff, images, (f"#{ref['run_id']}", f"#{rec['run_id']}"), limit=GALLERY, per_row=GALLERY)
+    show_change(changes[rec["run_id"]], (f"#{ref['run_id']}", f"#{rec['run_id']}"))
 
 selected = [r for r, _, _ in rows]
 references = [ref for _, ref, _ in rows if ref is not None]
