@@ -81,7 +81,7 @@ def test_plan_chart_hover_names_quantization_by_its_display_name():
     from dashboard.charts_plan import plan_chart
 
     state = {"target": {"factor": 2.0, "phrase": "2x smaller", "unit": "smaller"}, "max_drop": 1.0,
-             "points": [{"run_id": 5, "number": 0, "factor": 3.0, "drop_pt": 0.5,
+             "points": [{"run_id": 5, "number": 0, "factor": 3.0, "loss": 0.5,
                          "label": "plan trial 0: channels -50%, 1 ep, dynamic_int8"}]}
     text = " ".join(" ".join(t.text) for t in plan_chart(state).data if t.text)
     assert "dynamic_int8" not in text and QUANT_METHODS.label("dynamic_int8") in text

@@ -17,6 +17,7 @@ from compression.labs.compressed import file_header, rebuild
 from compression.labs.export import export_run
 from compression.labs.plan import PlanConfig, open_study, run_plan
 from compression.labs.plan_recipe import Recipe, Space, Tuning, build, seed_params
+from compression.labs.plan_bound import bound_for
 from compression.labs.plan_result import _why, verdict
 from compression.labs.plan_target import parse_target
 from compression.techniques.codec import decode_state_dict
@@ -166,15 +167,18 @@ def test_latency_plan_times_every_trial_with_the_baseline(lab_home):
     assert best["meets"] == (best["ci95"][0] >= 1 / 0.8 and best["accuracy_drop_pt"] <= 1.0)
 
 
+@pytest.mark.parametrize("bound, limit_text", [
+    (bound_for({"accuracy": 0.9}, max_drop=1.0, max_ppl_increase=0.1), "1 pt"),
+    (bound_for({"perplexity": 6.0}, max_drop=1.0, max_ppl_increase=0.1), "10% perplexity")])
 @pytest.mark.parametrize("ci95, expected", [((2.1, 2.4), "meets"), ((1.6, 1.9), "misses"),
                                             ((1.8, 2.5), "too close to call"), ((2.0, 2.6), "meets")])
-def test_a_latency_verdict_comes_from_where_the_verified_interval_lies(ci95, expected):
+def test_a_latency_verdict_comes_from_where_the_verified_interval_lies(ci95, expected, bound, limit_text):
     target = parse_target("latency=0.5")  # 2x faster
     best = {"run_id": 9, "baseline_run": 1, "speedup": sum(ci95) / 2, "ci95": list(ci95), "cost": 2 / sum(ci95),
-            "accuracy_drop_pt": 0.8}
+            "quality_loss": 0.8 * bound.limit}  # within the bound, for images (pt) and language models (%)
     best["verdict"] = verdict(best, target)
     assert best["verdict"] == expected
-    why = _why(best, target, max_drop=1.0, trial_cost=0.55)
+    why = _why(best, target, bound, trial_cost=0.55)
     if expected == "meets":
         assert why is None
         return
@@ -183,7 +187,8 @@ def test_a_latency_verdict_comes_from_where_the_verified_interval_lies(ci95, exp
     if expected == "too close to call":
         assert why.startswith("Too close to call") and "spans 2x faster" in why and "speedup 1 9" in why
     else:
-        assert "reached 2x faster" in why and why.startswith("No trial within 1 pt")
+        assert "reached 2x faster" in why and why.startswith(f"No trial within {limit_text}")
+        assert bound.change(best["quality_loss"]) in why  # the loss in the bound's own unit
 
 
 @pytest.mark.parametrize("spec", ["cnn:width=8", "mobilenet_tiny:width=8", "resnet_tiny:width=8"])

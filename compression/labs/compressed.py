@@ -19,6 +19,7 @@ from ..core.models import build_model, format_spec, parse_spec
 from ..errors import LabError
 from ..store.artifacts import weights_dir
 from ..techniques.codec import decode_state_dict, encode_state_dict
+from ..text.corpus import is_text_name
 from ..techniques.quantize import quantized_layers
 
 SUFFIX = ".cldc"
@@ -76,6 +77,9 @@ def compressed_bytes(model: nn.Module, run: dict) -> bytes:
 def run_compressed_bytes(store, run_id: int) -> bytes:
     """A stored run's compressed file (for a download button): the stored file, or its weights encoded now."""
     run = store.get_run(run_id)
+    if is_text_name(run["dataset"]):
+        raise LabError("the compressed file (.cldc) holds image models for now; a language model's weights are in "
+                       f"its run: python -m compression export {run_id}")
     stored = (run.get("extra") or {}).get("compressed_path")
     if stored and Path(stored).exists():
         return Path(stored).read_bytes()

@@ -39,6 +39,11 @@ class LMParent:
     def as_baseline(self) -> dict:
         return {**as_record(self.run), **self.record}
 
+    @property
+    def latency_batch(self) -> int:
+        """The batch a latency figure means (labs.baseline.Parent's name for it): the prefill batch."""
+        return self.prefill_batch
+
     def calibration(self, sequences: int, seed: int) -> torch.Tensor:
         """`sequences` windows of the training split (seeded), the papers' calibration data."""
         return self.data.windows(self.model.tokenizer, "train", self.context, limit=sequences, seed=seed)[0]

@@ -29,17 +29,21 @@ from ..store.artifacts import save_model
 from ..techniques.codec import fold_shared, share_weights
 from ..techniques.quantize import METHODS as QUANT_METHODS
 from ..techniques.quantize import availability, quantize_model
-from .baseline import Parent, prepare_parent
+from .baseline import Parent, parent_is_text, prepare_parent
 from .compressed import encode_model, file_header, round_raw_tensors, save_blob
 from .configs import TechniqueConfig
 from .context import RunContext
 from .plan_recipe import Built, Recipe, Space, Tuning, build, seed_params, shape, suggest
+from .lm_plan import LM_MAX_EPOCHS, LM_TRIALS, run_lm_plan
+from .plan_bound import bound_for
 from .plan_result import summarize
+from .plan_study import open_plan_study
 from .plan_target import Target, parse_target
 from .search import FINISHED, _storage
 from .speed import record_fields, time_pair
 
 EARLY_STOP_PT = 5.0   # a trial this far past the accuracy bound after half its epochs does not come back
+IMAGE_TRIALS, IMAGE_EPOCHS = 12, 6
 
 
 @dataclass
@@ -47,10 +51,18 @@ class PlanConfig(TechniqueConfig):
     lab = "plan"
     target: str = param("latency=0.4", required=True,
                         help="KIND=RATIO, the share of the baseline's cost to keep: latency=0.4 (2.5x faster), "
-                             "size=0.025 (40x smaller), params=0.2 (non-zero parameters) or macs=0.3")
-    max_drop: float = param(1.0, min=0, max=100, help="largest accuracy drop allowed, in percentage points")
-    trials: int = param(12, min=1, max=10_000, help="finished trials wanted (stopped-early ones count)")
-    finetune_epochs: int = param(6, min=1, max=1000, help="most fine-tuning epochs one trial may use")
+                             "size=0.025 (40x smaller), params=0.2 (non-zero parameters) or macs=0.3; for a "
+                             "language model, latency is its prefill")
+    max_drop: float = param(1.0, min=0, max=100, help="image models: largest accuracy drop allowed, in percentage "
+                                                      "points")
+    max_ppl_increase: float = param(0.1, min=0, max=5, help="language models: largest perplexity increase allowed, "
+                                                            "10%% (or 0.1) by default")
+    trials: int | None = param(None, min=1, max=10_000,
+                               help=f"finished trials wanted (stopped-early ones count; default {IMAGE_TRIALS} for "
+                                    f"image models, {LM_TRIALS} for language models)")
+    finetune_epochs: int | None = param(None, min=1, max=1000,
+                                        help=f"most fine-tuning epochs one trial may use (default {IMAGE_EPOCHS} for "
+                                             f"image models, {LM_MAX_EPOCHS} for language models)")
     quantize: list[str] = param(["static_int8", "dynamic_int8"], choices=QUANT_METHODS,
                                 help="int8 methods the search may pick (it may also pick none)")
     share_bits: list[int] = param([3, 4, 5, 6, 8], min=1, max=8,
@@ -60,6 +72,11 @@ class PlanConfig(TechniqueConfig):
     def check(self) -> None:
         super().check()
         parse_target(self.target)
+
+    def for_models(self, language: bool) -> "PlanConfig":
+        """With the defaults that depend on the kind of model filled in."""
+        trials, epochs = (LM_TRIALS, LM_MAX_EPOCHS) if language else (IMAGE_TRIALS, IMAGE_EPOCHS)
+        return self.replace(trials=self.trials or trials, finetune_epochs=self.finetune_epochs or epochs)
 
     def parsed_target(self) -> Target:
         return parse_target(self.target)
@@ -243,30 +260,9 @@ def make_objective(env: Env):
     return objective
 
 
-def _sampler(config: PlanConfig, joined: bool) -> optuna.samplers.BaseSampler:
-    # a joining process samples with another seed, or it would repeat the first process's recipes
-    seed = config.seed + (int(time.time() * 1000) % 1000 + 1 if joined else 0)
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, config.trials // 3))
-
-
 def open_study(config: PlanConfig, env_space: Space, url: str) -> optuna.Study:
-    """Create the study (seeded with the target's prior recipes) or join an existing one."""
-    name = config.study or f"plan-{config.target}-{int(time.time() * 1000) % 10**9}"
-    try:
-        existing = optuna.load_study(study_name=name, storage=_storage(url))
-    except KeyError:
-        existing = None
-    study = optuna.create_study(study_name=name, storage=_storage(url), directions=["maximize", "minimize"],
-                                sampler=_sampler(config, existing is not None), load_if_exists=True)
-    if existing is None:
-        study.set_user_attr("kind", "plan")
-        study.set_user_attr("config", config.to_dict())
-        for prior in config.parsed_target().prior()[:max(1, config.trials // 3)]:
-            study.enqueue_trial(seed_params(prior, env_space), skip_if_exists=True)
-    elif existing.user_attrs.get("kind") != "plan":
-        raise LabError(f"Study '{name}' is not a plan (it is a {existing.user_attrs.get('kind', 'search')} "
-                       "study); pick another name.")
-    return study
+    priors = [seed_params(p, env_space) for p in config.parsed_target().prior()[:max(1, config.trials // 3)]]
+    return open_plan_study(config, url, ["maximize", "minimize"], priors)
 
 
 def work(study: optuna.Study, env: Env) -> None:
@@ -297,6 +293,10 @@ def _env(config: PlanConfig, ctx: RunContext, unavailable: list[dict]) -> Env:
 def run_plan(config: PlanConfig, ctx: RunContext | None = None) -> dict:
     """Search, pick and verify. Returns {"baseline", "best", "front", "trials", "study", "target", ...}."""
     ctx = ctx or RunContext()
+    language = parent_is_text(config, ctx)
+    config = config.for_models(language)
+    if language:
+        return run_lm_plan(config, ctx)
     unavailable: list[dict] = []
     env = _env(config, ctx, unavailable)
     study = open_study(config, env.space, ctx.store.url)
@@ -305,7 +305,8 @@ def run_plan(config: PlanConfig, ctx: RunContext | None = None) -> dict:
     work(study, env)
     ctx.check_cancel()
     ctx.report(0.95, "Verifying the winner: timing it with the parent again")
-    out = summarize(study, env.parent, env.target, config.max_drop, ctx, _device(config))
+    bound = bound_for(env.parent.record, config.max_drop, config.max_ppl_increase)
+    out = summarize(study, env.parent, env.target, bound, ctx, _device(config))
     ctx.report(1.0, out["best"]["why"] if not out["best"]["meets"] else
                f"Run {out['best']['run_id']} meets {env.target.phrase()}")
     return {**out, "unavailable": unavailable}

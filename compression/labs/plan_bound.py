@@ -1,0 +1,58 @@
+"""How much quality a plan may give up for its target: test accuracy in points for image models, perplexity in per
+cent for language models (lower is better there, and a 0.3 rise means more on a 2.0 model than on a 20.0 one).
+
+Every figure of a plan that speaks of quality (the ranking, the front, the verdict's sentence, the Plan page's
+chart) goes through one Bound, so an image plan and a language-model plan are judged by the same code.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Bound:
+    field: str              # the record's field: "accuracy" or "perplexity"
+    higher_is_better: bool
+    limit: float            # the largest loss allowed, in `unit`
+    base: float             # the baseline's value of `field`
+    unit: str               # "pt" or "%"
+    what: str               # "accuracy drop" or "perplexity increase", for sentences and axes
+
+    def loss(self, row: dict) -> float:
+        """How much worse than the baseline (positive: worse), in `unit`."""
+        if self.higher_is_better:
+            return 100 * (self.base - row[self.field])
+        return 100 * (row[self.field] / self.base - 1)
+
+    def within(self, row: dict) -> bool:
+        return self.loss(row) <= self.limit + 1e-9
+
+    def score(self, row: dict) -> float:
+        """Higher is better, whatever the field: for sorting and Pareto fronts."""
+        return row[self.field] if self.higher_is_better else -row[self.field]
+
+    def change(self, loss: float) -> str:
+        """'-0.8 pt' (accuracy) or 'perplexity +4.2%', the way a reader says it."""
+        return f"{-loss:+.1f} pt" if self.unit == "pt" else f"perplexity {loss:+.1f}%"
+
+    def lost(self, loss: float) -> str:
+        """'lost 2.8 pt' or 'has a 12.0% higher perplexity', for a trial past the bound."""
+        return f"lost {loss:.1f} pt" if self.unit == "pt" else f"has a {loss:.1f}% higher perplexity"
+
+    def short_limit(self) -> str:
+        return f"{self.limit:g} pt" if self.unit == "pt" else f"{self.limit:g}% perplexity"
+
+    def limit_text(self) -> str:
+        return f"{self.limit:g} pt of the baseline's accuracy" if self.unit == "pt" else \
+            f"{self.limit:g}% of the baseline's perplexity"
+
+    def as_dict(self) -> dict:
+        return {"field": self.field, "limit": self.limit, "unit": self.unit, "what": self.what, "base": self.base}
+
+
+def bound_for(record: dict, max_drop: float, max_ppl_increase: float) -> Bound:
+    """The bound for a baseline's record: a language model's carries a perplexity, an image model's an accuracy.
+    max_drop is in points; max_ppl_increase a fraction (0.1 is 10%)."""
+    if record.get("perplexity") is not None:
+        return Bound("perplexity", False, 100 * max_ppl_increase, record["perplexity"], "%", "perplexity increase")
+    return Bound("accuracy", True, max_drop, record["accuracy"], "pt", "accuracy drop")
