@@ -132,10 +132,3 @@ def test_text_path_reads_a_file_or_a_folder_and_refuses_bad_text(lab_home, tmp_p
 def test_mismatched_models_and_contexts_get_one_sentence(lab_home, capsys, args, message):
     code, out, err = run_cli(capsys, "train", *args, "--train-steps", "1", "--quiet")
     assert code == 2 and err.startswith("error: ") and message in err and err.count("\n") == 1, err
-
-
-@pytest.mark.parametrize("verb, required", [("search", [])])
-def test_labs_that_do_not_take_text_yet_say_so_in_one_line(lab_home, capsys, verb, required):
-    code, out, err = run_cli(capsys, verb, "--dataset", "pydoc", *required, "--quiet")
-    assert code == 2 and err.startswith(f"error: The {verb} lab works on image models for now") and \
-        err.count("\n") == 1, err

@@ -10,7 +10,8 @@ from ..core.models import parse_spec
 from ..core.timing import QUOTE_BUDGET_S
 from ..core.train import TrainConfig
 from ..errors import LabError
-from ..search.space import DEFAULT_SPACES, validate_space
+from ..search.space import IMAGE as IMAGE_DATA, TEXT as TEXT_DATA
+from ..search.space import DEFAULT_SPACES, check_space_fits_data, families_for, validate_space
 from ..text.corpus import is_text_name
 from ..text.models import check_model_fits_data
 from ..text.prune import CALIBRATION_SEQUENCES
@@ -52,7 +53,7 @@ class CommonConfig(LabConfig):
 
 
 IMAGE_FINETUNE_EPOCHS = 5
-TEXT_LABS = {"train", "prune", "quantize", "distill"}  # labs that take a text data set (language models); the others, after part 2
+TEXT_LABS = {"train", "prune", "quantize", "distill", "search"}  # labs that take a text data set (language models); the others, after part 2
 
 
 @dataclass
@@ -205,9 +206,14 @@ class DistillLabConfig(CommonConfig):
                 for t in self.temperatures for s in self.seeds}
 
 
-def _objectives():
-    from ..search.strategies import OBJECTIVES
-    return OBJECTIVES
+def _objective_names():
+    from ..search.strategies import objective_names
+    return objective_names()
+
+
+def _objectives_for(data: str):
+    from ..search.strategies import OBJECTIVES_BY_DATA
+    return OBJECTIVES_BY_DATA[data]
 
 
 def _strategies():
@@ -215,28 +221,52 @@ def _strategies():
     return STRATEGIES
 
 
+TEXT_TRIAL_STEPS = 60  # a search trial's steps on text: ~3-9 s for the gpt space's defaults on 2 cores
+
+
 @dataclass
 class SearchConfig(CommonConfig):
     lab = "search"
-    space: str = param("cnn", choices=tuple(DEFAULT_SPACES), help="search space family")
+    space: str | None = param(None, choices=(None, *DEFAULT_SPACES),
+                              help="search space family (default: cnn for image data, gpt for text)")
     choices: dict = param({}, cli=False, help="overrides of the default choices per dimension")
     strategy: str = param("random", choices=lambda: _strategies().names(), help="search strategy")
     trials: int = param(20, min=1, max=10_000, help="completed trials wanted")
-    epochs: int = param(3, min=1, max=1000, help="epochs per trial (low fidelity)")
-    objective: str = param("params", choices=lambda: _objectives().names(), help="the cost to minimise")
+    epochs: int = param(3, min=1, max=1000, help="epochs per trial (low fidelity; image models)")
+    train_steps: int = param(0, min=0, max=1_000_000,
+                             help=f"optimizer steps per trial for a language model (low fidelity; 0: "
+                                  f"{TEXT_TRIAL_STEPS}, a few seconds each on two cores)")
+    objective: str = param("params", choices=lambda: _objective_names(),
+                           help="the cost to minimise: params, macs, latency or none for image models; decode "
+                                "(ms per generated token), params or none for language models")
     max_params: int | None = param(None, min=1, help="constraint: at most this many parameters")
-    max_macs: int | None = param(None, min=1, help="constraint: at most this many MACs per sample")
+    max_macs: int | None = param(None, min=1, help="constraint: at most this many MACs per sample (image models)")
     early_stop: bool = param(False, help="stop bad trials early (objective 'none' only)")
     seed: int = param(0, min=0, help="sampler and training seed")
-    latency_batch: int = param(64, min=1, max=65536, help="batch for the latency objective and records")
+    latency_batch: int = param(64, min=1, max=65536,
+                               help="batch for the latency objective and records (image models; a language "
+                                    "model's prefill is timed at batch 8, decode at batch 1)")
     study: str | None = param(None, help="study name (an existing study is resumed)")
 
     def check(self) -> None:
         super().check()
+        data = TEXT_DATA if is_text_name(self.dataset) else IMAGE_DATA
+        if self.space is None:  # the first family that takes this data: cnn for images, gpt for text
+            object.__setattr__(self, "space", families_for(data)[0])
+        check_space_fits_data(self.space, self.dataset, data)
         object.__setattr__(self, "choices", validate_space(self.space, self.choices))
+        fitting = _objectives_for(data)
+        if self.objective not in fitting:
+            raise LabError(f"The {self.objective} objective is not measured for {data} models: on "
+                           f"'{self.dataset}' use --objective {' or '.join(fitting.names())}.")
+        if data == TEXT_DATA and self.max_macs is not None:
+            raise LabError("--max-macs counts MACs per image: for a language model use --max-params.")
         if self.early_stop and self.objective != "none":
             raise LabError("Optuna's pruners stop bad trials only in single-objective studies: use objective "
                            "'none' (accuracy, with a --max-params or --max-macs constraint) to stop trials early.")
+
+    def steps_per_trial(self) -> int:
+        return self.train_steps or TEXT_TRIAL_STEPS
 
 
 @dataclass

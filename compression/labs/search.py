@@ -1,8 +1,12 @@
 """The search lab: small hardware-aware architecture searches on Optuna; the study lives in the run database.
 
-Objectives: validation accuracy (maximise) and one cost (minimise) from search.strategies.OBJECTIVES. Every
-trial is a stored run. More processes or machines join with `python -m compression worker --study NAME --db URL`;
-trials spread over all of them. A study is resumable: a killed worker's trial is failed by the heartbeat and
+Objectives: a validation quality and one cost (minimise). On image data the quality is validation accuracy
+(maximise) and the cost one of search.strategies.OBJECTIVES; on text (labs.lm_search) it is validation
+perplexity (minimise) and the cost one of LM_OBJECTIVES. What differs by kind of data is one DataKind in KINDS;
+the study, its workers, resuming and the summary are shared. Every trial is a stored run.
+
+More processes or machines join with `python -m compression worker --study NAME --db URL`; trials spread over
+all of them. A study is resumable: a killed worker's trial is failed by the heartbeat and
 retried, and `trials` counts finished trials, so a kill -9 costs time, not budget.
 """
 from __future__ import annotations
@@ -11,6 +15,8 @@ import functools
 import logging
 import os
 import time
+from dataclasses import dataclass
+from typing import Callable
 
 import optuna
 import torch
@@ -22,10 +28,12 @@ from ..core.models import build_model
 from ..core.pareto import pareto_mask
 from ..core.train import TrainConfig, accuracy, train
 from ..errors import CancelledError, LabError
-from ..search.space import arch_to_spec, smallest_arch, space_size, suggest
+from ..registry import Registry
+from ..search.space import IMAGE, TEXT, arch_to_spec, smallest_arch, space_size, suggest
 from ..search.strategies import OBJECTIVES, ZOO, hypervolume, sampler
 from ..store import RunStore, worker_alive, worker_name
 from ..store.artifacts import save_model
+from ..text.corpus import is_text_name
 from .baseline import get_baseline, predictions_on_test
 from .configs import BaselineConfig, SearchConfig
 from .context import RunContext
@@ -62,7 +70,7 @@ def _violation(config: SearchConfig, model, data) -> str | None:
     return None
 
 
-def check_feasible(config: SearchConfig, data) -> None:
+def image_check_feasible(config: SearchConfig, data) -> None:
     cheapest = build_model(arch_to_spec(config.space, smallest_arch(config.space, config.choices)),
                            data.input_shape, data.num_classes)
     reason = _violation(config, cheapest, data)
@@ -70,7 +78,7 @@ def check_feasible(config: SearchConfig, data) -> None:
         raise LabError(f"No architecture in this space satisfies the constraint: even the smallest has {reason}.")
 
 
-def make_objective(config: SearchConfig, study_name: str, data, ctx: RunContext):
+def image_objective(config: SearchConfig, study_name: str, data, ctx: RunContext):
     def objective(trial: optuna.Trial):
         if ctx.cancelled():
             trial.study.stop()
@@ -113,13 +121,28 @@ def make_objective(config: SearchConfig, study_name: str, data, ctx: RunContext)
     return objective
 
 
+@dataclass(frozen=True)
+class DataKind:
+    """What a search does on one kind of data: how a trial runs, what its zoo is, and how trials rank."""
+    quality: str                       # the trial field the front ranks: "val_accuracy", "val_perplexity"
+    label: str                         # that field for a reader, with its direction
+    direction: str                     # Optuna's direction for it
+    make_objective: Callable           # (config, study_name, data, ctx) -> objective(trial)
+    zoo_records: Callable              # (config, ctx) -> [{**record, quality, "cost", "feasible"}]
+    check_feasible: Callable           # (config, data) -> None, or a LabError when nothing in the space can be
+    score: Callable[[float], float]    # quality -> [0, 1], higher is better: what the front and hypervolume read
+    reference: dict                    # the quality where the score is 0 (the hypervolume's reference point)
+    normalisation: str                 # how quality and cost were normalised, said in every summary
+
+
 def _device(config: SearchConfig) -> str:
     return config.device if config.device not in (None, "auto") else "cpu"
 
 
 def create_study(config: SearchConfig, store: RunStore, name: str | None = None) -> optuna.Study:
     name = name or config.study or f"search-{config.space}-{config.strategy}-{int(time.time() * 1000) % 10**9}"
-    directions = ["maximize"] if config.objective == "none" else ["maximize", "minimize"]
+    quality = kind_of(config).direction
+    directions = [quality] if config.objective == "none" else [quality, "minimize"]
     study = optuna.create_study(study_name=name, storage=_storage(store.url), directions=directions,
                                 sampler=sampler(config.strategy, config.seed), load_if_exists=True,
                                 pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1))
@@ -171,7 +194,7 @@ def work(study: optuna.Study, config: SearchConfig, ctx: RunContext) -> None:
     callback re-enqueues them. Attempts are capped so a trial that always crashes cannot loop forever.
     """
     data = load_dataset(config.dataset, config.data_dir, config.download)
-    objective = make_objective(config, study.study_name, data, ctx)
+    objective = kind_of(config).make_objective(config, study.study_name, data, ctx)
     reclaim_dead_trials(study)
     optuna.storages.fail_stale_trials(study)  # other machines' dead workers: failed once their heartbeat is stale
     for _ in range(3 * config.trials):
@@ -182,7 +205,7 @@ def work(study: optuna.Study, config: SearchConfig, ctx: RunContext) -> None:
                        callbacks=[optuna.study.MaxTrialsCallback(config.trials, states=FINISHED)])
 
 
-def zoo_records(config: SearchConfig, ctx: RunContext) -> list[dict]:
+def image_zoo(config: SearchConfig, ctx: RunContext) -> list[dict]:
     """The hand-designed models of the family, trained with the same epochs and measured the same way."""
     data = load_dataset(config.dataset, config.data_dir, config.download)
     out = []
@@ -197,7 +220,30 @@ def zoo_records(config: SearchConfig, ctx: RunContext) -> list[dict]:
     return out
 
 
+KINDS: Registry[DataKind] = Registry("kind of data")
+KINDS.register(IMAGE, DataKind("val_accuracy", "validation accuracy (higher is better)", "maximize", image_objective,
+                               image_zoo, image_check_feasible, lambda accuracy: accuracy, {"accuracy": 0.0},
+                               "error = 1 - val accuracy; cost / reference cost; both in [0, 1]"))
+
+
+def _load_text_kind(registry: Registry) -> None:  # lm_search builds on this module: registered on first use
+    from .lm_search import TEXT_SEARCH
+    registry.register(TEXT, TEXT_SEARCH)
+
+
+KINDS.add_loader(_load_text_kind)
+
+
+def data_of(dataset: str) -> str:
+    return TEXT if is_text_name(dataset) else IMAGE
+
+
+def kind_of(config: SearchConfig) -> DataKind:
+    return KINDS.get(data_of(config.dataset))
+
+
 def summarize(study: optuna.Study, config: SearchConfig, store: RunStore, zoo: list[dict]) -> dict:
+    kind = kind_of(config)
     trials = []
     for t in study.get_trials(deepcopy=False):
         row = {"number": t.number, "status": t.state.name.lower(), "arch": t.user_attrs.get("arch"),
@@ -205,41 +251,47 @@ def summarize(study: optuna.Study, config: SearchConfig, store: RunStore, zoo: l
         if row["run_id"] is not None:
             try:
                 run = store.get_run(row["run_id"])
-                row.update(as_record(run), val_accuracy=run["extra"]["val_accuracy"], cost=run["extra"]["cost"])
+                row.update(as_record(run))  # with the run's extra: its quality and cost
             except LabError:
                 pass  # the run was deleted; the trial stays
         row["status"] = t.state.name.lower()
         trials.append(row)
-    scored = [t for t in trials if t["status"] == "complete" and "cost" in t]
+    scored = [t for t in trials if t["status"] == "complete" and "cost" in t and kind.quality in t]
     zoo_ok = [z for z in zoo if z["feasible"]]
     cost_ref = 1.1 * max([t["cost"] for t in scored] + [z["cost"] for z in zoo] + [1e-9])
-    front = pareto_mask([t["cost"] for t in scored], [t["val_accuracy"] for t in scored])
-    return {"study": study.study_name, "config": config.to_dict(),
+    points = [(kind.score(t[kind.quality]), t["cost"]) for t in scored]
+    front = pareto_mask([c for _, c in points], [q for q, _ in points])
+    return {"study": study.study_name, "config": config.to_dict(), "data": data_of(config.dataset),
+            "quality": kind.quality, "quality_label": kind.label,
             "space_size": space_size(config.space, config.choices), "trials": trials,
             "pareto": [t["run_id"] for t, keep in zip(scored, front) if keep],
-            "hypervolume": hypervolume([(t["val_accuracy"], t["cost"]) for t in scored], cost_ref),
-            "zoo": zoo, "zoo_hypervolume": hypervolume([(z["val_accuracy"], z["cost"]) for z in zoo_ok], cost_ref),
-            "reference_point": {"accuracy": 0.0, "cost": cost_ref, "objective": config.objective,
-                                "normalisation": "error = 1 - val accuracy; cost / reference cost; both in [0, 1]"}}
+            "hypervolume": hypervolume(points, cost_ref),
+            "zoo": zoo, "zoo_hypervolume": hypervolume([(kind.score(z[kind.quality]), z["cost"]) for z in zoo_ok],
+                                                       cost_ref),
+            "reference_point": {**kind.reference, "cost": cost_ref, "objective": config.objective,
+                                "normalisation": kind.normalisation}}
 
 
 def run_search(config: SearchConfig, ctx: RunContext | None = None) -> dict:
     """Create (or resume) a study, measure the zoo, run trials here, and summarise both fronts."""
     ctx = ctx or RunContext()
+    kind = kind_of(config)
     data = load_dataset(config.dataset, config.data_dir, config.download)
-    check_feasible(config, data)
-    zoo = zoo_records(config, ctx)
+    kind.check_feasible(config, data)
+    zoo = kind.zoo_records(config, ctx)
     study = create_study(config, ctx.store)
-    study.set_user_attr("zoo", [{k: z[k] for k in ("run_id", "label", "model_name", "val_accuracy", "cost", "feasible")}
+    study.set_user_attr("zoo", [{k: z[k] for k in ("run_id", "label", "model_name", kind.quality, "cost", "feasible")}
                                 for z in zoo])
     work(study, config, ctx)
     ctx.report(1.0, f"{finished_trials(study)} finished trials in {study.study_name}")
     return summarize(study, config, ctx.store, zoo)
 
 
-def list_studies(store: RunStore) -> list[str]:
+def list_studies(store: RunStore, data: str | None = None) -> list[str]:
+    """Search studies, newest first; only those on `data` (IMAGE or TEXT) when given."""
     return [s.study_name for s in optuna.get_all_study_summaries(storage=_storage(store.url))
-            if s.user_attrs.get("kind", "search") == "search"][::-1]  # plan studies share the database
+            if s.user_attrs.get("kind", "search") == "search"  # plan studies share the database
+            and (data is None or data_of(s.user_attrs.get("config", {}).get("dataset", "")) == data)][::-1]
 
 
 def study_summary(study_name: str, store: RunStore) -> dict:

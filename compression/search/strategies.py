@@ -4,6 +4,7 @@ A new strategy is one `STRATEGIES.register(name, factory)`; a new objective one 
 """
 from __future__ import annotations
 
+import math
 import random
 import warnings
 from typing import Callable
@@ -12,12 +13,15 @@ import optuna
 
 from ..core.measure import count_macs, count_params, measure_latency
 from ..registry import Registry
+from .space import IMAGE, TEXT
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # the heartbeat is "experimental"
 
 ZOO = {"cnn": ["lenet5", "cnn:width=8", "cnn:width=16", "cnn:width=32", "resnet_tiny:width=8", "mobilenet_tiny:width=8"],
-       "mlp": ["mlp:hidden=32", "mlp:hidden=64", "mlp:hidden=128", "mlp:hidden=256-256"]}
+       "mlp": ["mlp:hidden=32", "mlp:hidden=64", "mlp:hidden=128", "mlp:hidden=256-256"],
+       # two hand-picked points, a small and a medium one: two more trainings per search, not six
+       "gpt": ["gpt:layers=1,width=32,heads=2,context=32", "gpt:layers=2,width=64,heads=4,context=64"]}
 
 
 class RegularizedEvolutionSampler(optuna.samplers.BaseSampler):
@@ -97,9 +101,40 @@ OBJECTIVES.register("none", lambda model, data, batch: float(count_params(model)
                     about="accuracy alone (parameters are recorded); lets Optuna's pruner stop bad trials")
 
 
+# a language model's objective(record) -> cost to minimise, read from its measure_lm record: the trial's own
+# measurement, so the cost and the stored record can never disagree
+def _ms_per_token(record: dict, phase: str) -> float:
+    entry = next(e for e in record["latency"] if e["phase"] == phase)
+    return 1e3 / entry["tokens_per_s"]
+
+
+LM_OBJECTIVES: Registry[Callable[[dict], float]] = Registry("objective")
+LM_OBJECTIVES.register("decode", lambda record: _ms_per_token(record, "decode"),
+                       label="Decode latency (ms per token)",
+                       about="median time per generated token at batch 1 with a key-value cache, measured here")
+LM_OBJECTIVES.register("params", lambda record: float(record["params"]), label="Parameters",
+                       about="number of parameters")
+LM_OBJECTIVES.register("none", lambda record: float(record["params"]), label="Perplexity only",
+                       about="perplexity alone (parameters are recorded); lets Optuna's pruner stop bad trials")
+
+OBJECTIVES_BY_DATA = {IMAGE: OBJECTIVES, TEXT: LM_OBJECTIVES}
+
+
+def objective_names() -> list[str]:
+    """Every objective of any kind of data, once: what a config may name before its data set is known."""
+    return list(dict.fromkeys(name for table in OBJECTIVES_BY_DATA.values() for name in table.names()))
+
+
+def perplexity_score(perplexity: float, vocab_size: int) -> float:
+    """1 - ln(perplexity) / ln(vocab size), clipped to [0, 1]: a uniform guess over the vocabulary scores 0 and
+    a perfect model 1. Bits per token over their most, so it needs no worst trial and never moves as trials come."""
+    return min(max(1 - math.log(perplexity) / math.log(vocab_size), 0.0), 1.0)
+
+
 def hypervolume(points: list[tuple[float, float]], cost_ref: float) -> float:
     """2-D hypervolume of (accuracy, cost) points, normalised: error = 1 - accuracy and cost / cost_ref,
-    both minimised, reference point (1, 1). Same normalisation for every front, so they compare."""
+    both minimised, reference point (1, 1). Same normalisation for every front, so they compare. Any quality
+    in [0, 1] where higher is better stands for accuracy (a language model's perplexity_score)."""
     norm = sorted((1 - a, min(c / cost_ref, 1.0)) for a, c in points)
     volume, best_cost = 0.0, 1.0
     for error, cost in norm:  # sweep by error; each point adds the strip below the best cost so far
