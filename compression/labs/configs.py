@@ -53,7 +53,7 @@ class CommonConfig(LabConfig):
 
 
 IMAGE_FINETUNE_EPOCHS = 5
-TEXT_LABS = {"train", "prune", "quantize", "distill", "search"}  # labs that take a text data set (language models); the others, after part 2
+TEXT_LABS = {"train", "prune", "quantize", "distill", "search", "plan", "demo"}  # labs that take a text data set (language models); the others, after part 2
 
 
 @dataclass

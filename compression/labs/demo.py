@@ -10,6 +10,7 @@ from .configs import (BaselineConfig, DemoConfig, DistillLabConfig, PipelineLabC
                       QuantizeLabConfig, RetimeConfig, SearchConfig)
 from .context import RunContext
 from .distill import run_distill
+from .lm_demo import lm_demo_stages
 from .pipeline import run_pipeline
 from .prune import run_prune
 from .quantize import run_quantize
@@ -17,6 +18,7 @@ from .records import run_ids
 from .search import run_search
 from .speed import latest_speedup
 from .summary import REPORT_DEFAULT_RUNS, reference_of
+from ..text.corpus import is_text_name
 
 DEMO_BASELINES = ["lenet5", "mlp:hidden=64", "cnn:width=16"]
 DEMO_QUIET_WAIT_S = 1.0
@@ -82,7 +84,7 @@ def run_demo(config: DemoConfig, ctx: RunContext | None = None) -> dict:
     # short timing blocks: the demo shows the method live on small models; re-time pairs for quotable figures
     ctx = (ctx or RunContext()).with_(latency_time=0.1)
     start = time.perf_counter()
-    stages = demo_stages()
+    stages = lm_demo_stages() if is_text_name(config.dataset) else demo_stages()
     ids, ran = [], []
     # and a short quiet wait: in a browser, the page drawing each new run is the load a timing would wait out
     with quiet_wait_limit(DEMO_QUIET_WAIT_S):
@@ -106,6 +108,8 @@ def headline_pairs(store, run_ids: list[int], device: str) -> list[dict]:
         reference = reference_of(store, run_id)
         row = latest_speedup(store, run_id, reference) if reference is not None else None
         if row is not None:
+            phase = (row.get("detail") or {}).get("phase")  # a language model's: prefill, at its batch
             pairs.append(RetimeConfig(run_a=reference, run_b=run_id, batch_size=row["batch_size"],
-                                      device=row["device"] if row["device"] == "cpu" else device).to_dict())
+                                      device=row["device"] if row["device"] == "cpu" else device,
+                                      **({"phase": phase} if phase else {})).to_dict())
     return pairs

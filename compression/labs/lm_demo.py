@@ -1,0 +1,77 @@
+"""The language-model teaching demo: a small gpt trained on the embedded Python documentation, then every
+language-model lab on it with small defaults, so a newcomer sees the perplexity charts fill in within two minutes
+on 2 cores. The stages are labs.demo's: (what the progress bar says, stage(config, ctx) -> run ids).
+
+- the three weight pruners of the papers (magnitude, Wanda, SparseGPT) at 50% and at 2:4, one-shot;
+- heads and MLP units removed by half, fine-tuned for an epoch with the model as teacher (the one that is faster);
+- dynamic int8;
+- a 2-layer student distilled from it, next to the same student trained alone.
+"""
+from __future__ import annotations
+
+from .configs import BaselineConfig, DemoConfig, DistillLabConfig, PruneLabConfig, QuantizeLabConfig
+from .context import RunContext
+from .distill import run_distill
+from .lm import get_lm_baseline
+from .prune import run_prune
+from .quantize import run_quantize
+from .records import run_ids
+
+# four layers of width 64 over 64-token windows: ~15 s of training on 2 cores, and a model that has learnt enough
+# of the text (perplexity ~8 against the default gpt's 6.8) for pruning to hurt it visibly
+LM_DEMO_MODEL = "gpt:layers=4,width=64,heads=4,context=64"
+LM_DEMO_STUDENT = "pruned:depth=0.5"  # two of the four layers, cut from the teacher and distilled (Minitron)
+LM_DEMO_STEPS, LM_DEMO_BATCH = 300, 32
+LM_DEMO_STUDENT_STEPS = 150
+LM_DEMO_CALIBRATION = 16   # sequences: the papers' 128 buy nothing measurable on a model this small
+
+
+def lm_demo_params() -> dict:
+    """What Home submits for the language-model demo (the baseline part of a DemoConfig)."""
+    return {"dataset": "pydoc", "model": LM_DEMO_MODEL, "train_steps": LM_DEMO_STEPS, "batch_size": LM_DEMO_BATCH}
+
+
+def _baseline_config(config: DemoConfig) -> dict:
+    return config.subset(BaselineConfig).to_dict()
+
+
+def _train(config: DemoConfig, ctx: RunContext) -> list[int]:
+    _, run = get_lm_baseline(config.subset(BaselineConfig), ctx)
+    return [run["id"]]
+
+
+def _prune(method: str, finetune: dict | None = None):
+    """One method at 50% and at 2:4 (one-shot); or, with `finetune`, a structured method at 50%, fine-tuned."""
+    shapes = [{"sparsities": [0.5]}] if finetune else [{"sparsities": [0.5]}, {"pattern": "2:4"}]
+
+    def stage(config: DemoConfig, ctx: RunContext) -> list[int]:
+        ids = []
+        for i, shape in enumerate(shapes):
+            lab = PruneLabConfig.from_dict({**_baseline_config(config), "method": method,
+                                            "calibration": LM_DEMO_CALIBRATION, **shape, **(finetune or {})})
+            ids += run_ids(run_prune(lab, ctx.slice(i / len(shapes), (i + 1) / len(shapes)))["results"])
+        return ids
+    return stage
+
+
+def _quantize(config: DemoConfig, ctx: RunContext) -> list[int]:
+    lab = QuantizeLabConfig.from_dict({**_baseline_config(config), "methods": ["dynamic_int8"]})
+    return run_ids(run_quantize(lab, ctx)["results"])
+
+
+def _distill(config: DemoConfig, ctx: RunContext) -> list[int]:
+    _, teacher = get_lm_baseline(config.subset(BaselineConfig), ctx.slice(0.0, 0.05))
+    lab = DistillLabConfig(dataset=config.dataset, teacher=str(teacher["id"]), student=LM_DEMO_STUDENT,
+                           temperatures=[2.0], seeds=[0], student_steps=LM_DEMO_STUDENT_STEPS, device=config.device)
+    out = run_distill(lab, ctx.slice(0.05, 1.0))
+    return run_ids(out["student_plain"] + out["student_pruned_kd"] + out["student_kd"])
+
+
+def lm_demo_stages() -> list[tuple[str, callable]]:
+    return [("train gpt on pydoc", _train),
+            ("prune magnitude", _prune("magnitude")),
+            ("prune wanda", _prune("wanda")),
+            ("prune sparsegpt", _prune("sparsegpt")),
+            ("prune heads + MLP, fine-tuned", _prune("heads_mlp", {"finetune_epochs": 1, "distill": True})),
+            ("quantize dynamic int8", _quantize),
+            ("distill a 2-layer student", _distill)]

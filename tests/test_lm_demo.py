@@ -1,0 +1,63 @@
+"""Language models, part 2: the language-model teaching demo. Home's second button queues it on pydoc and switches the
+sidebar to the text; each stage stores runs timed in pairs with the trained gpt; Home and the Report then draw
+perplexity charts and the Report shows completions side by side. The demo's own model is timed in Chromium by
+benchmarks/lm_demo_browser.py (a speed goal); here its stages run on a two-layer gpt of width 32."""
+from streamlit.testing.v1 import AppTest
+
+from compression import RunStore
+from compression.labs.configs import DemoConfig
+from compression.labs.demo import run_demo
+from compression.labs.lm import generate
+from compression.labs.lm_demo import lm_demo_params, lm_demo_stages
+from compression.store.artifacts import load_run_model
+from compression.text.behaviour import PROMPTS
+from conftest import ROOT, quick_ctx
+
+APP = str(ROOT / "dashboard" / "app.py")
+
+
+def test_home_queues_the_language_model_demo_and_shows_its_text(lab_home):
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    next(b for b in at.button if b.label == "Run the language-model demo").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.exception]
+    job = RunStore().list_jobs()[0]
+    RunStore().request_cancel(job["id"])
+    assert job["kind"] == "demo" and {k: job["params"][k] for k in lm_demo_params()} == lm_demo_params()
+    assert at.session_state.dataset == "pydoc"  # the sidebar follows, so the charts below show the demo's runs
+    assert at.sidebar.selectbox(key="model_name").value == "gpt"
+
+
+def test_the_language_model_demo_runs_every_lab_and_the_report_shows_completions(lab_home):
+    config = DemoConfig.from_dict({**lm_demo_params(), "model": "gpt:layers=2,width=32,heads=2,context=32",
+                                   "train_steps": 30, "batch_size": 8})
+    out = run_demo(config, quick_ctx())
+    assert [s["stage"] for s in out["stages"]] == [label for label, _ in lm_demo_stages()]
+    assert all(s["runs"] >= 1 for s in out["stages"]), out["stages"]
+    store = RunStore()
+    runs = [store.get_run(i) for i in out["run_ids"]]
+    parent = runs[0]
+    methods = {(r["method"], r["record"].get("pattern") or r["extra"].get("pattern")) for r in runs if r["kind"] == "prune"}
+    assert {("magnitude", "2:4"), ("wanda", "2:4"), ("sparsegpt", "2:4")} <= methods
+    assert {r["method"] for r in runs if r["kind"] == "prune"} == {"magnitude", "wanda", "sparsegpt", "heads_mlp"}
+    assert any(r["kind"] == "quantize" for r in runs)
+    for child in (r for r in runs if r["parent_id"] == parent["id"]):  # timed with the trained gpt, both phases
+        phases = {s["detail"].get("phase") for s in store.list_speedups(run_a=parent["id"], run_b=child["id"])}
+        assert phases == {"prefill", "decode"}, child["label"]
+    assert out["retime"] and all(p["phase"] in ("prefill", "decode") for p in out["retime"])
+    # Home draws perplexity charts of these runs; the Report shows what changed, with greedy completions
+    home = AppTest.from_file(APP, default_timeout=90)
+    home.run()
+    home.sidebar.selectbox(key="dataset").set_value("pydoc").run()
+    assert not home.exception, [e.value for e in home.exception]
+    assert len(home.get("plotly_chart")) == 2
+    report = AppTest.from_file(APP, default_timeout=90)
+    report.run()
+    report.sidebar.selectbox(key="dataset").set_value("pydoc").run()
+    report.switch_page("app_pages/report.py").run()
+    assert not report.exception, [e.value for e in report.exception]
+    shown = [c.value for c in report.code]  # each completion in a code block, the two runs side by side
+    newest = max((r for r in runs if r["parent_id"] is not None), key=lambda r: r["id"])
+    model = load_run_model(newest["weights_path"])
+    for prompt in PROMPTS:  # greedy: the newest run's first 8 tokens begin one of the blocks
+        assert any(c.startswith(prompt + generate(model, prompt, 8)) for c in shown), (prompt, shown)
