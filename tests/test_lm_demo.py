@@ -56,6 +56,9 @@ def test_the_language_model_demo_runs_every_lab_and_the_report_shows_completions
     report.sidebar.selectbox(key="dataset").set_value("pydoc").run()
     report.switch_page("app_pages/report.py").run()
     assert not report.exception, [e.value for e in report.exception]
+    claims = [m.value for m in report.markdown if m.value.startswith("- **")]
+    assert claims and all("prefill" in c and "decode" in c for c in claims)  # both phases, each its own CI
+    assert all(f"perplexity {parent['record']['perplexity']:.2f} \u2192" in c for c in claims), claims
     shown = [c.value for c in report.code]  # each completion in a code block, the two runs side by side
     newest = max((r for r in runs if r["parent_id"] is not None), key=lambda r: r["id"])
     model = load_run_model(newest["weights_path"])

@@ -149,12 +149,15 @@ def _int8(run: dict) -> bool:
     return bool((run.get("extra") or {}).get("real_int8"))
 
 
-def latest_speedup(store: RunStore, run_b: int, run_a: int | None = None, *, batch_size: int | None = None) -> dict | None:
-    """The paired timing of run B (against A, when given) to show, at the largest batch unless one is named: the
-    newest quotable one (timed in fresh processes) that is unflagged; else the newest quotable one, with its flag
-    (a quick in-process figure never hides a re-timing); else the newest quick one, unflagged first."""
+def latest_speedup(store: RunStore, run_b: int, run_a: int | None = None, *, batch_size: int | None = None,
+                   phase: str | None = None) -> dict | None:
+    """The paired timing of run B (against A, when given) to show, at the largest batch unless one is named (and,
+    for a language model, of one phase: prefill or decode): the newest quotable one (timed in fresh processes)
+    that is unflagged; else the newest quotable one, with its flag (a quick in-process figure never hides a
+    re-timing); else the newest quick one, unflagged first."""
     rows = [r for r in store.list_speedups(run_b=run_b, run_a=run_a)
-            if batch_size is None or r["batch_size"] == batch_size]
+            if (batch_size is None or r["batch_size"] == batch_size)
+            and (phase is None or (r.get("detail") or {}).get("phase", "prefill") == phase)]
     if not rows:
         return None
     biggest = max(r["batch_size"] for r in rows)

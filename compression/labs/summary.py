@@ -1,4 +1,5 @@
-"""A run against a reference, in the words a stakeholder reads: x smaller, x faster [CI], pt accuracy.
+"""A run against a reference, in the words a stakeholder reads: x smaller, x faster [CI], pt accuracy (for a
+language model: prefill and decode speed, each with its CI, and the perplexity change).
 
 Sizes and accuracies are properties of the stored files and the fixed test split, so they compare directly.
 Speed does not: it comes only from a paired timing in the speedups table (labs/speed.py), with its CI,
@@ -9,18 +10,34 @@ from __future__ import annotations
 from .speed import speed_text
 
 
-def versus_baseline(record: dict, baseline: dict, speed: dict | None = None, this_machine: str | None = None) -> dict:
-    """Ratios > 1 mean better (smaller, faster). Slower or larger results are said so, not hidden."""
+def _quality(record: dict, baseline: dict) -> tuple[str, dict]:
+    """'+0.8 pt accuracy', or for two language models 'perplexity 7.78 -> 7.99 (+2.7%)' (lower is better)."""
+    if record.get("perplexity") is not None and baseline.get("perplexity") is not None:
+        change = record["perplexity"] / baseline["perplexity"] - 1
+        return (f"perplexity {baseline['perplexity']:.2f} \u2192 {record['perplexity']:.2f} ({100 * change:+.1f}%)",
+                {"perplexity_change": change})
+    delta_pt = 100 * (record["accuracy"] - baseline["accuracy"])
+    return f"{delta_pt:+.1f} pt accuracy".replace("-", "\u2212"), {"accuracy_delta_pt": delta_pt}
+
+
+def versus_baseline(record: dict, baseline: dict, speed: dict | None = None, this_machine: str | None = None,
+                    decode: dict | None = None) -> dict:
+    """Ratios > 1 mean better (smaller, faster). Slower or larger results are said so, not hidden. For a language
+    model `speed` is its prefill timing and `decode` its decode timing: int8 can win one and lose the other, and a
+    reader must see both."""
     size_ratio = baseline["size_bytes"] / record["size_bytes"] if record.get("size_bytes") else None
     gzip_ratio = baseline["gzip_bytes"] / record["gzip_bytes"] if record.get("gzip_bytes") else None
-    delta_pt = 100 * (record["accuracy"] - baseline["accuracy"])
+    quality, quality_fields = _quality(record, baseline)
     foreign = bool(speed and this_machine and speed["machine"] != this_machine)
     speed_ratio = speed["speedup"] if speed and not foreign else None
+    language = "perplexity_change" in quality_fields
     parts = []
     if size_ratio:
         parts.append(f"{size_ratio:.1f}x smaller" if size_ratio >= 1 else f"{1 / size_ratio:.1f}x larger")
-    parts.append(speed_text(speed, this_machine))
-    parts.append(f"{delta_pt:+.1f} pt accuracy".replace("-", "\u2212"))
+    parts.append(("prefill " if language else "") + speed_text(speed, this_machine))
+    if language:
+        parts.append("decode " + speed_text(decode, this_machine))
+    parts.append(quality)
     if record.get("final_stage") is False and record.get("fine_tuned") is False:
         # a pipeline's un-fine-tuned step: its accuracy is not a result, say so beside the number
         parts.append("an intermediate stage, before fine-tuning")
@@ -28,7 +45,7 @@ def versus_baseline(record: dict, baseline: dict, speed: dict | None = None, thi
             "gzip_ratio": gzip_ratio, "speed_ratio": speed_ratio,
             "speed_ci95": speed["ci95"] if speed_ratio else None, "speed_noisy": bool(speed and speed["noisy"]),
             "speed_machine": speed["machine"] if speed else None, "speed_batch": speed["batch_size"] if speed else None,
-            "accuracy_delta_pt": delta_pt, "text": ", ".join(parts)}
+            **quality_fields, "text": ", ".join(parts)}
 
 
 REPORT_DEFAULT_RUNS = 5  # the Report opens on the newest runs that grew from a baseline, this many

@@ -43,10 +43,16 @@ for run_id in picked:
     if ref_id is None or ref_id == run_id or ref_id not in by_id:
         rows.append((by_id[run_id], None, "a baseline: nothing to compare with"))
         continue
-    speed = latest_speedup(store, run_id, ref_id)
-    summary = versus_baseline(by_id[run_id], by_id[ref_id], speed, machine)
-    if speed is None or speed["machine"] != machine or speed["noisy"]:
-        pairs.append((ref_id, run_id, speed["batch_size"] if speed else 256))
+    phase = "prefill" if text_task else None  # a language model's claim names its phase; decode is said beside it
+    speed = latest_speedup(store, run_id, ref_id, phase=phase)
+    decode = latest_speedup(store, run_id, ref_id, phase="decode") if text_task else None
+    summary = versus_baseline(by_id[run_id], by_id[ref_id], speed, machine, decode=decode)
+    timed = (("prefill", speed), ("decode", decode)) if text_task else ((None, speed),)
+    for timed_phase, row in timed:  # a re-time job per claim to replace, at the claim's own batch
+        if row is None or row["machine"] != machine or row["noisy"]:
+            batch = row["batch_size"] if row else (None if text_task else 256)  # None: the record's batch
+            pairs.append({"run_a": ref_id, "run_b": run_id, "batch_size": batch,
+                          **({"phase": timed_phase} if timed_phase else {})})
     rows.append((by_id[run_id], by_id[ref_id], summary["text"]))
 for rec, ref, text in rows:
     versus = f" vs #{ref['run_id']}" if ref else ""
@@ -54,9 +60,9 @@ for rec, ref, text in rows:
 if any("noisy" in text for _, _, text in rows):
     st.warning("Some timings were **noisy**: other programs were busy, or too few rounds for a tight interval. "
                "Re-time them on a quiet machine before quoting them.")
-if pairs and st.button(f"Re-time {len(pairs)} pair(s) on this machine"):
-    for ref_id, run_id, batch in pairs:  # at the claim's batch: the figure it replaces
-        submit_job("speedup", {"run_a": ref_id, "run_b": run_id, "batch_size": batch})
+if pairs and st.button(f"Re-time {len(pairs)} timing(s) on this machine"):
+    for params in pairs:
+        submit_job("speedup", params)
 job_panel(("speedup",), key="report", show_curves=False)
 
 GALLERY = 6  # a glimpse; Compare's Behaviour view shows the full gallery
