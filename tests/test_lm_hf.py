@@ -13,6 +13,8 @@ from compression.cli import main
 from compression.labs.lm import generate
 from conftest import quick_ctx
 
+TINY_GPT = "gpt:layers=1,width=32,heads=2,context=32"
+
 
 def bpe_tokenizer(vocab: int = 300) -> PreTrainedTokenizerFast:
     tokenizer = Tokenizer(models.BPE(unk_token=None))
@@ -97,3 +99,25 @@ def test_a_tiny_llama_is_pruned_by_each_method_and_gpt2_is_refused_in_one_senten
     from compression.text.prune import transformer_blocks
     with pytest.raises(LabError, match="its projections are Conv1D layers"):  # what the lab checks before measuring
         transformer_blocks(load_hf(str(checkpoints / "gpt2")))
+
+
+def test_a_tiny_llama_is_quantized_and_what_it_cannot_do_is_one_sentence_each(lab_home, checkpoints):
+    from compression import LabError
+    from compression.labs.configs import DistillLabConfig, QuantizeLabConfig
+    from compression.labs.distill import run_distill
+    from compression.labs.plan import PlanConfig, run_plan
+    from compression.labs.quantize import run_quantize
+    _, llama = get_baseline(BaselineConfig(dataset="pydoc", model=f"hf:{checkpoints / 'llama'}", train_steps=4,
+                                           batch_size=4, context=32), quick_ctx())
+    row = run_quantize(QuantizeLabConfig(from_run=llama["id"], methods=["dynamic_int8"]), quick_ctx())["results"][0]
+    assert row["parent_id"] == llama["id"] and row["perplexity"] > 0 and row["size_bytes"] < llama["record"]["size_bytes"]
+    refusals = [  # (what was asked, the words that name what it cannot handle)
+        (lambda: run_distill(DistillLabConfig(dataset="pydoc", teacher=str(llama["id"]), student=TINY_GPT,
+                                              temperatures=[2.0], student_steps=2), quick_ctx()), "one tokenizer"),
+        (lambda: run_distill(DistillLabConfig(dataset="pydoc", teacher=str(llama["id"]), student="pruned:depth=0.5",
+                                              temperatures=[2.0], student_steps=2), quick_ctx()), "needs a `gpt` model"),
+        (lambda: run_plan(PlanConfig(from_run=llama["id"], target="latency=0.5", trials=1), quick_ctx()),
+         "needs a `gpt` model")]
+    for ask, words in refusals:
+        with pytest.raises(LabError, match=words):
+            ask()

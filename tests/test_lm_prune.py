@@ -161,8 +161,8 @@ def test_pruning_input_that_does_not_fit_is_one_error_line(lab_home, capsys):
     cases = [(["--from", str(parent["id"]), "--method", "global_l1", "--sparsity", "0.5"],
               "does not prune language models"),
              (["--from", str(image), "--method", "wanda", "--sparsity", "0.5"], "does not prune image models"),
-             (["--from", str(parent["id"]), "--method", "wanda", "--sparsity", "0.5", "--finetune-epochs", "2"],
-              "not built yet"),
+             (["--from", str(parent["id"]), "--method", "wanda", "--sparsity", "0.5", "--distill"],
+              "give --finetune-epochs too"),
              (["--from", str(parent["id"]), "--method", "global_l1", "--pattern", "2:4"], "N:M patterns"),
              (["--from", str(parent["id"]), "--method", "wanda", "--pattern", "2:4", "--sparsity", "0.7"],
               "fixes the sparsity at 50%"),
@@ -175,9 +175,10 @@ def test_pruning_input_that_does_not_fit_is_one_error_line(lab_home, capsys):
 
 def test_speedup_times_a_language_model_pair_at_prefill_or_decode(lab_home, capsys):
     _, parent = tiny_lm(steps=5)
-    code, out, err = run_cli(capsys, "prune", "--from", str(parent["id"]), "--method", "magnitude",
-                             "--sparsity", "0.5", "--calibration", "4", "--json")
+    code, out, err = run_cli(capsys, "prune", "--from", str(parent["id"]), "--sparsity", "0.5", "--calibration", "4",
+                             "--json")  # no --method: a language model's default is magnitude
     child = json.loads(out)["results"][0]["run_id"]
+    assert json.loads(out)["results"][0]["method"] == "magnitude"
     for phase, batch in (("prefill", 8), ("decode", 1)):
         code, out, err = run_cli(capsys, "speedup", str(parent["id"]), str(child), "--phase", phase,
                                  "--time-budget", "0", "--json")
@@ -245,3 +246,22 @@ def test_heads_mlp_pruning_fine_tuned_with_the_parent_as_teacher_is_smaller_fast
     assert tuned["macs_per_token"] < parent["record"]["macs_per_token"]
     speed = RunStore().list_speedups(run_a=parent["id"], run_b=tuned["run_id"])
     assert len(speed) == 2 and tuned["speedup_cpu_b8"] == speed[0]["speedup"]
+
+
+def test_fine_tuning_after_wanda_keeps_its_two_of_four_pattern_and_wins_perplexity_back(lab_home, capsys):
+    _, parent = tiny_lm(steps=40)
+    rows = {}
+    for steps in ("0", "80"):
+        code, out, err = run_cli(capsys, "prune", "--from", str(parent["id"]), "--method", "wanda", "--pattern", "2:4",
+                                 "--calibration", "8", "--finetune-steps", steps, "--json")
+        assert code == 0, err
+        rows[steps] = json.loads(out)["results"][0]
+    tuned = rows["80"]
+    assert tuned["finetune_history"] and "zeros held" in tuned["label"]
+    assert tuned["perplexity"] < rows["0"]["perplexity"]  # the fine-tune wins perplexity back ...
+    model = load_run_model(RunStore().get_run(tuned["run_id"])["weights_path"])
+    for layer in transformer_blocks(model).modules():  # ... and every block weight still keeps 2 of every 4
+        if isinstance(layer, nn.Linear):
+            kept = (layer.weight != 0).reshape(layer.weight.shape[0], -1, 4).sum(-1)
+            assert torch.equal(kept, torch.full_like(kept, 2))
+    assert "size only on this machine" in tuned["speed_note"]  # zeros still buy no CPU speed

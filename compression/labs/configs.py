@@ -93,13 +93,18 @@ class TechniqueConfig(BaselineConfig):
 @dataclass
 class PruneLabConfig(TechniqueConfig):
     lab = "prune"
-    method: str = param("global_l1", choices=PRUNE_METHODS, help="pruning method")
+    method: str | None = param(None, choices=PRUNE_METHODS,
+                               help="pruning method (default: global_l1 for image models, magnitude for language "
+                                    "models)")
     sparsities: list[float] | None = param(None, min=0, below=1, flag="--sparsity",
                                            help="one or more sparsities in [0, 1): a sweep (a language model may take "
                                                 "--pattern instead)")
     finetune_epochs: int | None = param(None, min=0, max=1000,
                                         help=f"fine-tuning epochs after pruning (default: {IMAGE_FINETUNE_EPOCHS} for "
                                              "image models; 0 for language models, pruned one-shot as the papers do)")
+    finetune_steps: int = param(0, min=0, max=1_000_000,
+                                help="language models: fine-tune for this many optimizer steps instead of whole "
+                                     "epochs (an epoch of a large text is long)")
     schedule: str = param("oneshot", choices=SCHEDULES, help="oneshot, or iterative (AGP)")
     steps: int = param(1, min=1, max=100, help="pruning steps for the iterative schedule")
     layers: list[str] | None = param(None, help="module names to prune (default: every conv and linear)")
@@ -122,14 +127,20 @@ class PruneLabConfig(TechniqueConfig):
                            "--pattern 2:4 or 4:8")
         if self.sparsities is not None and not self.sparsities:
             raise LabError("The sweep is empty: give at least one sparsity, e.g. 0.5 0.7 0.9")
+        method = self.method_for(language=self.pattern is not None or is_text_name(self.dataset))
         if self.pattern is not None:
-            if not PRUNE_METHODS[self.method].language:
+            if not PRUNE_METHODS[method].language:
                 raise LabError(f"N:M patterns ({self.pattern}) are for the language-model methods "
                                f"({', '.join(n for n in PRUNE_METHODS.names() if PRUNE_METHODS[n].language)}).")
             if self.sparsities not in (None, [0.5]):
                 raise LabError(f"--pattern {self.pattern} fixes the sparsity at 50%: leave out --sparsity.")
-        if not PRUNE_METHODS[self.method].language:
+        if not PRUNE_METHODS[method].language:
             self.prune_configs()
+
+    def method_for(self, language: bool) -> str:
+        """The method asked for, or the default for the kind of model (whether it is one is known once the parent
+        is: a --from run may be either)."""
+        return self.method or ("magnitude" if language else "global_l1")
 
     def epochs_after_pruning(self, language: bool) -> int:
         if self.finetune_epochs is not None:
@@ -137,7 +148,7 @@ class PruneLabConfig(TechniqueConfig):
         return 0 if language else IMAGE_FINETUNE_EPOCHS
 
     def prune_configs(self) -> list[PruneConfig]:
-        return [PruneConfig(method=self.method, sparsity=float(s), finetune_epochs=self.epochs_after_pruning(False),
+        return [PruneConfig(method=self.method_for(language=False), sparsity=float(s), finetune_epochs=self.epochs_after_pruning(False),
                             schedule=self.schedule, steps=self.steps,
                             layers=tuple(self.layers) if self.layers else None, skip_first_last=self.skip_first_last,
                             round_to=self.round_to, seed=self.seed) for s in self.sparsities]

@@ -22,7 +22,6 @@ from .records import run_ids
 LM_DEMO_MODEL = "gpt:layers=4,width=64,heads=4,context=64"
 LM_DEMO_STUDENT = "pruned:depth=0.5"  # two of the four layers, cut from the teacher and distilled (Minitron)
 LM_DEMO_STEPS, LM_DEMO_BATCH = 300, 32
-LM_DEMO_STUDENT_STEPS = 150
 LM_DEMO_CALIBRATION = 16   # sequences: the papers' 128 buy nothing measurable on a model this small
 
 
@@ -35,20 +34,27 @@ def _baseline_config(config: DemoConfig) -> dict:
     return config.subset(BaselineConfig).to_dict()
 
 
+def _follow_up_steps(config: DemoConfig) -> int:
+    """Steps of each fine-tune and student: half the gpt's own training (150 for the demo's 300), so a demo on a
+    smaller budget stays in proportion."""
+    return max(1, (config.train_steps or LM_DEMO_STEPS) // 2)
+
+
 def _train(config: DemoConfig, ctx: RunContext) -> list[int]:
     _, run = get_lm_baseline(config.subset(BaselineConfig), ctx)
     return [run["id"]]
 
 
-def _prune(method: str, finetune: dict | None = None):
-    """One method at 50% and at 2:4 (one-shot); or, with `finetune`, a structured method at 50%, fine-tuned."""
-    shapes = [{"sparsities": [0.5]}] if finetune else [{"sparsities": [0.5]}, {"pattern": "2:4"}]
+def _prune(method: str, options: dict | None = None, fine_tune: bool = False):
+    """One method at 50% and at 2:4 (one-shot); or, with `fine_tune`, a structured method at 50%, fine-tuned."""
+    shapes = [{"sparsities": [0.5]}] if fine_tune else [{"sparsities": [0.5]}, {"pattern": "2:4"}]
 
     def stage(config: DemoConfig, ctx: RunContext) -> list[int]:
         ids = []
+        steps = {"finetune_steps": _follow_up_steps(config)} if fine_tune else {}
         for i, shape in enumerate(shapes):
             lab = PruneLabConfig.from_dict({**_baseline_config(config), "method": method,
-                                            "calibration": LM_DEMO_CALIBRATION, **shape, **(finetune or {})})
+                                            "calibration": LM_DEMO_CALIBRATION, **shape, **(options or {}), **steps})
             ids += run_ids(run_prune(lab, ctx.slice(i / len(shapes), (i + 1) / len(shapes)))["results"])
         return ids
     return stage
@@ -62,7 +68,7 @@ def _quantize(config: DemoConfig, ctx: RunContext) -> list[int]:
 def _distill(config: DemoConfig, ctx: RunContext) -> list[int]:
     _, teacher = get_lm_baseline(config.subset(BaselineConfig), ctx.slice(0.0, 0.05))
     lab = DistillLabConfig(dataset=config.dataset, teacher=str(teacher["id"]), student=LM_DEMO_STUDENT,
-                           temperatures=[2.0], seeds=[0], student_steps=LM_DEMO_STUDENT_STEPS, device=config.device)
+                           temperatures=[2.0], seeds=[0], student_steps=_follow_up_steps(config), device=config.device)
     out = run_distill(lab, ctx.slice(0.05, 1.0))
     return run_ids(out["student_plain"] + out["student_pruned_kd"] + out["student_kd"])
 
@@ -72,6 +78,6 @@ def lm_demo_stages() -> list[tuple[str, callable]]:
             ("prune magnitude", _prune("magnitude")),
             ("prune wanda", _prune("wanda")),
             ("prune sparsegpt", _prune("sparsegpt")),
-            ("prune heads + MLP, fine-tuned", _prune("heads_mlp", {"finetune_epochs": 1, "distill": True})),
+            ("prune heads + MLP, fine-tuned", _prune("heads_mlp", {"distill": True}, fine_tune=True)),
             ("quantize dynamic int8", _quantize),
             ("distill a 2-layer student", _distill)]

@@ -45,6 +45,20 @@ def _reinitialised(model: GPT, seed: int) -> GPT:
     return fresh
 
 
+def _tokenizer_name(model: nn.Module) -> str:
+    tokenizer = model.tokenizer
+    return getattr(tokenizer, "name", type(tokenizer).__name__)
+
+
+def _check_same_tokenizer(teacher: nn.Module, student: nn.Module, spec: str) -> None:
+    """A student learns the teacher's distribution over next tokens: both must read and predict the same tokens."""
+    if _tokenizer_name(teacher) != _tokenizer_name(student):
+        raise LabError(f"The student {spec} reads {_tokenizer_name(student)} tokens and the teacher "
+                       f"{_tokenizer_name(teacher)} tokens: distillation matches their next-token distributions, "
+                       "so both need one tokenizer (a gpt teacher for a gpt student, or an hf: student with the "
+                       "teacher's tokenizer).")
+
+
 def _students(config: DistillLabConfig, teacher: LMParent, seed: int) -> list[tuple[str, nn.Module, dict]]:
     """(method, initial model, spec) per arm."""
     text = str(config.student)
@@ -58,6 +72,7 @@ def _students(config: DistillLabConfig, teacher: LMParent, seed: int) -> list[tu
     spec = parse_spec(text)
     torch.manual_seed(seed)
     student = build_language_model(spec)
+    _check_same_tokenizer(teacher.model, student, text)
     if getattr(student, "context", 0) < teacher.context:
         raise LabError(f"The student's context ({student.context}) is shorter than the teacher's {teacher.context}.")
     return [("student_plain", student, spec), ("student_kd", copy.deepcopy(student), spec)]

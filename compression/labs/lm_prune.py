@@ -1,12 +1,18 @@
 """The prune lab on a language model, one child run per sparsity (or pattern), each measured and timed with its
 parent:
 
-- magnitude, Wanda or SparseGPT (text.prune), unstructured or N:M, calibrated on training text. One-shot: the
-  zeros buy no speed with dense CPU kernels, and the record says so;
+- magnitude, Wanda or SparseGPT (text.prune), unstructured or N:M, calibrated on training text; one-shot as the
+  papers prune, or fine-tuned with the zeros held. The zeros buy no speed with dense CPU kernels, and the record
+  says so;
 - heads_mlp or depth (text.structured): a smaller dense gpt, really faster, then optionally fine-tuned for
   --finetune-epochs, with the parent as teacher when --distill is given (Minitron's recipe).
 """
 from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
 
 from ..errors import LabError
 from ..techniques.prune import layer_report
@@ -24,11 +30,7 @@ STRUCTURED_PRUNERS = {"heads_mlp": prune_heads_mlp, "depth": prune_depth}
 
 
 def lm_prune_configs(config: PruneLabConfig) -> list[LMPruneConfig]:
-    structured = config.method in STRUCTURED
-    if config.epochs_after_pruning(language=True) and not structured:
-        raise LabError("Fine-tuning after magnitude, wanda or sparsegpt is not built yet: use --finetune-epochs 0 "
-                       "(one-shot, as the papers prune), or heads_mlp or depth, which fine-tune.")
-    if config.distill and not config.epochs_after_pruning(language=True):
+    if config.distill and not _finetunes(config):
         raise LabError("--distill fine-tunes with the parent as teacher: give --finetune-epochs too.")
     if config.with_sensitivity or config.layers or config.schedule != "oneshot":
         raise LabError("For language models the prune lab takes --method, --sparsity or --pattern, --calibration, "
@@ -68,16 +70,43 @@ def _depth_layers(parent: LMParent, report: dict) -> list[dict]:
     return rows
 
 
-def _finetune(model, parent: LMParent, config: PruneLabConfig, step: RunContext, name: str) -> list[dict]:
-    epochs = config.epochs_after_pruning(language=True)
-    train_config = LMTrainConfig(steps=epochs * steps_per_epoch(parent.data, model.tokenizer, LMTrainConfig.batch_size,
-                                                                parent.context), lr=FINETUNE_LR, seed=config.seed)
+def held_zeros(model) -> Callable[[], None]:
+    """What puts a weight pruner's zeros back after an optimizer step: fine-tuning then keeps the sparsity (and an
+    N:M pattern) the method chose, as SparseGPT's and Wanda's fine-tuned variants do. A dense weight's mask is all
+    ones, so it costs a multiply and changes nothing."""
+    masks = [(layer.weight, layer.weight != 0) for layer in transformer_blocks(model).modules()
+             if isinstance(layer, nn.Linear)]
+
+    def restore() -> None:
+        with torch.no_grad():
+            for weight, mask in masks:
+                weight.mul_(mask)
+    return restore
+
+
+def _finetunes(config: PruneLabConfig) -> bool:
+    return bool(config.finetune_steps or config.epochs_after_pruning(language=True))
+
+
+def _finetune_length(config: PruneLabConfig) -> str:
+    return f"{config.finetune_steps} steps" if config.finetune_steps else \
+        f"{config.epochs_after_pruning(language=True)} ep"
+
+
+def _finetune(model, parent: LMParent, config: PruneLabConfig, step: RunContext, name: str,
+              hold: Callable[[], None] | None = None) -> list[dict]:
+    steps = config.finetune_steps or config.epochs_after_pruning(language=True) * steps_per_epoch(
+        parent.data, model.tokenizer, LMTrainConfig.batch_size, parent.context)
+    train_config = LMTrainConfig(steps=steps, lr=FINETUNE_LR, seed=config.seed)
     teacher = f", the parent teaching" if config.distill else ""
+
+    def on_step(info: dict) -> None:
+        if hold:
+            hold()  # before the next step and before any evaluation: the model is always as sparse as pruned
+        step.report(0.5 + 0.35 * info["step"] / info["steps"],
+                    f"{name}: fine-tuning{teacher}, step {info['step']}/{info['steps']}")
     return train_lm(model, parent.data, train_config, context=parent.context,
-                    loss_fn=distillation_loss(parent.model) if config.distill else lm_loss,
-                    on_step=lambda info: step.report(0.5 + 0.35 * info["step"] / info["steps"],
-                                                     f"{name}: fine-tuning{teacher}, step {info['step']}/"
-                                                     f"{info['steps']}"),
+                    loss_fn=distillation_loss(parent.model) if config.distill else lm_loss, on_step=on_step,
                     should_cancel=step.should_cancel)
 
 
@@ -89,9 +118,11 @@ def run_prune_lm(config: PruneLabConfig, ctx: RunContext) -> dict:
         name = f"{config.method} {prune_config.pattern or f'{prune_config.sparsity:.0%}'}"
         step = ctx.slice(0.15 + 0.8 * i / len(prune_configs), 0.15 + 0.8 * (i + 1) / len(prune_configs), name)
         pruned, report = _prune(parent, prune_config, step, ctx, name)
-        history = _finetune(pruned, parent, config, step, name) if config.epochs_after_pruning(True) else []
+        hold = None if config.method in STRUCTURED else held_zeros(pruned)
+        history = _finetune(pruned, parent, config, step, name, hold) if _finetunes(config) else []
         if history:
-            name += f", fine-tuned {config.epochs_after_pruning(True)} ep" + (" (distilled)" if config.distill else "")
+            name += f", fine-tuned {_finetune_length(config)}" + (" (distilled)" if config.distill else "")
+            name += ", zeros held" if hold else ""
         step.report(0.85, f"{name}: measuring perplexity and timing it with its parent")
         extra = {k: report[k] for k in ("sparsity", "pattern", "structured", "layers", "calibration_sequences",
                                          "calibration_tokens", "speed_note") if k in report}

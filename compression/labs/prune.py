@@ -15,7 +15,10 @@ from .records import as_record
 def run_prune(config: PruneLabConfig, ctx: RunContext | None = None) -> dict:
     """Returns {"baseline": record, "results": [record + method, sparsity, layers], "sensitivity": [...]}."""
     ctx = ctx or RunContext()
-    if _prunes_language_model(config, ctx):
+    language = parent_is_text(config, ctx)
+    config = config.replace(method=config.method_for(language))
+    _check_kind(config, language)
+    if language:
         from .lm_prune import run_prune_lm
         return run_prune_lm(config, ctx)
     parent = prepare_parent(config, ctx)
@@ -47,14 +50,13 @@ def run_prune(config: PruneLabConfig, ctx: RunContext | None = None) -> dict:
     return out
 
 
-def _prunes_language_model(config: PruneLabConfig, ctx: RunContext) -> bool:
-    """Is the parent a language model (a text data set, or a stored run of one)? Its methods must say so too."""
-    language = parent_is_text(config, ctx)
+def _check_kind(config: PruneLabConfig, language: bool) -> None:
+    """A language model's parent (a text data set, or a stored run of one) takes the language methods, an image
+    model's the others."""
     if language != METHODS[config.method].language:
         kind = "language" if language else "image"
         known = [n for n in METHODS.names() if METHODS[n].language == language]
         raise LabError(f"'{config.method}' does not prune {kind} models. For {kind} models: {', '.join(known)}.")
-    return language
 
 
 def prunable_layers_of(spec, dataset: str = "digits") -> list[str]:
