@@ -74,10 +74,13 @@ def test_missing_and_pickle_only_checkpoints_are_refused_in_one_line(lab_home, c
         assert code == 2 and err.startswith("error: ") and message in err and err.count("\n") == 1, err
 
 
-def test_a_tiny_llama_is_pruned_by_each_method_and_gpt2_is_refused_in_one_sentence(lab_home, checkpoints):
+def test_a_tiny_llama_is_pruned_and_quantized_and_what_it_cannot_do_is_one_sentence_each(lab_home, checkpoints):
     from compression import LabError
-    from compression.labs.configs import PruneLabConfig
+    from compression.labs.configs import DistillLabConfig, PruneLabConfig, QuantizeLabConfig
+    from compression.labs.distill import run_distill
+    from compression.labs.plan import PlanConfig, run_plan
     from compression.labs.prune import run_prune
+    from compression.labs.quantize import run_quantize
     from compression.text.prune import LMPruneConfig, prune_language_model
     model, llama = get_baseline(BaselineConfig(dataset="pydoc", model=f"hf:{checkpoints / 'llama'}", train_steps=4,
                                                batch_size=4, context=32), quick_ctx())
@@ -99,18 +102,9 @@ def test_a_tiny_llama_is_pruned_by_each_method_and_gpt2_is_refused_in_one_senten
     from compression.text.prune import transformer_blocks
     with pytest.raises(LabError, match="its projections are Conv1D layers"):  # what the lab checks before measuring
         transformer_blocks(load_hf(str(checkpoints / "gpt2")))
-
-
-def test_a_tiny_llama_is_quantized_and_what_it_cannot_do_is_one_sentence_each(lab_home, checkpoints):
-    from compression import LabError
-    from compression.labs.configs import DistillLabConfig, QuantizeLabConfig
-    from compression.labs.distill import run_distill
-    from compression.labs.plan import PlanConfig, run_plan
-    from compression.labs.quantize import run_quantize
-    _, llama = get_baseline(BaselineConfig(dataset="pydoc", model=f"hf:{checkpoints / 'llama'}", train_steps=4,
-                                           batch_size=4, context=32), quick_ctx())
-    row = run_quantize(QuantizeLabConfig(from_run=llama["id"], methods=["dynamic_int8"]), quick_ctx())["results"][0]
-    assert row["parent_id"] == llama["id"] and row["perplexity"] > 0 and row["size_bytes"] < llama["record"]["size_bytes"]
+    # int8 of its Linear layers; and what needs a gpt (distillation's students, the plan) or one tokenizer
+    int8 = run_quantize(QuantizeLabConfig(from_run=llama["id"], methods=["dynamic_int8"]), quick_ctx())["results"][0]
+    assert int8["parent_id"] == llama["id"] and int8["perplexity"] > 0 and int8["size_bytes"] < llama["record"]["size_bytes"]
     refusals = [  # (what was asked, the words that name what it cannot handle)
         (lambda: run_distill(DistillLabConfig(dataset="pydoc", teacher=str(llama["id"]), student=TINY_GPT,
                                               temperatures=[2.0], student_steps=2), quick_ctx()), "one tokenizer"),

@@ -39,6 +39,19 @@ def test_versus_baseline_in_plain_words():
     assert step.endswith("\u22120.4 pt accuracy, an intermediate stage, before fine-tuning")
 
 
+def test_a_language_models_claim_names_prefill_and_decode_and_the_perplexity_change():
+    base = {"run_id": 1, "perplexity": 8.0, "size_bytes": 400_000, "gzip_bytes": 380_000, "accuracy": 0.5}
+    int8 = {"run_id": 2, "perplexity": 8.2, "size_bytes": 100_000, "gzip_bytes": 90_000, "accuracy": 0.49}
+    prefill, decode = {**_paired(1.5, 1.4, 1.6), "batch_size": 8}, {**_paired(0.6, 0.55, 0.65), "batch_size": 1}
+    summary = versus_baseline(int8, base, prefill, MACHINE, decode=decode)
+    # int8 wins the batch of prompts and loses one-token-at-a-time decoding: the reader sees both, each with its CI
+    assert summary["text"] == ("4.0x smaller, prefill 1.5x faster [1.4, 1.6], decode 1.7x slower [1.5, 1.8], "
+                               "perplexity 8.00 \u2192 8.20 (+2.5%)")
+    assert summary["perplexity_change"] == 8.2 / 8.0 - 1 and "accuracy_delta_pt" not in summary
+    untimed = versus_baseline(int8, base, prefill, MACHINE, decode=None)["text"]
+    assert "decode speed: not timed together" in untimed
+
+
 def test_report_is_one_self_contained_file():
     page = build_report(ROWS)
     assert "4.1x smaller, 2.3x faster [2.1, 2.5]" in page and "pruned 75%" in page and "vs #1" in page
