@@ -30,14 +30,15 @@ run: $(STAMP)
 # neighbour would be a competing load; then the rest on one pytest-xdist process per core, each process (and
 # every worker, server and CLI it starts) on one torch thread, since a second would only contend for the same
 # cores. Tests time models while other tests' processes run: wait at most 1 s for quiet (the default is 10 s), and
-# give a quotable speed-up 2 s of rounds (the default is 5 s) and each latency in a run's record 0.05 s (0.3 s):
-# there, only the timing tests assert on precision.
+# give a quotable speed-up 2 s of rounds (the default is 5 s), each latency in a run's record 0.05 s (0.3 s) and
+# the load probe before each timing 0.05 s (0.25 s): there, only the timing tests assert on precision or load.
 TEST_WORKERS ?= 2
 test: $(STAMP)
 	@export COMPRESSION_LAB_QUIET_WAIT_S=$${COMPRESSION_LAB_QUIET_WAIT_S:-1}; status=0; \
 	$(PY) -m pytest -m timing --durations=10 $(PYTEST_ARGS) || status=$$?; \
 	OMP_NUM_THREADS=1 COMPRESSION_LAB_QUOTE_BUDGET_S=$${COMPRESSION_LAB_QUOTE_BUDGET_S:-2} \
 		COMPRESSION_LAB_LATENCY_S=$${COMPRESSION_LAB_LATENCY_S:-0.05} \
+		COMPRESSION_LAB_LOAD_PROBE_S=$${COMPRESSION_LAB_LOAD_PROBE_S:-0.05} \
 		$(PY) -m pytest -m "not timing" -n $(TEST_WORKERS) --dist loadscope --durations=30 \
 		$(PYTEST_ARGS) || status=$$?; \
 	exit $$status

@@ -26,3 +26,10 @@ def default_data_dir() -> Path:
 
 def default_db_url() -> str:
     return f"sqlite:///{lab_home() / 'runs.db'}"
+
+
+def artifacts_url() -> str:
+    """Where model files go: `$COMPRESSION_LAB_ARTIFACTS` (any fsspec URL: a folder, a shared mount, s3://bucket/
+    prefix), else the lab folder's weights/. Runs store a key under it, so every machine that shares the database
+    and this URL loads the same files."""
+    return os.environ.get("COMPRESSION_LAB_ARTIFACTS") or str(lab_home() / "weights")

@@ -1,17 +1,14 @@
 """Language models, part 2: the language-model teaching demo. Home's second button queues it on pydoc and switches the
-sidebar to the text; each stage stores runs timed in pairs with the trained gpt; Home and the Report then draw
-perplexity charts and the Report shows completions side by side. The demo's own model is timed in Chromium by
-benchmarks/lm_demo_browser.py (a speed goal, and Home's charts of the demo's runs); here its stages run on a
-two-layer gpt of width 32."""
+sidebar to the text; each stage stores runs timed in pairs with the trained gpt, and its headline pairs are queued
+for re-timing per phase. Here its stages run on a two-layer gpt of width 32. The demo itself, clicked in Chromium,
+with Home's charts and the Report's claims and completions, is benchmarks/lm_demo_browser.py (a speed goal); what
+the Report's claim and completions hold: tests/test_report.py and tests/test_lm_behaviour.py."""
 from streamlit.testing.v1 import AppTest
 
 from compression import RunStore
 from compression.labs.configs import DemoConfig
 from compression.labs.demo import run_demo
-from compression.labs.lm import generate
 from compression.labs.lm_demo import lm_demo_params, lm_demo_stages
-from compression.store.artifacts import load_run_model
-from compression.text.behaviour import PROMPTS
 from conftest import ROOT, quick_ctx
 
 APP = str(ROOT / "dashboard" / "app.py")
@@ -30,7 +27,7 @@ def test_home_queues_the_language_model_demo_and_shows_its_text(lab_home):
     assert any("No runs yet" in i.value for i in at.info)  # Home's text branch, until the demo stores runs
 
 
-def test_the_language_model_demo_runs_every_lab_and_the_report_shows_completions(lab_home):
+def test_the_language_model_demo_runs_every_lab_and_times_each_child_with_the_trained_gpt(lab_home):
     config = DemoConfig.from_dict({**lm_demo_params(), "model": "gpt:layers=2,width=32,heads=2,context=32",
                                    "train_steps": 30, "batch_size": 8})
     out = run_demo(config, quick_ctx())
@@ -47,18 +44,3 @@ def test_the_language_model_demo_runs_every_lab_and_the_report_shows_completions
         phases = {s["detail"].get("phase") for s in store.list_speedups(run_a=parent["id"], run_b=child["id"])}
         assert phases == {"prefill", "decode"}, child["label"]
     assert out["retime"] and all(p["phase"] in ("prefill", "decode") for p in out["retime"])
-    # the Report (AppTest): each run's claim names prefill and decode (summary: tests/test_report.py) and the
-    # completions show side by side (what they hold: tests/test_lm_behaviour.py)
-    report = AppTest.from_file(APP, default_timeout=90)
-    report.run()
-    report.sidebar.selectbox(key="dataset").set_value("pydoc").run()
-    report.switch_page("app_pages/report.py").run()
-    assert not report.exception, [e.value for e in report.exception]
-    claims = [m.value for m in report.markdown if m.value.startswith("- **")]
-    assert claims and all("prefill" in c and "decode" in c for c in claims)
-    assert all(f"perplexity {parent['record']['perplexity']:.2f} \u2192" in c for c in claims), claims
-    newest = max((r for r in runs if r["parent_id"] is not None), key=lambda r: r["id"])
-    model = load_run_model(newest["weights_path"])
-    shown = [c.value for c in report.code]
-    for prompt in PROMPTS:  # greedy: the newest run's first 8 tokens begin one of the blocks
-        assert any(c.startswith(prompt + generate(model, prompt, 8)) for c in shown), (prompt, shown)

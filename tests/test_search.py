@@ -164,17 +164,20 @@ def test_early_stopping_stops_trials_that_cannot_catch_up(lab_home):
     assert len(store.list_runs(kind="search_trial")) == 3  # stopped trials store no run
 
 
-def _worker(home, study, url):
+def _worker(home, study, url, *flags):
     return subprocess.Popen([sys.executable, "-m", "compression", "worker", "--study", study, "--db", url, "--json",
-                             "--quiet"], cwd=ROOT, env=cli_env(home), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                             *(flags or ["--quiet"])], cwd=ROOT, env=cli_env(home), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
 
 
 def test_two_worker_processes_split_the_trials_and_lose_none(lab_home):
     store = RunStore()
+    # the first worker starts before the study exists, as a class brings its workers up first: it waits for it
+    early = _worker(lab_home, "split-test", store.url, "--wait", "120")
+    wait_for(lambda: early.poll() is not None or "waiting up to 120 s" in _peek(early), timeout=60)
     config = SearchConfig(space="mlp", strategy="random", objective="params", **{**TINY, "trials": 8})
     create_study(config, store, "split-test")
-    workers = [_worker(lab_home, "split-test", store.url) for _ in range(2)]
+    workers = [early, _worker(lab_home, "split-test", store.url)]
     for w in workers:
         out, err = w.communicate(timeout=300)
         assert w.returncode == 0, err
@@ -185,6 +188,22 @@ def test_two_worker_processes_split_the_trials_and_lose_none(lab_home):
     assert sorted(r["config"]["trial"] for r in runs) == sorted(t.number for t in trials)  # every trial stored once
     assert len({r["extra"]["study"] for r in runs}) == 1
     assert {t.user_attrs["run_id"] for t in trials} == {r["id"] for r in runs}
+
+
+def _peek(process) -> str:
+    """The first line the process wrote on stderr, read without waiting for it to end."""
+    if not hasattr(process, "first_line"):
+        process.first_line = process.stderr.readline()
+    return process.first_line
+
+
+def test_a_worker_without_a_study_says_so_in_one_line_after_its_wait(lab_home, capsys):
+    from compression.cli import main
+    start = time.monotonic()
+    code = main(["worker", "--study", "never", "--wait", "1", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: No study named 'never'") and "(waited 1 s)" in err
+    assert time.monotonic() - start >= 1.0 and err.count("\n") == 1
 
 
 def test_a_killed_workers_trial_becomes_failed_and_the_study_goes_on(lab_home):

@@ -170,12 +170,17 @@ def _import_data(p):
 @verb("worker", "join a running search: run its trials from this process (or machine) until the budget is used")
 def _worker(p):
     p.add_argument("--study", required=True)
+    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                   help="wait this long for the study to be created (workers may start before the search)")
     output_args(p)
 
     def handler(args):
-        from ..labs.search import finished_trials, load_config, work
+        from ..labs.search import finished_trials, wait_for_study, work
+        if not 0 <= args.wait <= 86_400:
+            raise LabError(f"--wait must be between 0 and 86400 seconds, got {args.wait:g}")
         store = RunStore(args.db)
-        study, config = load_config(args.study, store)
+        say = (lambda message: None) if args.quiet else (lambda message: print(message, file=sys.stderr, flush=True))
+        study, config = wait_for_study(args.study, store, args.wait, say=say)
         work(study, config, RunContext(store=store, progress=ProgressBar(not args.quiet, "worker")))
         done = finished_trials(study)
         emit(args, {"study": args.study, "trials_in_study": len(study.get_trials(deepcopy=False)),

@@ -155,11 +155,31 @@ def load_config(study_name: str, store: RunStore) -> tuple[optuna.Study, SearchC
         summary = optuna.load_study(study_name=study_name, storage=_storage(store.url))
     except KeyError:
         raise LabError(f"No study named '{study_name}' in {store.url}") from None
+    if "config" not in summary.user_attrs:  # created a moment ago, its config not written yet
+        raise LabError(f"Study '{study_name}' in {store.url} is being created: try again in a moment")
     config = SearchConfig.from_dict(summary.user_attrs["config"])
     study = optuna.load_study(study_name=study_name, storage=_storage(store.url),
                               sampler=sampler(config.strategy, config.seed + int(time.time() * 1000) % 1000),
                               pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1))
     return study, config
+
+
+def wait_for_study(study_name: str, store: RunStore, wait_s: float,
+                   say=lambda message: None) -> tuple[optuna.Study, SearchConfig]:
+    """load_config, waiting up to `wait_s` seconds for the study to appear: a class can start its workers before
+    anyone starts the search. `say` is told once that it waits."""
+    deadline = time.monotonic() + wait_s
+    waiting = False
+    while True:
+        try:
+            return load_config(study_name, store)
+        except LabError as err:
+            if time.monotonic() >= deadline:
+                raise LabError(f"{err} (waited {wait_s:g} s)" if wait_s else str(err)) from None
+            if not waiting:
+                say(f"waiting up to {wait_s:g} s for study '{study_name}' in {store.url}")
+                waiting = True
+            time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
 
 
 def reclaim_dead_trials(study: optuna.Study) -> list[int]:

@@ -1,4 +1,7 @@
-"""Saving and loading model weights under the lab folder."""
+"""Saving and loading model weights in the artifact store: the lab folder's weights/ by default, or any fsspec URL
+(`COMPRESSION_LAB_ARTIFACTS`). A run stores a key (`artifact:NAME`), not a machine's path, so a run made by a worker
+on another machine loads here when both share the database and the store; a path stored by an older version (an
+absolute file name) still loads from this machine's disk."""
 from __future__ import annotations
 
 import functools
@@ -11,7 +14,9 @@ import torch
 from torch import nn
 
 from ..errors import LabError
-from ..paths import lab_home
+from ..paths import artifacts_url, lab_home
+
+KEY_PREFIX = "artifact:"
 
 
 def weights_dir() -> Path:
@@ -45,18 +50,53 @@ def _save(model: nn.Module, example: torch.Tensor) -> str:
     try:
         torch.save(model, buffer)
         torch.load(io.BytesIO(buffer.getvalue()), weights_only=False)
-        path = weights_dir() / f"{uuid.uuid4().hex}.pt"
-        path.write_bytes(buffer.getvalue())
-        return str(path)
+        return put_bytes(f"{uuid.uuid4().hex}.pt", buffer.getvalue())
     except Exception:
         pass
-    path = weights_dir() / f"{uuid.uuid4().hex}.ts"
+    buffer = io.BytesIO()
     try:
         with torch.no_grad():
-            torch.jit.save(torch.jit.trace(model.eval(), example.to(_dtype_of(model))), str(path))
+            torch.jit.save(torch.jit.trace(model.eval(), example.to(_dtype_of(model))), buffer)
     except Exception as err:
         raise LabError(f"Could not save this model ({type(err).__name__}: {str(err).splitlines()[0][:120]})") from None
-    return str(path)
+    return put_bytes(f"{uuid.uuid4().hex}.ts", buffer.getvalue())
+
+
+def _store():
+    """(filesystem, root) of the artifact store, from its URL (fsspec: a local folder needs nothing more)."""
+    import fsspec
+    try:
+        fs, root = fsspec.core.url_to_fs(artifacts_url())
+    except (ImportError, ValueError) as err:
+        raise LabError(f"The artifact store {artifacts_url()} cannot be opened: {str(err).splitlines()[0][:160]}") \
+            from None
+    return fs, root.rstrip("/")
+
+
+def put_bytes(name: str, data: bytes) -> str:
+    """Write one file into the artifact store; returns the key a run keeps."""
+    fs, root = _store()
+    try:
+        fs.makedirs(root, exist_ok=True)
+        fs.pipe_file(f"{root}/{name}", data)
+    except OSError as err:
+        raise LabError(f"Could not write to the artifact store {artifacts_url()}: {err}") from None
+    return KEY_PREFIX + name
+
+
+def get_bytes(key: str) -> bytes:
+    """A stored model file's bytes: a key from the artifact store, or an older run's absolute path on this disk."""
+    if not key.startswith(KEY_PREFIX):
+        if not Path(key).exists():
+            raise LabError(f"The model file of this run is missing ({Path(key).name}); re-run it to recreate it.")
+        return Path(key).read_bytes()
+    name = key[len(KEY_PREFIX):]
+    fs, root = _store()
+    try:
+        return fs.cat_file(f"{root}/{name}")
+    except FileNotFoundError:
+        raise LabError(f"The model file of this run ({name}) is not in the artifact store {artifacts_url()}: is "
+                       "COMPRESSION_LAB_ARTIFACTS the URL the run was made with? Else re-run it.") from None
 
 
 def _dtype_of(model: nn.Module) -> torch.dtype:
@@ -65,16 +105,17 @@ def _dtype_of(model: nn.Module) -> torch.dtype:
 
 
 def load_run_model(path: str | None) -> nn.Module:
+    """A run's model from its stored key (or an older run's path). The files are the lab's own, written by
+    save_model; user uploads never come through here."""
     if not path:
         raise LabError("This run has no stored model file (it was recorded without weights); re-run it to "
                        "make one.")
-    if not Path(path).exists():
-        raise LabError(f"The model file of this run is missing ({Path(path).name}); re-run it to recreate it.")
+    buffer = io.BytesIO(get_bytes(path))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if path.endswith(".ts"):
-            return torch.jit.load(path, map_location="cpu").eval()
-        return torch.load(path, map_location="cpu", weights_only=False).eval()
+            return torch.jit.load(buffer, map_location="cpu").eval()
+        return torch.load(buffer, map_location="cpu", weights_only=False).eval()
 
 
 def load_state_dict_file(path: str | Path, shown_name: str | None = None) -> dict:

@@ -1,0 +1,62 @@
+"""The artifact store behind a URL (#24): runs keep a key, not a machine's path, so a trial run by a worker in
+another lab folder (another machine) loads here once both share the database and the store; an older run's absolute
+path still loads. (Here the store is a shared local folder; an S3-compatible server is the next step.)"""
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from compression import LabError, RunStore, SearchConfig
+from compression.labs.configs import RetimeConfig
+from compression.labs.diff import diff_runs
+from compression.labs.export import export_run
+from compression.labs.search import create_study, study_summary
+from compression.labs.speed import retime
+from compression.store.artifacts import KEY_PREFIX, load_run_model, save_model
+from conftest import ROOT, cli_env
+
+
+def test_a_search_run_by_a_worker_in_another_lab_folder_is_usable_here_after_that_folder_is_gone(
+        lab_home, tmp_path, monkeypatch):
+    shared = tmp_path / "shared-artifacts"
+    monkeypatch.setenv("COMPRESSION_LAB_ARTIFACTS", str(shared))
+    store = RunStore()  # lab folder A: its database is the one both share
+    home_b = tmp_path / "lab-b"
+    worker = subprocess.Popen([sys.executable, "-m", "compression", "worker", "--study", "across", "--db", store.url,
+                               "--wait", "60", "--quiet", "--json"], cwd=ROOT,
+                              env={**cli_env(home_b), "COMPRESSION_LAB_ARTIFACTS": str(shared)},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    create_study(SearchConfig(dataset="synthetic", space="mlp", strategy="random", objective="params", trials=3,
+                              epochs=1, latency_batch=8), store, "across")  # B's worker was waiting for it
+    out, err = worker.communicate(timeout=300)
+    assert worker.returncode == 0, err
+    assert home_b.exists() and not list(home_b.rglob("*.pt"))  # B had its own folder, its model files not in it
+    shutil.rmtree(home_b)  # ... and it is gone, as when that machine is unreachable
+    trials = [t for t in study_summary("across", store)["trials"] if t["status"] == "complete"]
+    assert len(trials) == 3
+    best = max(trials, key=lambda t: t["val_accuracy"])["run_id"]
+    for t in trials:
+        run = store.get_run(t["run_id"])
+        assert run["weights_path"].startswith(KEY_PREFIX) and str(home_b) not in run["weights_path"]
+        export_run(store, run["id"], "state_dict", tmp_path / f"run{run['id']}.pt")
+        diff = diff_runs(store, best, run["id"])  # needs both models: the best and this one
+        assert diff["n_test"] > 0 and (run["id"] != best or diff["flip_rate"] == 0)
+        timing = retime(store, RetimeConfig(run_a=best, run_b=run["id"], batch_size=8, time_budget=0, rounds=5))
+        assert timing["ci95"][0] <= timing["speedup"] <= timing["ci95"][1]
+
+
+def test_keys_follow_the_store_url_and_an_older_runs_absolute_path_still_loads(lab_home, tmp_path, monkeypatch):
+    model = nn.Linear(3, 2)
+    monkeypatch.setenv("COMPRESSION_LAB_ARTIFACTS", str(tmp_path / "store-1"))
+    key = save_model(model, torch.zeros(1, 3))
+    assert key.startswith(KEY_PREFIX) and (tmp_path / "store-1" / key[len(KEY_PREFIX):]).exists()
+    assert torch.equal(load_run_model(key).weight, model.weight)
+    monkeypatch.setenv("COMPRESSION_LAB_ARTIFACTS", str(tmp_path / "store-2"))  # another store: one sentence
+    with pytest.raises(LabError, match="is not in the artifact store .*store-2"):
+        load_run_model(key)
+    legacy = tmp_path / "old-run.pt"  # what runs stored before: an absolute file name on this machine
+    torch.save(model, legacy)
+    assert torch.equal(load_run_model(str(legacy)).weight, model.weight)
