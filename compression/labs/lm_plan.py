@@ -166,7 +166,7 @@ def _one_shot_cost(env: LMEnv, model: nn.Module, recipe: LMRecipe) -> float:
 def _price_first(env: LMEnv, trial: optuna.Trial, model: nn.Module, recipe: LMRecipe) -> None:
     """Stop the trial before fine-tuning when it cannot be the answer (plan.py's rule, for language models)."""
     done = [t for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-            if "cost" in t.user_attrs and t.user_attrs.get("val_loss", 1e9) <= env.bound.limit]
+            if "cost" in t.user_attrs and t.user_attrs.get("val_increase_pct", 1e9) <= env.bound.limit]
     if not done:
         return
     closest = min(done, key=lambda t: t.user_attrs["cost"])
@@ -222,7 +222,7 @@ def make_objective(env: LMEnv):
         float_macs = macs_per_token(model, env.parent.context)
         model = _quantized(model.eval(), recipe)
         val_ppl = math.exp(evaluate_loss(model, *env.val))
-        val_loss = 100 * (val_ppl / env.val_base - 1)  # in per cent, like the bound
+        val_increase = 100 * (val_ppl / env.val_base - 1)  # validation perplexity increase, in per cent like the bound
         extra = {"study": env.study, "trial": trial.number, "recipe": recipe.to_dict(), "target": env.target.text(),
                  "val_perplexity": val_ppl, "finetune_history": history, "structured": bool(recipe.share),
                  # int8 kernels do the float model's multiply-accumulates (the counter does not see them)
@@ -233,9 +233,9 @@ def make_objective(env: LMEnv):
         cost = _cost(env, {**run["record"], "macs_per_token": float_macs})
         env.ctx.store.update_run(run["id"], extra={**run["extra"], "cost": cost})
         trial.set_constraint("cost", cost / env.target.ratio - 1)
-        trial.set_constraint("quality", (val_loss - env.bound.limit) / 10)
+        trial.set_constraint("quality", (val_increase - env.bound.limit) / 10)
         for key, value in (("run_id", run["id"]), ("cost", cost), ("val_perplexity", val_ppl),
-                           ("val_loss", val_loss)):
+                           ("val_increase_pct", val_increase)):
             trial.set_user_attr(key, value)
         env.ctx.report(_progress(env, trial, 1.0), f"trial {trial.number}: {env.target.phrase(cost)}, val perplexity {val_ppl:.3f} "
                        f"({recipe.label()})")
