@@ -16,7 +16,6 @@ import copy
 import dataclasses
 import math
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
 
 import optuna
 import torch
@@ -40,12 +39,9 @@ from .plan_result import summarize
 from .plan_study import open_plan_study
 from .plan_target import Target
 from .search import FINISHED
+from .plan_config import PlanConfig
 from .speed import time_pair_on
 
-if TYPE_CHECKING:
-    from .plan import PlanConfig
-
-LM_TRIALS, LM_MAX_EPOCHS = 4, 2          # an epoch of the default gpt is ~20 s on 2 cores: a plan of ~3 minutes
 MAX_SHARE = 0.75
 VAL_SEQUENCES = 32
 SHAPERS = {"depth": prune_depth, "heads_mlp": prune_heads_mlp}
@@ -108,7 +104,7 @@ def prior_params(target: Target, space: LMSpace) -> list[dict]:
 @dataclass
 class LMEnv:
     """What every trial of one process shares."""
-    config: "PlanConfig"
+    config: PlanConfig
     target: Target
     bound: Bound
     parent: LMParent
@@ -243,7 +239,7 @@ def make_objective(env: LMEnv):
     return objective
 
 
-def _space(config: "PlanConfig", unavailable: list[dict]) -> LMSpace:
+def _space(config: PlanConfig, unavailable: list[dict]) -> LMSpace:
     """int8 methods that run on a language model here (the others are reported, as the quantize lab does)."""
     methods = []
     default = next(f for f in dataclasses.fields(config) if f.name == "quantize").default_factory()
@@ -257,7 +253,7 @@ def _space(config: "PlanConfig", unavailable: list[dict]) -> LMSpace:
     return LMSpace(config.finetune_epochs, tuple(methods))
 
 
-def open_study(config: "PlanConfig", target: Target, space: LMSpace, url: str) -> optuna.Study:
+def open_study(config: PlanConfig, target: Target, space: LMSpace, url: str) -> optuna.Study:
     """Create the study (seeded with the target's prior recipes) or join an existing one."""
     return open_plan_study(config, url, ["minimize", "minimize"], prior_params(target, space)[:max(1, config.trials // 2)])
 
@@ -274,7 +270,7 @@ def work(study: optuna.Study, env: LMEnv) -> None:
                        callbacks=[optuna.study.MaxTrialsCallback(env.config.trials, states=FINISHED)])
 
 
-def run_lm_plan(config: "PlanConfig", ctx: RunContext) -> dict:
+def run_lm_plan(config: PlanConfig, ctx: RunContext) -> dict:
     """plan.run_plan for a language-model parent: search, pick on test perplexity, verify."""
     unavailable: list[dict] = []
     parent = prepare_lm_parent(config, ctx, check=check_gpt)

@@ -30,7 +30,7 @@ from .configs import BaselineConfig, SearchConfig
 from .context import RunContext
 from .lm import get_lm_baseline, lm_train_config
 from .records import as_record
-from .search import FINISHED, DataKind
+from .search_kind import FINISHED, DataKind
 
 VOCAB = ByteTokenizer.vocab_size  # every gpt reads bytes: a uniform guess has perplexity 256
 NORMALISATION = (f"quality = 1 - ln(val perplexity) / ln({VOCAB}): a uniform guess over the {VOCAB} byte tokens "

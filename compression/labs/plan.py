@@ -14,12 +14,10 @@ test accuracy, then verified (plan_result): timed again in pairs with the parent
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass
 
 import optuna
 
-from ..config import param
 from ..core.measure import count_macs, count_params, effective_macs, measure, serialized_size
 from ..core.timing import machine_fingerprint
 from ..core.train import accuracy, predict
@@ -31,55 +29,18 @@ from ..techniques.quantize import METHODS as QUANT_METHODS
 from ..techniques.quantize import availability, quantize_model
 from .baseline import Parent, parent_is_text, prepare_parent
 from .compressed import encode_model, file_header, round_raw_tensors, save_blob
-from .configs import TechniqueConfig
 from .context import RunContext
+from .lm_plan import run_lm_plan
 from .plan_recipe import Built, Recipe, Space, Tuning, build, seed_params, shape, suggest
-from .lm_plan import LM_MAX_EPOCHS, LM_TRIALS, run_lm_plan
 from .plan_bound import bound_for
+from .plan_config import PlanConfig
 from .plan_result import summarize
 from .plan_study import open_plan_study
-from .plan_target import Target, parse_target
-from .search import FINISHED, _storage
+from .plan_target import Target
+from .search import FINISHED
 from .speed import record_fields, time_pair
 
 EARLY_STOP_PT = 5.0   # a trial this far past the accuracy bound after half its epochs does not come back
-IMAGE_TRIALS, IMAGE_EPOCHS = 12, 6
-
-
-@dataclass
-class PlanConfig(TechniqueConfig):
-    lab = "plan"
-    target: str = param("latency=0.4", required=True,
-                        help="KIND=RATIO, the share of the baseline's cost to keep: latency=0.4 (2.5x faster), "
-                             "size=0.025 (40x smaller), params=0.2 (non-zero parameters) or macs=0.3; for a "
-                             "language model, latency is its prefill")
-    max_drop: float = param(1.0, min=0, max=100, help="image models: largest accuracy drop allowed, in percentage "
-                                                      "points")
-    max_ppl_increase: float = param(0.1, min=0, max=5, help="language models: largest perplexity increase allowed, "
-                                                            "10%% (or 0.1) by default")
-    trials: int | None = param(None, min=1, max=10_000,
-                               help=f"finished trials wanted (stopped-early ones count; default {IMAGE_TRIALS} for "
-                                    f"image models, {LM_TRIALS} for language models)")
-    finetune_epochs: int | None = param(None, min=1, max=1000,
-                                        help=f"most fine-tuning epochs one trial may use (default {IMAGE_EPOCHS} for "
-                                             f"image models, {LM_MAX_EPOCHS} for language models)")
-    quantize: list[str] = param(["static_int8", "dynamic_int8"], choices=QUANT_METHODS,
-                                help="int8 methods the search may pick (it may also pick none)")
-    share_bits: list[int] = param([3, 4, 5, 6, 8], min=1, max=8,
-                                  help="weight-sharing bits the search may pick (it may also share none)")
-    study: str | None = param(None, help="study name: the same command with it in more processes shares trials")
-
-    def check(self) -> None:
-        super().check()
-        parse_target(self.target)
-
-    def for_models(self, language: bool) -> "PlanConfig":
-        """With the defaults that depend on the kind of model filled in."""
-        trials, epochs = (LM_TRIALS, LM_MAX_EPOCHS) if language else (IMAGE_TRIALS, IMAGE_EPOCHS)
-        return self.replace(trials=self.trials or trials, finetune_epochs=self.finetune_epochs or epochs)
-
-    def parsed_target(self) -> Target:
-        return parse_target(self.target)
 
 
 @dataclass

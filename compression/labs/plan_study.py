@@ -5,22 +5,19 @@ from __future__ import annotations
 import time
 
 import optuna
-from typing import TYPE_CHECKING
 
 from ..errors import LabError
+from .plan_config import PlanConfig
 from .search import _storage
 
-if TYPE_CHECKING:
-    from .plan import PlanConfig
 
-
-def _sampler(config: "PlanConfig", joined: bool) -> optuna.samplers.BaseSampler:
+def _sampler(config: PlanConfig, joined: bool) -> optuna.samplers.BaseSampler:
     # a joining process samples with another seed, or it would repeat the first process's recipes
     seed = config.seed + (int(time.time() * 1000) % 1000 + 1 if joined else 0)
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, config.trials // 3))
 
 
-def open_plan_study(config: "PlanConfig", url: str, directions: list[str], priors: list[dict]) -> optuna.Study:
+def open_plan_study(config: PlanConfig, url: str, directions: list[str], priors: list[dict]) -> optuna.Study:
     """Create the study (seeded with the `priors`, the target's first recipes) or join an existing one."""
     name = config.study or f"plan-{config.target}-{int(time.time() * 1000) % 10**9}"
     try:

@@ -15,8 +15,6 @@ import functools
 import logging
 import os
 import time
-from dataclasses import dataclass
-from typing import Callable
 
 import optuna
 import torch
@@ -37,10 +35,11 @@ from ..text.corpus import is_text_name
 from .baseline import get_baseline, predictions_on_test
 from .configs import BaselineConfig, SearchConfig
 from .context import RunContext
+from .lm_search import TEXT_SEARCH
 from .records import as_record
+from .search_kind import FINISHED, DataKind  # noqa: F401  (FINISHED: the plan labs read it here too)
 
 log = logging.getLogger("compression.search")
-FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
 
 def _storage(url: str):
@@ -119,20 +118,6 @@ def image_objective(config: SearchConfig, study_name: str, data, ctx: RunContext
                    f"trial {trial.number}: val acc {val_acc:.3f}, {config.objective} {cost:,.4g}")
         return val_acc if config.objective == "none" else (val_acc, cost)
     return objective
-
-
-@dataclass(frozen=True)
-class DataKind:
-    """What a search does on one kind of data: how a trial runs, what its zoo is, and how trials rank."""
-    quality: str                       # the trial field the front ranks: "val_accuracy", "val_perplexity"
-    label: str                         # that field for a reader, with its direction
-    direction: str                     # Optuna's direction for it
-    make_objective: Callable           # (config, study_name, data, ctx) -> objective(trial)
-    zoo_records: Callable              # (config, ctx) -> [{**record, quality, "cost", "feasible"}]
-    check_feasible: Callable           # (config, data) -> None, or a LabError when nothing in the space can be
-    score: Callable[[float], float]    # quality -> [0, 1], higher is better: what the front and hypervolume read
-    reference: dict                    # the quality where the score is 0 (the hypervolume's reference point)
-    normalisation: str                 # how quality and cost were normalised, said in every summary
 
 
 def _device(config: SearchConfig) -> str:
@@ -244,14 +229,7 @@ KINDS: Registry[DataKind] = Registry("kind of data")
 KINDS.register(IMAGE, DataKind("val_accuracy", "validation accuracy (higher is better)", "maximize", image_objective,
                                image_zoo, image_check_feasible, lambda accuracy: accuracy, {"accuracy": 0.0},
                                "error = 1 - val accuracy; cost / reference cost; both in [0, 1]"))
-
-
-def _load_text_kind(registry: Registry) -> None:  # lm_search builds on this module: registered on first use
-    from .lm_search import TEXT_SEARCH
-    registry.register(TEXT, TEXT_SEARCH)
-
-
-KINDS.add_loader(_load_text_kind)
+KINDS.register(TEXT, TEXT_SEARCH)
 
 
 def data_of(dataset: str) -> str:
