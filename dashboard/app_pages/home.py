@@ -34,7 +34,8 @@ image, text = st.columns(2)
 image.write("**Image classifiers.** One click runs every lab on the embedded digits data with small defaults: "
             "three baselines, two pruning sweeps, distillation, two quantizations, a prune → fine-tune → int8 "
             "pipeline and a small architecture search.")
-image.button("Run the teaching demo", type="primary", on_click=_start_demo, args=({"dataset": "digits", "model": "lenet5", "epochs": 10},))
+IMAGE_DEMO = {"dataset": "digits", "model": "lenet5", "epochs": 10}
+image.button("Run the teaching demo", type="primary", on_click=_start_demo, args=(IMAGE_DEMO,))
 text.write("**Language models.** A small gpt learns Python's own documentation (pydoc), then is pruned by "
            "magnitude, Wanda and SparseGPT at 50% and 2:4, loses half its heads and MLP units (then fine-tuned), "
            "is quantized to int8 and distilled into a 2-layer student. About 90 s on 2 cores.")
