@@ -8,24 +8,14 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from compression import LabError, RunStore, SearchConfig
-from compression.cli import main
 from compression.labs.search import create_study, study_summary, work
 from compression.search.space import DEFAULT_SPACES, arch_to_spec, infeasible, space_size, suggest
 from compression.text.models import build_language_model
 
 from conftest import ROOT, quick_ctx
+from test_lm import run_cli
 
 VOCAB = 256  # gpt reads bytes
-
-
-def run_cli(capsys, *args):
-    capsys.readouterr()
-    try:
-        code = main(list(args))
-    except SystemExit as exit:
-        code = exit.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def dominated_area(points, cost_ref):

@@ -38,7 +38,7 @@ from .plan_bound import Bound, bound_for
 from .plan_result import summarize
 from .plan_study import open_plan_study
 from .plan_target import Target
-from .search import FINISHED
+from .search_kind import FINISHED, optimize_until
 from .plan_config import PlanConfig
 from .speed import time_pair_on
 
@@ -258,18 +258,6 @@ def open_study(config: PlanConfig, target: Target, space: LMSpace, url: str) -> 
     return open_plan_study(config, url, ["minimize", "minimize"], prior_params(target, space)[:max(1, config.trials // 2)])
 
 
-def work(study: optuna.Study, env: LMEnv) -> None:
-    """Run trials until the study holds `trials` finished ones (this process's or any other's)."""
-    objective = make_objective(env)
-    optuna.storages.fail_stale_trials(study)
-    for _ in range(3 * env.config.trials):
-        remaining = env.config.trials - len(study.get_trials(deepcopy=False, states=FINISHED))
-        if remaining <= 0 or env.ctx.cancelled():
-            return
-        study.optimize(objective, n_trials=remaining, catch=(Exception,), gc_after_trial=False,
-                       callbacks=[optuna.study.MaxTrialsCallback(env.config.trials, states=FINISHED)])
-
-
 def run_lm_plan(config: PlanConfig, ctx: RunContext) -> dict:
     """plan.run_plan for a language-model parent: search, pick on test perplexity, verify."""
     unavailable: list[dict] = []
@@ -281,7 +269,7 @@ def run_lm_plan(config: PlanConfig, ctx: RunContext) -> dict:
     study = open_study(config, target, env.space, ctx.store.url)
     env.study = study.study_name
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    work(study, env)
+    optimize_until(study, make_objective(env), config.trials, ctx.cancelled)
     ctx.check_cancel()
     ctx.report(0.95, "Verifying the winner: timing it with the parent again (prefill)")
     out = summarize(study, parent, target, env.bound, ctx, "cpu")

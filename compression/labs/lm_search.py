@@ -17,10 +17,9 @@ from torch import nn
 from ..core.data import load_dataset
 from ..core.measure import count_params
 from ..core.models import format_spec
-from ..errors import CancelledError, LabError
-from ..search.space import arch_to_spec, infeasible, smallest_arch, suggest
+from ..errors import LabError
+from ..search.space import arch_to_spec, infeasible, smallest_arch
 from ..search.strategies import LM_OBJECTIVES, ZOO, perplexity_score
-from ..store import worker_name
 from ..store.artifacts import save_model
 from ..text.corpus import ByteTokenizer, TextDataset
 from ..text.measure import measure_lm
@@ -30,7 +29,7 @@ from .configs import BaselineConfig, SearchConfig
 from .context import RunContext
 from .lm import get_lm_baseline, lm_train_config
 from .records import as_record
-from .search_kind import FINISHED, DataKind
+from .search_kind import FINISHED, DataKind, start_trial
 
 VOCAB = ByteTokenizer.vocab_size  # every gpt reads bytes: a uniform guess has perplexity 256
 NORMALISATION = (f"quality = 1 - ln(val perplexity) / ln({VOCAB}): a uniform guess over the {VOCAB} byte tokens "
@@ -65,13 +64,7 @@ def check_feasible(config: SearchConfig, data: TextDataset) -> None:
 
 def make_objective(config: SearchConfig, study_name: str, data: TextDataset, ctx: RunContext):
     def objective(trial: optuna.Trial):
-        if ctx.cancelled():
-            trial.study.stop()
-            raise CancelledError("cancelled by the user")
-        arch = suggest(trial, config.space, config.choices)
-        spec = arch_to_spec(config.space, arch)
-        trial.set_user_attr("arch", arch)
-        trial.set_user_attr("worker", worker_name())
+        arch, spec = start_trial(trial, config, ctx)
         reason = infeasible(config.space, arch)
         model = None
         if reason is None:

@@ -37,7 +37,7 @@ from .plan_config import PlanConfig
 from .plan_result import summarize
 from .plan_study import open_plan_study
 from .plan_target import Target
-from .search import FINISHED
+from .search_kind import FINISHED, optimize_until
 from .speed import record_fields, time_pair
 
 EARLY_STOP_PT = 5.0   # a trial this far past the accuracy bound after half its epochs does not come back
@@ -226,18 +226,6 @@ def open_study(config: PlanConfig, env_space: Space, url: str) -> optuna.Study:
     return open_plan_study(config, url, ["maximize", "minimize"], priors)
 
 
-def work(study: optuna.Study, env: Env) -> None:
-    """Run trials until the study holds `trials` finished ones (this process's or any other's)."""
-    objective = make_objective(env)
-    optuna.storages.fail_stale_trials(study)
-    for _ in range(3 * env.config.trials):
-        remaining = env.config.trials - len(study.get_trials(deepcopy=False, states=FINISHED))
-        if remaining <= 0 or env.ctx.cancelled():
-            return
-        study.optimize(objective, n_trials=remaining, catch=(Exception,), gc_after_trial=False,
-                       callbacks=[optuna.study.MaxTrialsCallback(env.config.trials, states=FINISHED)])
-
-
 def _env(config: PlanConfig, ctx: RunContext, unavailable: list[dict]) -> Env:
     parent = prepare_parent(config, ctx)
     data, device = parent.data, _device(config)
@@ -263,7 +251,7 @@ def run_plan(config: PlanConfig, ctx: RunContext | None = None) -> dict:
     study = open_study(config, env.space, ctx.store.url)
     env.study = study.study_name
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    work(study, env)
+    optimize_until(study, make_objective(env), config.trials, ctx.cancelled)
     ctx.check_cancel()
     ctx.report(0.95, "Verifying the winner: timing it with the parent again")
     bound = bound_for(env.parent.record, config.max_drop, config.max_ppl_increase)

@@ -25,11 +25,11 @@ from ..core.measure import count_macs, count_params, measure
 from ..core.models import build_model
 from ..core.pareto import pareto_mask
 from ..core.train import TrainConfig, accuracy, train
-from ..errors import CancelledError, LabError
+from ..errors import LabError
 from ..registry import Registry
-from ..search.space import IMAGE, TEXT, arch_to_spec, smallest_arch, space_size, suggest
+from ..search.space import IMAGE, TEXT, arch_to_spec, smallest_arch, space_size
 from ..search.strategies import OBJECTIVES, ZOO, hypervolume, sampler
-from ..store import RunStore, worker_alive, worker_name
+from ..store import RunStore, worker_alive
 from ..store.artifacts import save_model
 from ..text.corpus import is_text_name
 from .baseline import get_baseline, predictions_on_test
@@ -37,7 +37,7 @@ from .configs import BaselineConfig, SearchConfig
 from .context import RunContext
 from .lm_search import TEXT_SEARCH
 from .records import as_record
-from .search_kind import FINISHED, DataKind  # noqa: F401  (FINISHED: the plan labs read it here too)
+from .search_kind import FINISHED, DataKind, optimize_until, start_trial  # noqa: F401  (FINISHED: the plan labs read it here too)
 
 log = logging.getLogger("compression.search")
 
@@ -79,13 +79,7 @@ def image_check_feasible(config: SearchConfig, data) -> None:
 
 def image_objective(config: SearchConfig, study_name: str, data, ctx: RunContext):
     def objective(trial: optuna.Trial):
-        if ctx.cancelled():
-            trial.study.stop()
-            raise CancelledError("cancelled by the user")
-        arch = suggest(trial, config.space, config.choices)
-        spec = arch_to_spec(config.space, arch)
-        trial.set_user_attr("arch", arch)
-        trial.set_user_attr("worker", worker_name())  # host:pid, to see how trials spread over workers
+        arch, spec = start_trial(trial, config, ctx)
         torch.manual_seed(config.seed + trial.number)
         model = build_model(spec, data.input_shape, data.num_classes)
         reason = _violation(config, model, data)
@@ -193,21 +187,11 @@ def finished_trials(study: optuna.Study) -> int:
 
 
 def work(study: optuna.Study, config: SearchConfig, ctx: RunContext) -> None:
-    """Run trials until the study holds `config.trials` finished ones, whichever worker ran them.
-
-    Failed trials (a crash, or a worker killed mid-trial and failed by the heartbeat) do not count; the retry
-    callback re-enqueues them. Attempts are capped so a trial that always crashes cannot loop forever.
-    """
+    """Run trials until the study holds `config.trials` finished ones, whichever worker ran them (search_kind)."""
     data = load_dataset(config.dataset, config.data_dir, config.download)
     objective = kind_of(config).make_objective(config, study.study_name, data, ctx)
     reclaim_dead_trials(study)
-    optuna.storages.fail_stale_trials(study)  # other machines' dead workers: failed once their heartbeat is stale
-    for _ in range(3 * config.trials):
-        remaining = config.trials - finished_trials(study)
-        if remaining <= 0 or ctx.cancelled():
-            return
-        study.optimize(objective, n_trials=remaining, catch=(Exception,), gc_after_trial=False,
-                       callbacks=[optuna.study.MaxTrialsCallback(config.trials, states=FINISHED)])
+    optimize_until(study, objective, config.trials, ctx.cancelled)
 
 
 def image_zoo(config: SearchConfig, ctx: RunContext) -> list[dict]:
