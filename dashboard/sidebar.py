@@ -100,12 +100,18 @@ def text_upload() -> None:
     before it is kept, then selected."""
     with st.expander("Upload a text (.txt, .md)"):
         upload = st.file_uploader("Text file", type=["txt", "md"], key="text_file",
+                                  on_change=_forget, args=("text_upload_error",),
                                   help=f"UTF-8 text up to {MAX_TEXT_BYTES // 2**20} MB; split by paragraph into "
                                        "train, validation and test")
         if upload is not None:
             st.button("Add as a data set", key="add_text", on_click=_add_text)
         if st.session_state.get("text_upload_error"):
             st.error(st.session_state.text_upload_error)
+
+
+def _forget(error_key: str) -> None:
+    """A new file was chosen: the last file's refusal no longer applies."""
+    st.session_state[error_key] = None
 
 
 def _add_text() -> None:
@@ -147,6 +153,7 @@ def image_folder_choice() -> None:
                   help="class subfolders, or train/ val/ test/ holding them; resized to 32x32 (add ?size=N). "
                        "A folder larger than memory is read from disk by batch (or add &stream=1)")
     st.file_uploader("Or upload a zip of one", type=["zip"], key="image_zip",
+                     on_change=_forget, args=("image_zip_error",),
                      help=f"class subfolders of images, up to {MAX_ZIP_BYTES // 2**20} MiB; only the images are "
                           "unpacked, and the folder must load before it is kept")
     if st.session_state.get("image_zip") is not None:

@@ -20,6 +20,8 @@ def test_a_text_upload_is_checked_then_selected(page, app_server, tmp_path):
     page.get_by_role("button", name="Add as a data set").click()
     page.get_by_text("bad.txt looks binary (it has NUL bytes), not text.").wait_for(timeout=30_000)
     _sidebar(page).locator("input[type=file]").set_input_files(str(good))
+    # the refusal goes once the server has the new file; clicking earlier would add bad.txt again
+    expect(page.get_by_text("bad.txt looks binary")).to_have_count(0, timeout=30_000)
     page.get_by_role("button", name="Add as a data set").click()
     dataset = _sidebar(page).get_by_role("combobox", name="Dataset", exact=True)
     expect(dataset).to_have_value("upload: notes.txt", timeout=30_000)
