@@ -1,4 +1,5 @@
 import os
+import uuid
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,36 @@ def digits():
 def synthetic():
     from compression import load_dataset
     return load_dataset("synthetic")
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """One S3-compatible server (SeaweedFS, tests/s3_server.py) per test process, started by the first test that
+    asks. Skipped without its `weed` binary; COMPRESSION_LAB_REQUIRE_S3 (CI) makes that a failure."""
+    from s3_server import S3Server
+    try:
+        server = S3Server()
+    except (FileNotFoundError, RuntimeError) as err:
+        if os.environ.get("COMPRESSION_LAB_REQUIRE_S3"):
+            pytest.fail(f"the S3 test server is required here (CI) but could not start: {err}")
+        pytest.skip(f"no S3 test server here: {err}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_artifacts(s3_server, monkeypatch, request):
+    """(url, env): an s3:// artifact store of this test's own (a fresh prefix in the server's bucket) and the AWS_*
+    variables that reach it. This process gets them (every inherited AWS_* variable removed); a subprocess needs
+    `env` too."""
+    import s3fs
+    for name in [n for n in os.environ if n.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    for name, value in s3_server.env.items():
+        monkeypatch.setenv(name, value)
+    s3fs.S3FileSystem.clear_instance_cache()  # fsspec caches a filesystem per arguments: not per AWS_* variables
+    yield s3_server.url(f"{request.node.name.split('[')[0][:40]}-{uuid.uuid4().hex[:8]}"), dict(s3_server.env)
+    s3fs.S3FileSystem.clear_instance_cache()
 
 
 def cli_env(home) -> dict:

@@ -1,9 +1,12 @@
 """The artifact store behind a URL (#24): runs keep a key, not a machine's path, so a trial run by a worker in
 another lab folder (another machine) loads here once both share the database and the store; an older run's absolute
-path still loads. (Here the store is a shared local folder; an S3-compatible server is the next step.)"""
+path still loads. The store is a shared local folder or s3:// on a real S3-compatible server (SeaweedFS, started
+by tests/s3_server.py on loopback and reached through the standard AWS_* variables, as a user's machines reach
+theirs)."""
 import shutil
 import subprocess
 import sys
+import uuid
 
 import pytest
 import torch
@@ -19,15 +22,25 @@ from compression.store.artifacts import KEY_PREFIX, load_run_model, save_model
 from conftest import ROOT, cli_env
 
 
+@pytest.fixture(params=["folder", "s3"])
+def shared_store(request, tmp_path):
+    """(url, env) of an artifact store two lab folders share: a local folder (a shared mount), or a prefix on the S3
+    test server with the AWS_* variables a worker process needs for it."""
+    if request.param == "folder":
+        return str(tmp_path / "shared-artifacts"), {}
+    return request.getfixturevalue("s3_artifacts")
+
+
 def test_a_search_run_by_a_worker_in_another_lab_folder_is_usable_here_after_that_folder_is_gone(
-        lab_home, tmp_path, monkeypatch):
-    shared = tmp_path / "shared-artifacts"
-    monkeypatch.setenv("COMPRESSION_LAB_ARTIFACTS", str(shared))
+        lab_home, tmp_path, monkeypatch, shared_store):
+    import fsspec
+    shared, store_env = shared_store
+    monkeypatch.setenv("COMPRESSION_LAB_ARTIFACTS", shared)
     store = RunStore()  # lab folder A: its database is the one both share
     home_b = tmp_path / "lab-b"
     worker = subprocess.Popen([sys.executable, "-m", "compression", "worker", "--study", "across", "--db", store.url,
                                "--wait", "60", "--quiet", "--json"], cwd=ROOT,
-                              env={**cli_env(home_b), "COMPRESSION_LAB_ARTIFACTS": str(shared)},
+                              env={**cli_env(home_b), **store_env, "COMPRESSION_LAB_ARTIFACTS": shared},
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     create_study(SearchConfig(dataset="synthetic", space="mlp", strategy="random", objective="params", trials=3,
                               epochs=1, latency_batch=8), store, "across")  # B's worker was waiting for it
@@ -38,9 +51,12 @@ def test_a_search_run_by_a_worker_in_another_lab_folder_is_usable_here_after_tha
     trials = [t for t in study_summary("across", store)["trials"] if t["status"] == "complete"]
     assert len(trials) == 3
     best = max(trials, key=lambda t: t["val_accuracy"])["run_id"]
+    fs, root = fsspec.core.url_to_fs(shared)
+    in_store = {path.rsplit("/", 1)[-1] for path in fs.ls(root, detail=False)}
     for t in trials:
         run = store.get_run(t["run_id"])
         assert run["weights_path"].startswith(KEY_PREFIX) and str(home_b) not in run["weights_path"]
+        assert run["weights_path"][len(KEY_PREFIX):] in in_store  # B wrote it there
         export_run(store, run["id"], "state_dict", tmp_path / f"run{run['id']}.pt")
         diff = diff_runs(store, best, run["id"])  # needs both models: the best and this one
         assert diff["n_test"] > 0 and (run["id"] != best or diff["flip_rate"] == 0)
@@ -60,3 +76,42 @@ def test_keys_follow_the_store_url_and_an_older_runs_absolute_path_still_loads(l
     legacy = tmp_path / "old-run.pt"  # what runs stored before: an absolute file name on this machine
     torch.save(model, legacy)
     assert torch.equal(load_run_model(str(legacy)).weight, model.weight)
+
+
+READ_DENIED = ("reading with a wrong secret raises s3fs's PermissionError (an OSError), which get_bytes does not "
+               "catch (it catches FileNotFoundError only)")
+BUCKET_CREATED = ("put_bytes' fs.makedirs(root) creates an absent bucket (s3fs mkdir with create_parents) when the "
+                  "credentials may, so a mistyped bucket name gets a new bucket instead of an error")
+NO_CREDENTIALS = ("without credentials botocore raises NoCredentialsError (a BotoCoreError, not an OSError): "
+                  "put_bytes does not catch it")
+
+
+@pytest.mark.parametrize("case", [
+    "wrong-secret-write",
+    pytest.param("wrong-secret-read", marks=pytest.mark.xfail(strict=True, reason=READ_DENIED)),
+    pytest.param("no-credentials-write", marks=pytest.mark.xfail(strict=True, reason=NO_CREDENTIALS)),
+    "absent-bucket-read",
+    pytest.param("absent-bucket-write", marks=pytest.mark.xfail(strict=True, reason=BUCKET_CREATED)),
+])
+def test_an_s3_store_that_refuses_or_is_absent_is_one_sentence(lab_home, s3_artifacts, monkeypatch, case):
+    import s3fs
+    url, _ = s3_artifacts
+    model = nn.Linear(3, 2)
+    monkeypatch.setenv("COMPRESSION_LAB_ARTIFACTS", url)
+    key = save_model(model, torch.zeros(1, 3))  # with the right credentials: stored
+    if case.startswith("absent-bucket"):
+        url = f"s3://absent-{uuid.uuid4().hex[:12]}/runs"
+        monkeypatch.setenv("COMPRESSION_LAB_ARTIFACTS", url)
+    elif case.startswith("wrong-secret"):
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+    else:
+        monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+        monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    s3fs.S3FileSystem.clear_instance_cache()  # the cached filesystem keeps the credentials it was made with
+    with pytest.raises(LabError) as refused:
+        if case.endswith("-write"):
+            save_model(model, torch.zeros(1, 3))
+        else:
+            load_run_model(key)
+    message = str(refused.value)
+    assert "\n" not in message and url in message, message
