@@ -4,7 +4,6 @@ on another machine loads here when both share the database and the store; a path
 absolute file name) still loads from this machine's disk."""
 from __future__ import annotations
 
-import functools
 import io
 import uuid
 import warnings
@@ -15,8 +14,10 @@ from torch import nn
 
 from ..errors import LabError
 from ..paths import artifacts_url, lab_home
+from . import model_file
 
 KEY_PREFIX = "artifact:"
+SAFE_SUFFIX = ".clm"  # a safe model file (model_file.py)
 
 
 def weights_dir() -> Path:
@@ -25,41 +26,55 @@ def weights_dir() -> Path:
     return path
 
 
-def _drop_unpicklable_reprs(model: nn.Module) -> None:
-    """torchao's quantize_ sets each layer's extra_repr to a functools.partial, which pickle rejects."""
-    for module in model.modules():
-        if isinstance(module.__dict__.get("extra_repr"), functools.partial):
-            del module.extra_repr
-
-
 def save_model(model: nn.Module, example: torch.Tensor) -> str:
-    """Save the whole model so structurally pruned or quantized models load without a spec.
-
-    Tries a pickled module that must load back; FX-quantized graphs that do not unpickle are saved as
-    TorchScript instead. Returns the path; called before the run is stored, so no run lacks weights.
-    These files are written by the lab itself: user uploads never go through load_run_model.
-    """
-    _drop_unpicklable_reprs(model)
+    """Store the model as a safe model file (model_file.py: tensors plus the lab's description of the architecture,
+    so pruned shapes and quantized layers load with no spec and nothing unpickled). A graph (FX static int8, or a
+    user's TorchScript upload) is stored as TorchScript, which its own loader reads without Python's pickle, and
+    which runs the int8 graph faster than FX's Python does. The file is read back and must give the same outputs
+    on `example` before its key is returned; called before the run is stored, so no run lacks weights."""
     with warnings.catch_warnings():  # deprecation notes of torch.jit and storages: not the user's concern
         warnings.simplefilter("ignore")
-        return _save(model, example)
+        if isinstance(model, (torch.jit.ScriptModule, torch.fx.GraphModule)):
+            return put_bytes(f"{uuid.uuid4().hex}.ts", _torchscript(model, example))
+        try:
+            data = model_file.encode(model)
+            _check_same_outputs(model, model_file.decode(data), example)
+        except model_file.NotDescribable as err:
+            raise LabError(f"This model cannot be stored as a safe model file: {err}.") from None
+        return put_bytes(f"{uuid.uuid4().hex}{SAFE_SUFFIX}", data)
 
 
-def _save(model: nn.Module, example: torch.Tensor) -> str:
+def _torchscript(model: nn.Module, example: torch.Tensor) -> bytes:
     buffer = io.BytesIO()
     try:
-        torch.save(model, buffer)
-        torch.load(io.BytesIO(buffer.getvalue()), weights_only=False)
-        return put_bytes(f"{uuid.uuid4().hex}.pt", buffer.getvalue())
-    except Exception:
-        pass
-    buffer = io.BytesIO()
-    try:
-        with torch.no_grad():
-            torch.jit.save(torch.jit.trace(model.eval(), example.to(_dtype_of(model))), buffer)
+        if not isinstance(model, torch.jit.ScriptModule):
+            with torch.no_grad():
+                model = torch.jit.trace(model.eval(), example.to(_dtype_of(model)) if example.is_floating_point()
+                                        else example)
+        torch.jit.save(model, buffer)
     except Exception as err:
         raise LabError(f"Could not save this model ({type(err).__name__}: {str(err).splitlines()[0][:120]})") from None
-    return put_bytes(f"{uuid.uuid4().hex}.ts", buffer.getvalue())
+    return buffer.getvalue()
+
+
+def _check_same_outputs(model: nn.Module, loaded: nn.Module, example: torch.Tensor) -> None:
+    if example.is_floating_point():
+        example = example.to(_dtype_of(model))
+    was_training = model.training
+    with torch.no_grad():
+        expected, got = _tensors_of(model.eval()(example)), _tensors_of(loaded(example))
+    model.train(was_training)
+    if len(expected) != len(got) or not all(torch.equal(a, b) for a, b in zip(expected, got)):
+        raise LabError("This model does not load back from its model file with the same outputs, so it is not "
+                       "stored; please report it.")
+
+
+def _tensors_of(output) -> list[torch.Tensor]:
+    """The tensors in a model's output: a tensor, a tuple, or a Hugging Face output (a dict)."""
+    if isinstance(output, torch.Tensor):
+        return [output]
+    items = output.values() if isinstance(output, dict) else output if isinstance(output, (list, tuple)) else []
+    return [t for item in items for t in _tensors_of(item)]
 
 
 def _store():
@@ -77,10 +92,16 @@ def put_bytes(name: str, data: bytes) -> str:
     """Write one file into the artifact store; returns the key a run keeps."""
     fs, root = _store()
     try:
-        fs.makedirs(root, exist_ok=True)
+        if "file" in _protocols(fs):
+            fs.makedirs(root, exist_ok=True)
+        elif not fs.exists(root.split("/")[0]):  # a bucket is never made: a typo in its name would scatter the runs
+            raise LabError(f"The artifact store {artifacts_url()} has no bucket {root.split('/')[0]}; create it "
+                           "first, or check COMPRESSION_LAB_ARTIFACTS.")
         fs.pipe_file(f"{root}/{name}", data)
-    except OSError as err:
-        raise LabError(f"Could not write to the artifact store {artifacts_url()}: {err}") from None
+    except LabError:
+        raise
+    except Exception as err:  # any store's failure (s3fs: OSError, botocore: BotoCoreError): one sentence
+        raise LabError(f"Could not write to the artifact store {artifacts_url()}: {_first_line(err)}") from None
     return KEY_PREFIX + name
 
 
@@ -97,6 +118,17 @@ def get_bytes(key: str) -> bytes:
     except FileNotFoundError:
         raise LabError(f"The model file of this run ({name}) is not in the artifact store {artifacts_url()}: is "
                        "COMPRESSION_LAB_ARTIFACTS the URL the run was made with? Else re-run it.") from None
+    except Exception as err:  # refused (wrong credentials), unreachable: one sentence
+        raise LabError(f"Could not read {name} from the artifact store {artifacts_url()}: {_first_line(err)}") \
+            from None
+
+
+def _protocols(fs) -> tuple[str, ...]:
+    return (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
+
+
+def _first_line(err: Exception) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
 
 
 def _dtype_of(model: nn.Module) -> torch.dtype:
@@ -105,16 +137,26 @@ def _dtype_of(model: nn.Module) -> torch.dtype:
 
 
 def load_run_model(path: str | None) -> nn.Module:
-    """A run's model from its stored key (or an older run's path). The files are the lab's own, written by
-    save_model; user uploads never come through here."""
+    """A run's model from its stored key (or an older run's path). Nothing from the artifact store is unpickled:
+    another machine may have written it. The one exception is a run stored by an older version of the lab on this
+    machine, whose key is an absolute path into this machine's own lab folder: that pickled module was written
+    by the lab itself, here, and is loaded as it was then."""
     if not path:
         raise LabError("This run has no stored model file (it was recorded without weights); re-run it to "
                        "make one.")
     buffer = io.BytesIO(get_bytes(path))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if path.endswith(".ts"):
-            return torch.jit.load(buffer, map_location="cpu").eval()
+        if path.endswith(".ts"):  # TorchScript's own loader builds only TorchScript objects, never Python pickle
+            try:
+                return torch.jit.load(buffer, map_location="cpu").eval()
+            except Exception:
+                raise LabError(f"The model file {Path(path).name} is not a readable TorchScript module.") from None
+        if path.endswith(SAFE_SUFFIX) or path.startswith(KEY_PREFIX):
+            return model_file.decode(buffer.getvalue(), name=f"model file {Path(path).name}")
+        if not Path(path).resolve().is_relative_to(weights_dir().resolve()):
+            raise LabError(f"The model file {Path(path).name} is outside this lab folder's weights/, so it was not "
+                           "written by this lab here; it is not loaded.")
         return torch.load(buffer, map_location="cpu", weights_only=False).eval()
 
 
