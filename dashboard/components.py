@@ -8,7 +8,7 @@ import streamlit as st
 from compression import LabError
 from compression.core.measure import latency_of
 from compression.core.data import load_dataset
-from compression.jobs import recover_interrupted, submit
+from compression.jobs import needs_cuda, recover_interrupted, submit
 from compression.labs.diff import diff_runs
 
 from .charts_text import is_text_record, lm_training_curves
@@ -164,12 +164,21 @@ def _eta_text(seconds: float | None) -> str:
     return f"ETA {seconds:.0f} s" if seconds < 120 else f"ETA {seconds / 60:.1f} min"
 
 
+def _on_host(job: dict) -> str:
+    """The machine that runs (or ran) the job, as ' on HOST', from its worker's "host:pid" ('' while it waits):
+    with workers on several machines sharing one database, it says where a job's timings were taken."""
+    host = (job.get("worker") or "").rpartition(":")[0]
+    return f" on {host}" if host else ""
+
+
 def _render_job(job: dict, store) -> None:
-    status, jid = job["status"], job["id"]
+    status, jid, on = job["status"], job["id"], _on_host(job)
     if status in ("queued", "running"):
         pct = job["progress"] or 0.0
-        text = (f"Job {jid} ({job['kind']}) is waiting in the queue" if status == "queued" else
-                f"Job {jid} ({job['kind']}): {job.get('message') or 'starting'} · {pct:.0%} · {_eta_text(job['eta_s'])}")
+        waits = " for a CUDA worker" if needs_cuda(job) else ""  # CPU-only workers leave it: it may wait long
+        text = (f"Job {jid} ({job['kind']}) is waiting in the queue{waits}" if status == "queued" else
+                f"Job {jid} ({job['kind']}){on}: {job.get('message') or 'starting'} · {pct:.0%} · "
+                f"{_eta_text(job['eta_s'])}")
         col, button = st.columns([6, 1])
         col.progress(min(max(pct, 0.0), 1.0), text=text)
         if button.button("Cancel", key=f"cancel-{jid}", disabled=bool(job["cancel_requested"])):
@@ -179,13 +188,13 @@ def _render_job(job: dict, store) -> None:
     kept = store.count_runs(job_id=jid)
     took = (job["finished_at"] or 0) - (job["started_at"] or job["finished_at"] or 0)
     if status == "done" and kept == 0 and job.get("message"):  # a re-timing stores a speed-up, not a run
-        st.success(f"Job {jid} ({job['kind']}) finished in {took:.1f} s: {job['message']}.")
+        st.success(f"Job {jid} ({job['kind']}) finished in {took:.1f} s{on}: {job['message']}.")
     elif status == "done":
-        st.success(f"Job {jid} ({job['kind']}) finished in {took:.1f} s; {kept} run(s) stored.")
+        st.success(f"Job {jid} ({job['kind']}) finished in {took:.1f} s{on}; {kept} run(s) stored.")
     elif status == "failed":
-        st.error(f"Job {jid} ({job['kind']}) failed: {job['error']}  \n{kept} finished run(s) were kept.")
+        st.error(f"Job {jid} ({job['kind']}) failed{on}: {job['error']}  \n{kept} finished run(s) were kept.")
     else:  # cancelled or interrupted
-        st.warning(f"Job {jid} ({job['kind']}) {status}: {job['error']}  \n{kept} finished run(s) were kept.")
+        st.warning(f"Job {jid} ({job['kind']}) {status}{on}: {job['error']}  \n{kept} finished run(s) were kept.")
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -210,7 +219,8 @@ def job_panel(kinds: tuple[str, ...], key: str, show_curves: bool = True) -> Non
     recover_interrupted(store)  # reads and marks dead workers' jobs; starting workers is submit's job
     active = store.list_jobs(("queued", "running"))
     if len(active) > 1:
-        st.caption("Queue: " + " · ".join(f"#{j['id']} {j['kind']} ({j['status']})" for j in reversed(active)))
+        st.caption("Queue: " + " · ".join(f"#{j['id']} {j['kind']} ({j['status']}{_on_host(j)})"
+                                          for j in reversed(active)))
     latest = next((j for j in store.list_jobs(limit=100) if j["kind"] in kinds), None)
     if latest is None:
         return

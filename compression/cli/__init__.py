@@ -6,7 +6,7 @@ import sys
 
 from ..errors import LabError
 from . import verbs  # noqa: F401  (registers the verbs)
-from .base import VERBS, Parser
+from .base import VERBS, Parser, global_options
 
 
 def build_parser() -> Parser:
@@ -21,7 +21,8 @@ def build_parser() -> Parser:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        return args.handler(args) or 0
+        with global_options(args):
+            return args.handler(args) or 0
     except LabError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

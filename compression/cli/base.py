@@ -6,9 +6,11 @@ Bad input exits 2 with one line, `error: ...` (set COMPRESSION_LAB_DEBUG=1 for t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
+import os
 import sys
 import typing
 
@@ -18,6 +20,7 @@ from ..registry import Registry, choices_of
 
 # name -> add(parser): each verb adds its arguments and sets `handler`
 VERBS: Registry = Registry("verb")
+ARTIFACTS_ENV = "COMPRESSION_LAB_ARTIFACTS"  # read by paths.artifacts_url
 
 
 def verb(name: str, help: str):
@@ -90,7 +93,29 @@ def config_from_args(config_cls, args: argparse.Namespace):
 def output_args(p: argparse.ArgumentParser):
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     p.add_argument("--db", default=None, help="database URL (default: sqlite file in the lab folder)")
+    p.add_argument("--artifacts", default=None, metavar="URL",
+                   help="artifact store for model files: a folder, a shared mount or any fsspec URL (default: "
+                        "$COMPRESSION_LAB_ARTIFACTS, else the lab folder's weights/)")
     p.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
+
+
+@contextlib.contextmanager
+def global_options(args: argparse.Namespace):
+    """--artifacts sets COMPRESSION_LAB_ARTIFACTS while the verb runs: every save and load (and a worker's every job)
+    reads the store from there. Put back afterwards, for callers of main() in a longer-lived process (tests)."""
+    url = getattr(args, "artifacts", None)
+    if not url:
+        yield
+        return
+    before = os.environ.get(ARTIFACTS_ENV)
+    os.environ[ARTIFACTS_ENV] = url
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(ARTIFACTS_ENV, None)
+        else:
+            os.environ[ARTIFACTS_ENV] = before
 
 
 def _clean(obj):

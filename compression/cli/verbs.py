@@ -9,7 +9,7 @@ from ..errors import LabError
 from ..labs.catalog import LABS, Lab
 from ..labs.context import RunContext
 from ..labs.records import as_record
-from ..store import RunStore
+from ..store import RunStore, worker_name
 from .base import ProgressBar, add_config_arguments, config_from_args, emit, output_args, verb
 
 LAB_HELP = {
@@ -123,7 +123,7 @@ def _jobs(p):
             emit(args, {"cancelled": args.args}, [{"cancel requested": ", ".join(args.args)}])
         else:
             jobs.recover_interrupted(store)
-            rows = [{k: j[k] for k in ("id", "kind", "status", "progress", "message", "error")}
+            rows = [{k: j[k] for k in ("id", "kind", "status", "progress", "message", "error", "worker")}
                     for j in store.list_jobs()]
             emit(args, rows, rows)
     p.set_defaults(handler=handler)
@@ -167,25 +167,83 @@ def _import_data(p):
     p.set_defaults(handler=handler)
 
 
-@verb("worker", "join a running search: run its trials from this process (or machine) until the budget is used")
+WORKER_DEVICES = ("cpu", "cuda")
+QUEUE_ONLY = ("kinds", "device", "once")  # worker flags that a --study search does not take
+
+
+@verb("worker", "serve the shared job queue from this process (or machine): jobs of any kind, or of --kinds; with "
+                "--study, join a running search and run its trials until the budget is used")
 def _worker(p):
-    p.add_argument("--study", required=True)
-    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
-                   help="wait this long for the study to be created (workers may start before the search)")
+    p.add_argument("--study", default=None, help="join this search study instead of serving the job queue")
+    p.add_argument("--wait", type=float, default=None, metavar="SECONDS",
+                   help="with --study: wait this long for the study to be created (workers may start before the "
+                        "search); else: with nothing queued, wait this long for a job, then exit (default: serve "
+                        "until stopped; with --once: do not wait)")
+    p.add_argument("--device", default=None, choices=WORKER_DEVICES,
+                   help="cuda: also take jobs that ask for a GPU (default: cpu, which never takes them)")
+    p.add_argument("--kinds", default=None, metavar="KIND,KIND",
+                   help="take only these job kinds, e.g. prune,distill (default: any)")
+    p.add_argument("--once", action="store_true",
+                   help="exit as soon as nothing is queued for this worker (after --wait for the first job, if given)")
     output_args(p)
 
     def handler(args):
-        from ..labs.search import finished_trials, wait_for_study, work
-        if not 0 <= args.wait <= 86_400:
+        if not 0 <= (args.wait or 0) <= 86_400:
             raise LabError(f"--wait must be between 0 and 86400 seconds, got {args.wait:g}")
-        store = RunStore(args.db)
         say = (lambda message: None) if args.quiet else (lambda message: print(message, file=sys.stderr, flush=True))
-        study, config = wait_for_study(args.study, store, args.wait, say=say)
-        work(study, config, RunContext(store=store, progress=ProgressBar(not args.quiet, "worker")))
-        done = finished_trials(study)
-        emit(args, {"study": args.study, "trials_in_study": len(study.get_trials(deepcopy=False)),
-                    "finished_trials": done}, [{"study": args.study, "finished trials": done}])
+        (_join_study if args.study else _serve_queue)(args, RunStore(args.db), say)
     p.set_defaults(handler=handler)
+
+
+def _join_study(args, store: RunStore, say) -> None:
+    from ..labs.search import finished_trials, wait_for_study, work
+    given = [f"--{name}" for name in QUEUE_ONLY if getattr(args, name) not in (None, False)]
+    if given:
+        raise LabError(f"{', '.join(given)}: for the job queue; a --study worker runs that search's trials as its "
+                       "config says")
+    study, config = wait_for_study(args.study, store, args.wait or 0.0, say=say)
+    work(study, config, RunContext(store=store, progress=ProgressBar(not args.quiet, "worker")))
+    done = finished_trials(study)
+    emit(args, {"study": args.study, "trials_in_study": len(study.get_trials(deepcopy=False)),
+                "finished_trials": done}, [{"study": args.study, "finished trials": done}])
+
+
+def _serve_queue(args, store: RunStore, say) -> None:
+    """Jobs of every kind from the shared database, timed on this machine; model files to the artifact store."""
+    import logging
+
+    from .. import jobs
+    from ..paths import lab_home
+    serves = jobs.Serves(kinds=_worker_kinds(args.kinds), cuda=_worker_cuda(args.device or "cpu"))
+    logging.basicConfig(filename=lab_home() / "worker.log", level=logging.INFO)  # a crashed job's traceback
+    idle_exit_s = args.wait if args.wait is not None else (0.0 if args.once else None)
+    count = jobs.worker_loop(store, idle_exit_s=idle_exit_s, once=args.once, serves=serves, say=say,
+                             refuse_if_busy=True)
+    payload = {"jobs_run": count, "worker": worker_name(), "kinds": ", ".join(serves.kinds or ("any",)),
+               "device": "cuda" if serves.cuda else "cpu"}
+    emit(args, payload, [payload])
+
+
+def _worker_kinds(text: str | None) -> tuple[str, ...] | None:
+    """--kinds prune,distill: each one a registered job kind (an unknown one is an error naming the known)."""
+    if text is None:
+        return None
+    from ..jobs import JOB_KINDS
+    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
+    if not kinds:
+        raise LabError(f"--kinds is empty. Known: {', '.join(JOB_KINDS.names())}")
+    for kind in kinds:
+        JOB_KINDS.get(kind)  # "Unknown job kind 'x'. Known: ..."
+    return kinds
+
+
+def _worker_cuda(device: str) -> bool:
+    """Whether this worker takes CUDA jobs: only when asked, and only on a machine that has a GPU."""
+    import torch
+    if device == "cuda" and not torch.cuda.is_available():
+        raise LabError("--device cuda: no CUDA device is available on this machine; start the worker with "
+                       "--device cpu, or on a machine with a GPU")
+    return device == "cuda"
 
 
 @verb("speedup", "time two stored runs together (interleaved A/B rounds): how many times faster B is than A")

@@ -1,7 +1,7 @@
 """Background jobs: the queue and worker (queue.py) and the built-in kinds, one per lab (kinds.py)."""
 from . import kinds  # noqa: F401  (registers the built-in kinds)
-from .queue import (JOB_KINDS, JobContext, ensure_worker, job_kinds, recover_interrupted, register_job, run_job,
-                    submit, worker_loop, worker_running)
+from .queue import (JOB_KINDS, JobContext, Serves, ensure_worker, job_kinds, needs_cuda, recover_interrupted,
+                    register_job, run_job, submit, worker_loop, worker_running)
 
-__all__ = ["JOB_KINDS", "JobContext", "ensure_worker", "job_kinds", "recover_interrupted", "register_job", "run_job",
-           "submit", "worker_loop", "worker_running"]
+__all__ = ["JOB_KINDS", "JobContext", "Serves", "ensure_worker", "job_kinds", "needs_cuda", "recover_interrupted",
+           "register_job", "run_job", "submit", "worker_loop", "worker_running"]

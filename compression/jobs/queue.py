@@ -1,6 +1,10 @@
 """Background jobs: a queue in the run store, a worker process that runs them one at a time,
 progress with an ETA, cancel, and recovery of jobs whose worker died.
 
+The queue is shared by every worker that reaches the database: the lab folder's own (started by the dashboard) and
+`python -m compression worker --db URL` on other machines, each taking the kinds and devices it was started for
+(`Serves`) and timing on its own machine. A job that asks for CUDA waits for a worker that has a GPU.
+
 Why a process, not a thread: it can be cancelled or killed without touching the web server, and a
 crash in it cannot take the server down. The store is the only channel, so a reload or a second
 browser tab sees the same job.
@@ -10,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -140,7 +145,8 @@ def run_job(store: RunStore, job: dict) -> str:
         log.error("job %s crashed:\n%s", job["id"], traceback.format_exc())
         first = (str(err).strip().splitlines() or ["no message"])[0][:200]
         store.finish_job(job["id"], "failed", error=f"The job stopped on an internal error ({first}); "
-                                                     f"details are in {lab_home() / 'worker.log'}.")
+                                                     f"details are in {lab_home() / 'worker.log'} on "
+                                                     f"{socket.gethostname()}.")  # maybe another machine
         return "failed"
     finally:
         beating.set()
@@ -155,31 +161,98 @@ def recover_interrupted(store: RunStore) -> list[int]:
     return store.mark_interrupted(STALE_AFTER_S, alive=_worker_alive)
 
 
-def worker_loop(store: RunStore, idle_exit_s: float | None = IDLE_EXIT_S, once: bool = False) -> int:
-    """Claim and run jobs until idle for `idle_exit_s`. Returns the number of jobs run.
+def needs_cuda(job: dict) -> bool:
+    """A job whose lab config asks for a CUDA device ("cuda", "cuda:1"); "auto", "cpu" or none run anywhere."""
+    return str((job.get("params") or {}).get("device") or "").startswith("cuda")
 
-    One worker per lab folder (a file lock), so on CPU one job runs at a time and latency is
-    measured on a quiet machine.
-    """
-    lock_file = open(lab_home() / "worker.lock", "w")
+
+@dataclass(frozen=True)
+class Serves:
+    """What a worker takes from the shared queue: jobs of these kinds (None: any), and jobs that ask for CUDA only
+    when it was started with a GPU, so a GPU job never lands on a CPU-only machine to fail there."""
+    kinds: tuple[str, ...] | None = None
+    cuda: bool = False
+
+    def accepts(self, job: dict) -> bool:
+        return self.cuda or not needs_cuda(job)
+
+    def describe(self) -> str:
+        return f"kinds: {', '.join(self.kinds) if self.kinds else 'any'}; device: {'cuda' if self.cuda else 'cpu'}"
+
+
+def this_machine_serves() -> Serves:
+    """The lab folder's own worker (the one the dashboard starts): any kind, CUDA jobs when this machine has a GPU."""
+    import torch
+    return Serves(cuda=torch.cuda.is_available())
+
+
+def _lock_worker() -> tuple[object | None, str]:
+    """The lab folder's worker lock, held open (None when another process holds it), and the holder's pid."""
+    lock_file = open(lab_home() / "worker.lock", "a+")  # not "w": that would erase the holder's pid
     try:
         fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        return 0  # another worker already serves this lab folder
+        lock_file.seek(0)
+        holder = lock_file.read().strip()
+        lock_file.close()
+        return None, holder
+    lock_file.seek(0)
+    lock_file.truncate()
     lock_file.write(str(os.getpid()))
     lock_file.flush()
-    done, idle_since = 0, time.monotonic()
-    while True:
-        recover_interrupted(store)
-        job = store.claim_next_job()
-        if job is None:
-            if once or (idle_exit_s is not None and time.monotonic() - idle_since > idle_exit_s):
-                return done
-            time.sleep(0.5)
-            continue
-        run_job(store, job)
-        done += 1
-        idle_since = time.monotonic()
+    return lock_file, str(os.getpid())
+
+
+def worker_loop(store: RunStore, idle_exit_s: float | None = IDLE_EXIT_S, once: bool = False,
+                serves: Serves | None = None, say: Callable[[str], None] | None = None,
+                refuse_if_busy: bool = False) -> int:
+    """Claim and run jobs (those `serves` allows) until idle for `idle_exit_s` (None: never); `once`: leave at the
+    first empty queue after some work. `say` hears when it waits and each job's end. Returns the number of jobs run.
+
+    One worker per lab folder (a file lock), so on CPU one job runs at a time and latency is measured on a quiet
+    machine. A second one leaves at once (ensure_worker may race with itself), or, `refuse_if_busy`, says why.
+    """
+    lock, holder = _lock_worker()
+    if lock is None:
+        if refuse_if_busy:
+            raise LabError(f"Another worker (pid {holder or '?'}) already serves the lab folder {lab_home()}: one "
+                           "worker per folder keeps timings quiet. Stop it, or give this one its own "
+                           "COMPRESSION_LAB_HOME.")
+        return 0
+    serves = serves or this_machine_serves()
+    say = say or (lambda message: None)
+    done, idle_since, waiting = 0, time.monotonic(), False
+    with lock:  # held until the loop ends
+        while True:
+            recover_interrupted(store)
+            job = store.claim_next_job(kinds=serves.kinds, accepts=serves.accepts)
+            if job is None:
+                limit = 0.0 if once and done else idle_exit_s  # --once: the first empty queue after work ends it
+                if limit is not None and time.monotonic() - idle_since >= limit:
+                    return done
+                if not waiting:
+                    say(_waiting_line(limit, serves))
+                    waiting = True
+                time.sleep(0.5)
+                continue
+            waiting = False
+            _run_and_say(store, job, say)
+            done += 1
+            idle_since = time.monotonic()
+
+
+def _run_and_say(store: RunStore, job: dict, say: Callable[[str], None]) -> str:
+    """run_job, with a line before and after: whoever watches a worker on another machine sees what it does."""
+    name, started = f"job {job['id']} ({job['kind']})", time.monotonic()
+    say(f"{name} started")
+    status = run_job(store, job)
+    say(f"{name} {status} after {time.monotonic() - started:.1f} s")
+    return status
+
+
+def _waiting_line(limit: float | None, serves: Serves) -> str:
+    how_long = "until stopped" if limit is None else f"up to {limit:g} s"
+    return f"no job queued for this worker ({serves.describe()}): waiting {how_long}"
 
 
 def worker_running() -> bool:

@@ -14,6 +14,7 @@ import os
 import socket
 import time
 from pathlib import Path
+from typing import Callable
 
 import sqlalchemy as sa
 
@@ -357,22 +358,37 @@ class RunStore:
         with self.engine.begin() as conn:
             return conn.execute(jobs_table.insert().values(**values)).inserted_primary_key[0]
 
-    def claim_next_job(self, worker: str | None = None) -> dict | None:
-        """Take the oldest queued job; the conditional UPDATE makes the claim atomic across processes."""
+    def claim_next_job(self, worker: str | None = None, kinds: list[str] | None = None,
+                       accepts: Callable[[dict], bool] | None = None) -> dict | None:
+        """Take the oldest queued job this worker may run: one of `kinds` (None: any) that `accepts(job)` allows
+        (a worker without a GPU passes over a job that asks for CUDA; a later one of its kinds is still taken).
+        The conditional UPDATE makes the claim atomic across processes; a job another worker took first is skipped."""
         while True:
-            with self.engine.connect() as conn:
-                row = conn.execute(sa.select(jobs_table.c.id).where(jobs_table.c.status == "queued")
-                                   .order_by(jobs_table.c.id).limit(1)).first()
-            if row is None:
+            job_id = self._first_eligible(kinds, accepts)
+            if job_id is None:
                 return None
             now = time.time()
             with self.engine.begin() as conn:
                 claimed = conn.execute(
-                    jobs_table.update().where(jobs_table.c.id == row.id, jobs_table.c.status == "queued")
+                    jobs_table.update().where(jobs_table.c.id == job_id, jobs_table.c.status == "queued")
                     .values(status="running", worker=worker or worker_name(), started_at=now,
                             heartbeat_at=now)).rowcount
             if claimed == 1:
-                return self.get_job(row.id)
+                return self.get_job(job_id)
+
+    def _first_eligible(self, kinds: list[str] | None, accepts: Callable[[dict], bool] | None) -> int | None:
+        """The id of the oldest queued job of `kinds` that `accepts` allows, read without claiming it."""
+        query = (sa.select(jobs_table.c.id, jobs_table.c.kind, jobs_table.c.params)
+                 .where(jobs_table.c.status == "queued").order_by(jobs_table.c.id))
+        if kinds is not None:
+            query = query.where(jobs_table.c.kind.in_(list(kinds)))
+        if accepts is None:
+            query = query.limit(1)  # the oldest will do: no need to read the params of the whole queue
+        with self.engine.connect() as conn:
+            for row in conn.execute(query):
+                if accepts is None or accepts(_decode(row, _JSON_JOB)):
+                    return row.id
+        return None
 
     def update_job(self, job_id: int, **values) -> None:
         values = _encode(values, _JSON_JOB)
