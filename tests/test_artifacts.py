@@ -107,3 +107,13 @@ def test_an_s3_store_that_refuses_or_is_absent_is_one_sentence(lab_home, s3_arti
             load_run_model(key)
     message = str(refused.value)
     assert "\n" not in message and url in message, message
+
+
+@pytest.mark.parametrize("verb", [["worker", "--once"], ["worker", "--study", "s1"]])
+def test_a_worker_given_an_absent_bucket_says_so_before_it_takes_work(lab_home, s3_artifacts, capsys, verb):
+    from test_cli import assert_one_error_line, in_process
+    absent = f"s3://absent-{uuid.uuid4().hex[:12]}/runs"
+    RunStore().submit_job("train", {"dataset": "digits", "model": "mlp", "epochs": 1})
+    assert_one_error_line(*in_process(capsys, *verb, "--artifacts", absent, "--json"), f"has no bucket absent-",
+                          lab_home)
+    assert RunStore().list_jobs()[0]["status"] == "queued"  # left for a worker that can store its model

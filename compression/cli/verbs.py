@@ -201,6 +201,8 @@ def _join_study(args, store: RunStore, say) -> None:
     if given:
         raise LabError(f"{', '.join(given)}: for the job queue; a --study worker runs that search's trials as its "
                        "config says")
+    from ..store.artifacts import check_store
+    check_store()
     study, config = wait_for_study(args.study, store, args.wait or 0.0, say=say)
     work(study, config, RunContext(store=store, progress=ProgressBar(not args.quiet, "worker")))
     done = finished_trials(study)
@@ -214,7 +216,9 @@ def _serve_queue(args, store: RunStore, say) -> None:
 
     from .. import jobs
     from ..paths import lab_home
+    from ..store.artifacts import check_store
     serves = jobs.Serves(kinds=_worker_kinds(args.kinds), cuda=_worker_cuda(args.device or "cpu"))
+    check_store()
     logging.basicConfig(filename=lab_home() / "worker.log", level=logging.INFO)  # a crashed job's traceback
     idle_exit_s = args.wait if args.wait is not None else (0.0 if args.once else None)
     count = jobs.worker_loop(store, idle_exit_s=idle_exit_s, once=args.once, serves=serves, say=say,

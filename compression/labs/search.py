@@ -133,9 +133,9 @@ def load_config(study_name: str, store: RunStore) -> tuple[optuna.Study, SearchC
     try:
         summary = optuna.load_study(study_name=study_name, storage=_storage(store.url))
     except KeyError:
-        raise LabError(f"No study named '{study_name}' in {store.url}") from None
+        raise LabError(f"No study named '{study_name}' in {store.shown_url}") from None
     if "config" not in summary.user_attrs:  # created a moment ago, its config not written yet
-        raise LabError(f"Study '{study_name}' in {store.url} is being created: try again in a moment")
+        raise LabError(f"Study '{study_name}' in {store.shown_url} is being created: try again in a moment")
     config = SearchConfig.from_dict(summary.user_attrs["config"])
     study = optuna.load_study(study_name=study_name, storage=_storage(store.url),
                               sampler=sampler(config.strategy, config.seed + int(time.time() * 1000) % 1000),
@@ -156,7 +156,7 @@ def wait_for_study(study_name: str, store: RunStore, wait_s: float,
             if time.monotonic() >= deadline:
                 raise LabError(f"{err} (waited {wait_s:g} s)" if wait_s else str(err)) from None
             if not waiting:
-                say(f"waiting up to {wait_s:g} s for study '{study_name}' in {store.url}")
+                say(f"waiting up to {wait_s:g} s for study '{study_name}' in {store.shown_url}")
                 waiting = True
             time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
 

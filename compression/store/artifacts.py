@@ -88,18 +88,28 @@ def _store():
     return fs, root.rstrip("/")
 
 
+def check_store() -> None:
+    """Open the artifact store now (a worker's first step), so a wrong URL, bucket or credential is one sentence
+    at start, not a failure of every job it takes."""
+    fs, root = _store()
+    try:
+        reachable = "file" in _protocols(fs) or fs.exists(root.split("/")[0])
+    except Exception as err:
+        raise LabError(f"Could not reach the artifact store {artifacts_url()}: {_first_line(err)}") from None
+    if not reachable:
+        raise LabError(f"The artifact store {artifacts_url()} has no bucket {root.split('/')[0]}; create it "
+                       "first, or check COMPRESSION_LAB_ARTIFACTS.")
+
+
 def put_bytes(name: str, data: bytes) -> str:
-    """Write one file into the artifact store; returns the key a run keeps."""
+    """Write one file into the artifact store; returns the key a run keeps. An object store's bucket is never
+    made: a typo in its name would scatter the runs."""
+    check_store()
     fs, root = _store()
     try:
         if "file" in _protocols(fs):
             fs.makedirs(root, exist_ok=True)
-        elif not fs.exists(root.split("/")[0]):  # a bucket is never made: a typo in its name would scatter the runs
-            raise LabError(f"The artifact store {artifacts_url()} has no bucket {root.split('/')[0]}; create it "
-                           "first, or check COMPRESSION_LAB_ARTIFACTS.")
         fs.pipe_file(f"{root}/{name}", data)
-    except LabError:
-        raise
     except Exception as err:  # any store's failure (s3fs: OSError, botocore: BotoCoreError): one sentence
         raise LabError(f"Could not write to the artifact store {artifacts_url()}: {_first_line(err)}") from None
     return KEY_PREFIX + name

@@ -220,6 +220,11 @@ class RunStore:
         self.url = normalize_url(url or os.environ.get("COMPRESSION_LAB_DB") or default_db_url())
 
     @property
+    def shown_url(self) -> str:
+        """The URL for messages: a password in it is never printed."""
+        return _redacted(self.url)
+
+    @property
     def engine(self) -> sa.Engine:
         return _engine(self.url, os.getpid())
 
