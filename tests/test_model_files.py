@@ -119,3 +119,22 @@ def test_a_model_with_a_part_the_file_cannot_describe_is_refused_when_it_is_save
     hooked.register_forward_hook(lambda module, inputs, output: output * 0)
     with pytest.raises(LabError, match="hooks"):
         save_model(hooked, torch.zeros(1, 2))
+
+
+@pytest.mark.parametrize("tamper", ["function_as_class", "method_replaced", "reached_through_torch"])
+def test_a_manifest_cannot_plant_a_function_or_replace_a_method(lab_home, tamper):
+    import json
+    data = model_file.encode(nn.Sequential(nn.Linear(2, 2)))
+    payload = torch.load(io.BytesIO(data), weights_only=True)
+    manifest = json.loads(payload["manifest"])
+    layer = manifest["children"]["0"]
+    if tamper == "function_as_class":
+        layer["class"] = "torch.nn.functional.relu"
+    elif tamper == "method_replaced":
+        layer["attrs"]["forward"] = {"ref": "torch.nn.modules.linear.Identity"}
+    else:
+        layer["attrs"]["act"] = {"ref": "torch.os.system"}  # torch imports os: a path under torch. is not enough
+    buffer = io.BytesIO()
+    torch.save(dict(payload, manifest=json.dumps(manifest)), buffer)
+    with pytest.raises(LabError, match="does not describe a model this lab can build"):
+        model_file.decode(buffer.getvalue())

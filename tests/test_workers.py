@@ -89,9 +89,10 @@ def runs_of(store, job_id):
 
 
 def test_prune_and_distill_jobs_run_in_another_lab_folder_are_usable_here_after_it_is_gone(
-        lab_home, tmp_path, monkeypatch):
-    shared = tmp_path / "shared-artifacts"
-    monkeypatch.setenv("COMPRESSION_LAB_ARTIFACTS", str(shared))
+        lab_home, tmp_path, monkeypatch, s3_artifacts):
+    """On the real S3 server (the queue test above shares a folder; test_artifacts runs a search on both)."""
+    shared, _ = s3_artifacts  # its AWS_* variables are in this process's environment, which the worker inherits
+    monkeypatch.setenv("COMPRESSION_LAB_ARTIFACTS", shared)
     store = RunStore()  # lab folder A queues; B runs
     prune = submit(store, "prune", {"dataset": "synthetic", "model": "mlp:hidden=16", "epochs": 1, "latency_batch": 8,
                                     "sparsities": [0.5, 0.8], "finetune_epochs": 0}, start_worker=False)

@@ -7,9 +7,10 @@ runs). The architecture is the manifest, a JSON description of the module tree t
     and only nn.Module subclasses), its plain attributes (numbers, strings, dtypes, shapes, a Hugging Face config
     as its dict), its parameters and buffers by tensor key, and its children;
   * so pruned shapes (fewer channels, heads or units) are simply the shapes of the stored tensors and the
-    attributes the pruner set, and quantized weights are torchao's tensor subclasses, which weights_only loads;
-A module is rebuilt without calling its __init__ (no code of the file's choosing runs; the class's own methods run
-later, as for any model). Packed int8 weights (torch.ao) are restored through the module's own load_state_dict.
+    attributes the pruner set, and quantized weights are torchao's tensor subclasses, which weights_only loads.
+A module is rebuilt without calling its __init__, and an attribute may name a class (a norm layer's) but never a
+function, nor replace one of the class's methods: no code of the file's choosing runs, and the class's own methods
+run later, as for any model. Packed int8 weights (torch.ao) are restored through the module's own load_state_dict.
 save checks every file by loading it back and comparing outputs, so a model this cannot describe is refused when
 it is made, not when someone loads it.
 """
@@ -128,8 +129,8 @@ class _Writer:
         if isinstance(value, functools.partial):  # torchvision's norm_layer=partial(nn.LayerNorm, eps=1e-6)
             return {"partial": [self.value(value.func, f"{key}.func"), self.value(list(value.args), f"{key}.args"),
                                 self.value(dict(value.keywords), f"{key}.keywords")]}
-        if callable(value) and hasattr(value, "__qualname__") and "<" not in value.__qualname__:
-            return {"ref": _import_path(value)}  # a function or class of torch's own (an activation, a norm)
+        if isinstance(value, type):
+            return {"ref": _import_path(value)}  # a class of torch's own (a norm layer to build, an activation)
         raise NotDescribable(f"attribute '{key}' is a {type(value).__name__}")
 
 
@@ -189,13 +190,15 @@ class _Reader:
     def module(self, entry: dict, prefix: str) -> nn.Module:
         if "same_as" in entry:
             return self.modules[entry["same_as"]]
-        cls = _resolve(entry["class"])
-        if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        cls = _class(entry["class"])
+        if not issubclass(cls, nn.Module):
             raise LabError(f"{entry['class']} is not a module class")
         module = cls.__new__(cls)
         nn.Module.__init__(module)
         self.modules[prefix] = module
         for name, value in entry["attrs"].items():
+            if callable(getattr(cls, name, None)):
+                raise LabError(f"attribute {name} would replace a method of {entry['class']}")
             object.__setattr__(module, name, self.value(value))
         for name, ref in entry["params"].items():
             module._parameters[name] = None if ref is None else self.parameter(ref)
@@ -236,27 +239,33 @@ class _Reader:
         if kind == "config":  # one object for every module that shares it, as when the model was made
             key = json.dumps(inner, sort_keys=True)
             if key not in self.configs:
-                self.configs[key] = _resolve(inner[0]).from_dict(inner[1])
+                self.configs[key] = _class(inner[0]).from_dict(inner[1])
                 if inner[2]:
                     self.configs[key]._attn_implementation = inner[2]
             return self.configs[key]
         if kind == "object":
             return _lab_object(inner[0], self.value(inner[1]))
         if kind == "ref":
-            return _resolve(inner)
+            return _class(inner)
         if kind == "partial":
-            func, args, keywords = (self.value(v) for v in inner)
-            if not callable(func):
-                raise LabError("a partial of something that is not a function")
-            return functools.partial(func, *args, **keywords)
+            return functools.partial(_class(inner[0]["ref"]), *self.value(inner[1]), **self.value(inner[2]))
         raise LabError(f"unknown attribute kind {kind}")
+
+
+def _class(path: str) -> type:
+    """A class from the allowed packages; anything else (a function, os.system reached as torch.os.system) is
+    refused."""
+    obj = _resolve(path)
+    if not isinstance(obj, type) or not obj.__module__.startswith(tuple(p + "." for p in ALLOWED_PACKAGES)):
+        raise LabError(f"{path} is not a class of {', '.join(ALLOWED_PACKAGES)}")
+    return obj
 
 
 def _lab_object(path: str, state: dict):
     """An object of the lab's own classes, restored through its own __setstate__ (or its attributes)."""
     if not path.startswith("compression."):
         raise LabError(f"{path} is not one of the lab's classes")
-    cls = _resolve(path)
+    cls = _class(path)
     obj = cls.__new__(cls)
     if hasattr(cls, "__setstate__"):
         obj.__setstate__(state)
