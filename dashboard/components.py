@@ -1,6 +1,7 @@
 """Shared widgets: metric cards, the live job panel, lab placeholders."""
 from __future__ import annotations
 
+import socket
 import time
 
 import streamlit as st
@@ -165,10 +166,11 @@ def _eta_text(seconds: float | None) -> str:
 
 
 def _on_host(job: dict) -> str:
-    """The machine that runs (or ran) the job, as ' on HOST', from its worker's "host:pid" ('' while it waits):
-    with workers on several machines sharing one database, it says where a job's timings were taken."""
+    """The machine that runs (or ran) the job, as ' on HOST' (or ' on this machine'), from its worker's "host:pid"
+    ('' while it waits): with workers on several machines sharing one database, it says where a job's timings were
+    taken."""
     host = (job.get("worker") or "").rpartition(":")[0]
-    return f" on {host}" if host else ""
+    return "" if not host else " on this machine" if host == socket.gethostname() else f" on {host}"
 
 
 def _render_job(job: dict, store) -> None:

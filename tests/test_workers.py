@@ -177,11 +177,13 @@ def test_a_second_worker_in_one_lab_folder_says_who_holds_it(lab_home, capsys):
     assert code == 2 and f"Another worker (pid {pid}) already serves the lab folder" in err
 
 
-def test_the_job_panel_says_which_machine_runs_each_job(lab_home):
+@pytest.mark.parametrize("worker, shown", [("gpu-box:4242", "on gpu-box;"),
+                                           (f"{socket.gethostname()}:4242", "on this machine;")])
+def test_the_job_panel_says_which_machine_runs_each_job(lab_home, worker, shown):
     from streamlit.testing.v1 import AppTest
     store = RunStore()
     job_id = store.submit_job("train", TINY_TRAIN)
-    store.claim_next_job(worker="gpu-box:4242")
+    store.claim_next_job(worker=worker)
     store.finish_job(job_id, "done", result={"run_ids": []})
 
     def panel():
@@ -189,4 +191,4 @@ def test_the_job_panel_says_which_machine_runs_each_job(lab_home):
         job_panel(("train",), "test")
     at = AppTest.from_function(panel, default_timeout=30).run()
     assert not at.exception
-    assert any(f"Job {job_id} (train) finished in" in s.value and "on gpu-box;" in s.value for s in at.success)
+    assert any(f"Job {job_id} (train) finished in" in s.value and shown in s.value for s in at.success)
