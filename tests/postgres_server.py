@@ -57,6 +57,6 @@ class PostgresServer:
         except OSError as err:
             return f"(no log: {err})"
 
-    def stop(self):
-        subprocess.run(_as_postgres([self.pg_ctl, "-D", self.data, "-m", "fast", "stop"]), capture_output=True)
+    def stop(self):  # immediate: no shutdown checkpoint, since the data is removed next
+        subprocess.run(_as_postgres([self.pg_ctl, "-D", self.data, "-m", "immediate", "stop"]), capture_output=True)
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -1,17 +1,13 @@
-"""The run store and a search across two worker processes, against a real PostgreSQL server."""
+"""The run store (lineage, concurrent writers and job claims) and the CLI, against a real PostgreSQL server."""
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import optuna
 import pytest
 
 from compression import RunStore
-from compression.labs.configs import SearchConfig
-from compression.labs.search import create_study
 
-from conftest import ROOT, cli_env
 from postgres_server import PostgresServer
 
 
@@ -52,28 +48,13 @@ def test_store_on_postgres_round_trips_lineage_and_concurrent_writers(pg_url, tm
     assert sum(1 for part in parts if part) >= 2, parts  # the claims really raced: more than one got jobs
 
 
-def test_two_workers_share_a_search_on_postgres(pg_url, lab_home):
-    store = RunStore(pg_url)
-    config = SearchConfig(dataset="synthetic", space="mlp", trials=6, epochs=2, latency_batch=8)
-    create_study(config, store, "pg-split")
-    procs = [subprocess.Popen([sys.executable, "-m", "compression", "worker", "--study", "pg-split", "--db", pg_url,
-                               "--quiet", "--json"], cwd=ROOT, env=cli_env(lab_home), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    for p in procs:
-        _, err = p.communicate(timeout=300)
-        assert p.returncode == 0, err
-    trials = optuna.load_study(study_name="pg-split", storage=store.url).get_trials()  # the driver-qualified URL
-    assert len(trials) >= 6 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
-    assert len({t.user_attrs["worker"] for t in trials}) == 2  # both workers ran trials
-    assert len(store.list_runs(kind="search_trial")) == len(trials)
-
-
-def test_cli_train_takes_the_plain_postgresql_url_the_readme_shows(pg_url, lab_home):
+def test_cli_train_takes_the_plain_postgresql_url_the_readme_shows(pg_url, lab_home, capsys):
+    """(Two search workers on PostgreSQL, with pages reading beside them: tests/test_concurrency.py.)"""
     import json
+    from test_cli import in_process
     assert pg_url.startswith("postgresql://")
-    result = subprocess.run([sys.executable, "-m", "compression", "train", "--dataset", "synthetic", "--model",
-                             "mlp:hidden=8", "--epochs", "1", "--latency-batch", "8", "--db", pg_url, "--json",
-                             "--quiet"], cwd=ROOT, env=cli_env(lab_home), capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    run_id = json.loads(result.stdout)["run_id"]
+    code, out, err = in_process(capsys, "train", "--dataset", "synthetic", "--model", "mlp:hidden=8", "--epochs", "1",
+                                "--latency-batch", "8", "--db", pg_url, "--json", "--quiet")
+    assert code == 0, err
+    run_id = json.loads(out)["run_id"]
     assert RunStore(pg_url).get_run(run_id)["status"] == "done"

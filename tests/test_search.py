@@ -170,33 +170,6 @@ def _worker(home, study, url, *flags):
                             stderr=subprocess.PIPE, text=True)
 
 
-def test_two_worker_processes_split_the_trials_and_lose_none(lab_home):
-    store = RunStore()
-    # the first worker starts before the study exists, as a class brings its workers up first: it waits for it
-    early = _worker(lab_home, "split-test", store.url, "--wait", "120")
-    wait_for(lambda: early.poll() is not None or "waiting up to 120 s" in _peek(early), timeout=60)
-    config = SearchConfig(space="mlp", strategy="random", objective="params", **{**TINY, "trials": 8})
-    create_study(config, store, "split-test")
-    workers = [early, _worker(lab_home, "split-test", store.url)]
-    for w in workers:
-        out, err = w.communicate(timeout=300)
-        assert w.returncode == 0, err
-    trials = optuna.load_study(study_name="split-test", storage=store.url).get_trials()
-    assert len(trials) >= 8 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
-    assert len({t.user_attrs["worker"] for t in trials}) == 2  # both workers ran trials
-    runs = [r for r in store.list_runs(kind="search_trial")]
-    assert sorted(r["config"]["trial"] for r in runs) == sorted(t.number for t in trials)  # every trial stored once
-    assert len({r["extra"]["study"] for r in runs}) == 1
-    assert {t.user_attrs["run_id"] for t in trials} == {r["id"] for r in runs}
-
-
-def _peek(process) -> str:
-    """The first line the process wrote on stderr, read without waiting for it to end."""
-    if not hasattr(process, "first_line"):
-        process.first_line = process.stderr.readline()
-    return process.first_line
-
-
 def test_a_worker_without_a_study_says_so_in_one_line_after_its_wait(lab_home, capsys):
     from compression.cli import main
     start = time.monotonic()
