@@ -15,7 +15,7 @@ from compression.labs.data_upload import (import_image_zip, run_import_data, sav
                                           uploaded_datasets, uploads_dir)
 
 from conftest import ROOT
-from test_image_folder import cli, write_folder
+from test_image_folder import write_folder
 
 
 def zip_of(folder, prefix="", extra=()):
@@ -109,17 +109,18 @@ def test_a_zip_of_images_that_do_not_load_is_not_kept(folder, lab_home):
     assert nothing_left_behind()
 
 
-def test_the_cli_imports_a_zip_and_refuses_a_bad_one_in_one_line(folder, lab_home, tmp_path):
+def test_the_cli_imports_a_zip_and_refuses_a_bad_one_in_one_line(folder, lab_home, tmp_path, capsys):
+    from test_cli import in_process
     good = tmp_path / "pics.zip"
     good.write_bytes(zip_of(folder, "pics/"))
-    done = cli(lab_home, "import-data", str(good), "--json")
-    assert done.returncode == 0, done.stderr
-    info = json.loads(done.stdout)
+    code, out, err = in_process(capsys, "import-data", str(good), "--json", "--quiet")
+    assert code == 0, err
+    info = json.loads(out)
     assert info["dataset"].startswith("imagefolder:") and info["num_classes"] == 4 and info["streamed"] is False
     bad = tmp_path / "bad.zip"
     bad.write_bytes(b"garbage")
-    failed = cli(lab_home, "import-data", str(bad), "--json")
-    assert failed.returncode == 2 and failed.stderr.strip() == "error: bad.zip is not a zip file."
+    code, out, err = in_process(capsys, "import-data", str(bad), "--json")
+    assert code == 2 and err.strip() == "error: bad.zip is not a zip file."
 
 
 def test_an_import_job_reports_progress_can_be_cancelled_and_removes_the_saved_zip(folder, lab_home):
