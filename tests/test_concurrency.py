@@ -21,7 +21,7 @@ TRIALS = 4  # enough for both workers to take some while the pages read
 
 def _concurrent_search_and_readers(url: str, home) -> dict:
     store = RunStore(url)
-    config = SearchConfig(dataset="synthetic", space="mlp", trials=TRIALS, epochs=2, latency_batch=8)
+    config = SearchConfig(dataset="synthetic", space="mlp", trials=TRIALS, epochs=1, latency_batch=8)
     create_study(config, store, "busy")
     env = {**cli_env(home), "COMPRESSION_LAB_DB": url}
     stop_file = Path(home) / "workers-done"
