@@ -48,7 +48,8 @@ def stop(processes) -> None:
         p.communicate(timeout=30)
 
 
-def test_two_workers_run_each_job_once_and_a_killed_workers_job_becomes_interrupted(lab_home, tmp_path):
+def test_two_workers_run_each_job_once_a_cancel_reaches_them_and_a_killed_workers_job_becomes_interrupted(
+        lab_home, tmp_path):
     store = RunStore()
     ids = [submit(store, "train", {**TINY_TRAIN, "seed": seed}, start_worker=False) for seed in range(10)]
     workers = [start_worker(tmp_path / f"lab-{n}", store.url, tmp_path / "shared", "--wait", "60") for n in (1, 2)]
@@ -62,6 +63,13 @@ def test_two_workers_run_each_job_once_and_a_killed_workers_job_becomes_interrup
         shared = {p.name for p in (tmp_path / "shared").iterdir()}  # --artifacts alone sent them there
         assert all(r["weights_path"].startswith(KEY_PREFIX) and r["weights_path"][len(KEY_PREFIX):] in shared
                    for r in runs)
+
+        # cancelled from here (the dashboard's machine): the worker that runs it stops at its next progress check
+        cancelled = submit(store, "train", ENDLESS, start_worker=False)
+        wait_for(lambda: (j := store.get_job(cancelled))["status"] == "running" and j["progress"] > 0)
+        store.request_cancel(cancelled)
+        wait_for(lambda: store.get_job(cancelled)["status"] == "cancelled", timeout=60)
+        assert all(w.poll() is None for w in workers)  # both still serving
 
         # a worker killed mid-job: the other one marks its job interrupted (same host, dead pid) and goes on
         endless = submit(store, "train", ENDLESS, start_worker=False)
