@@ -214,13 +214,14 @@ REDRAW_EVERY_S = 6.0
 # every 2 s: each poll is a server rerun and a browser redraw, CPU that the worker timing models on the same
 # cores would lose (a 1 s poll slowed the browser demo by a tenth)
 @st.fragment(run_every=2.0)
-def job_panel(kinds: tuple[str, ...], key: str, show_curves: bool = True) -> None:
-    """The latest job of these kinds with progress, ETA and Cancel, plus the queue. Polls the store,
-    so a reload or a second tab shows the same; reruns the page when new results land."""
+def job_panel(kinds: tuple[str, ...], key: str, show_curves: bool = True, show_queue: bool = True) -> None:
+    """The latest job of these kinds with progress, ETA and Cancel, plus the queue (`show_queue`: a page with two
+    panels shows it once). Polls the store, so a reload or a second tab shows the same; reruns the page when new
+    results land."""
     store = get_store()
     recover_interrupted(store)  # reads and marks dead workers' jobs; starting workers is submit's job
     active = store.list_jobs(("queued", "running"))
-    if len(active) > 1:
+    if show_queue and len(active) > 1:
         st.caption("Queue: " + " · ".join(f"#{j['id']} {j['kind']} ({j['status']}{_on_host(j)})"
                                           for j in reversed(active)))
     latest = next((j for j in store.list_jobs(limit=100) if j["kind"] in kinds), None)

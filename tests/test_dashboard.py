@@ -324,3 +324,12 @@ def test_training_curves_draw_accuracy_on_an_axis_that_ends_at_one():
                               {"message": "epoch 3/3, batch 2/9", "fraction": 0.5}])  # progress, not a point
     assert list(rising.layout.yaxis2.range) == pytest.approx([0.35, 1.01])
     assert [list(trace.x) for trace in rising.data] == [[1, 2], [1, 2]]
+
+
+def test_home_shows_the_queue_once_though_it_has_two_job_panels(lab_home):
+    store = RunStore()
+    for kind in ("demo", "speedup", "speedup"):
+        store.submit_job(kind, {})  # queued only: no worker runs here
+    at = open_page("home")
+    assert not at.exception
+    assert sum(c.value.startswith("Queue: ") for c in at.caption) == 1

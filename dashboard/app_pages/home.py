@@ -43,7 +43,8 @@ text.button("Run the language-model demo", type="primary", on_click=_start_demo,
 st.caption("Charts fill in as each run finishes; then the Report's speed-ups are timed again in fresh processes, so "
            "its figures can be quoted.")
 job_panel(("demo",), key="home")
-job_panel(("speedup",), key="home-retime", show_curves=False)  # then the demo's headline pairs, re-timed
+# then the demo's headline pairs, re-timed (the queue is shown once, above)
+job_panel(("speedup",), key="home-retime", show_curves=False, show_queue=False)
 last_demo = next((j for j in get_store().list_jobs(("done",), limit=200) if j["kind"] == "demo"), None)
 if last_demo and (last_demo.get("result") or {}).get("stages"):
     ran = last_demo["result"]["stages"]
