@@ -71,8 +71,8 @@ def serve_app(tmp_path_factory, prewarm: bool = False):
         pytest.fail(f"the app did not start: {(home / 'server.log').read_text()[-2000:]}")
     try:
         yield {"url": url, "home": home, "proc": proc}
-    finally:
-        proc.terminate()
+    finally:  # killed, not stopped: its lab folder is thrown away, and a graceful stop took about 2 s
+        proc.kill()
         proc.wait(timeout=20)
         log.close()
         stop_workers(home)  # the app's worker runs in its own session: it outlives the server unless stopped
