@@ -49,8 +49,7 @@ def _torchscript(model: nn.Module, example: torch.Tensor) -> bytes:
     try:
         if not isinstance(model, torch.jit.ScriptModule):
             with torch.no_grad():
-                model = torch.jit.trace(model.eval(), example.to(_dtype_of(model)) if example.is_floating_point()
-                                        else example)
+                model = torch.jit.trace(model.eval(), _example_for(model, example))
         torch.jit.save(model, buffer)
     except Exception as err:
         raise LabError(f"Could not save this model ({type(err).__name__}: {str(err).splitlines()[0][:120]})") from None
@@ -58,8 +57,7 @@ def _torchscript(model: nn.Module, example: torch.Tensor) -> bytes:
 
 
 def _check_same_outputs(model: nn.Module, loaded: nn.Module, example: torch.Tensor) -> None:
-    if example.is_floating_point():
-        example = example.to(_dtype_of(model))
+    example = _example_for(model, example)
     was_training = model.training
     with torch.no_grad():
         expected, got = _tensors_of(model.eval()(example)), _tensors_of(loaded(example))
@@ -88,9 +86,9 @@ def _store():
     return fs, root.rstrip("/")
 
 
-def check_store() -> None:
-    """Open the artifact store now (a worker's first step), so a wrong URL, bucket or credential is one sentence
-    at start, not a failure of every job it takes."""
+def check_store() -> tuple[object, str]:
+    """Open the artifact store, and check that an object store's bucket exists (a worker's first step, so a wrong
+    URL, bucket or credential is one sentence at start, not a failure of every job it takes). Returns (fs, root)."""
     fs, root = _store()
     try:
         reachable = "file" in _protocols(fs) or fs.exists(root.split("/")[0])
@@ -99,13 +97,13 @@ def check_store() -> None:
     if not reachable:
         raise LabError(f"The artifact store {artifacts_url()} has no bucket {root.split('/')[0]}; create it "
                        "first, or check COMPRESSION_LAB_ARTIFACTS.")
+    return fs, root
 
 
 def put_bytes(name: str, data: bytes) -> str:
     """Write one file into the artifact store; returns the key a run keeps. An object store's bucket is never
     made: a typo in its name would scatter the runs."""
-    check_store()
-    fs, root = _store()
+    fs, root = check_store()
     try:
         if "file" in _protocols(fs):
             fs.makedirs(root, exist_ok=True)
@@ -141,9 +139,12 @@ def _first_line(err: Exception) -> str:
     return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
 
 
-def _dtype_of(model: nn.Module) -> torch.dtype:
+def _example_for(model: nn.Module, example: torch.Tensor) -> torch.Tensor:
+    """Float inputs in the model's own float dtype (an fp16 model takes fp16); token ids stay integers."""
+    if not example.is_floating_point():
+        return example
     floats = [p.dtype for p in model.parameters() if p.dtype.is_floating_point]
-    return floats[0] if floats else torch.float32
+    return example.to(floats[0] if floats else torch.float32)
 
 
 def load_run_model(path: str | None) -> nn.Module:

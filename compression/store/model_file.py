@@ -178,11 +178,11 @@ class _Reader:
         self.parameters: dict[str, nn.Parameter] = {}
 
     def tensor(self, ref: dict) -> torch.Tensor:
-        return self.tensors[ref["alias"] if "alias" in ref else ref["key"]]
+        return self.tensors[_key(ref)]
 
     def parameter(self, ref: dict) -> nn.Parameter:
         """One Parameter per stored tensor, so tied weights are the same Parameter again."""
-        key = ref.get("alias", ref.get("key"))
+        key = _key(ref)
         if key not in self.parameters:
             self.parameters[key] = nn.Parameter(self.tensors[key], ref["grad"])
         return self.parameters[key]
@@ -250,6 +250,11 @@ class _Reader:
         if kind == "partial":
             return functools.partial(_class(inner[0]["ref"]), *self.value(inner[1]), **self.value(inner[2]))
         raise LabError(f"unknown attribute kind {kind}")
+
+
+def _key(ref: dict) -> str:
+    """The stored tensor a reference names: its own, or the one it is tied to."""
+    return ref["alias"] if "alias" in ref else ref["key"]
 
 
 def _class(path: str) -> type:
