@@ -16,7 +16,7 @@ from .errors import CancelledError, DatasetNotFoundError, DivergedError, LabErro
 from .labs.baseline import get_baseline
 from .labs.configs import (BaselineConfig, DistillLabConfig, PipelineLabConfig, PruneLabConfig, QuantizeLabConfig,
                            SearchConfig)
-from .labs.compressed import load_compressed
+from .labs.io.compressed import load_compressed
 from .labs.context import RunContext
 from .labs.distill import run_distill
 from .labs.pipeline import run_pipeline

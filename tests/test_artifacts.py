@@ -15,7 +15,7 @@ from torch import nn
 from compression import LabError, RunStore, SearchConfig
 from compression.labs.configs import RetimeConfig
 from compression.labs.diff import diff_runs
-from compression.labs.export import export_run
+from compression.labs.io.export import export_run
 from compression.labs.search import create_study, study_summary
 from compression.labs.speed import retime
 from compression.store.artifacts import KEY_PREFIX, load_run_model, save_model, weights_dir

@@ -10,8 +10,8 @@ import pytest
 from pathlib import Path
 
 from compression import LabError, RunStore, load_dataset
-from compression.labs import data_upload
-from compression.labs.data_upload import (import_image_zip, run_import_data, save_zip, upload_label,
+from compression.labs.io import data_upload
+from compression.labs.io.data_upload import (import_image_zip, run_import_data, save_zip, upload_label,
                                           uploaded_datasets, uploads_dir)
 
 from conftest import ROOT

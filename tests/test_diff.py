@@ -7,7 +7,7 @@ import torch
 
 from compression import BaselineConfig, PruneLabConfig, RunContext, get_baseline, load_dataset, run_prune
 from compression.cli import main
-from compression.labs.export import export_run
+from compression.labs.io.export import export_run
 
 
 def _ece(conf, correct, bins=15):

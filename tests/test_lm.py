@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from compression import BaselineConfig, LabError, RunStore, get_baseline, load_dataset
 from compression.cli import main
-from compression.labs.lm import generate
+from compression.text.generate import generate
 from compression.text import corpus
 from compression.text.corpus import ByteTokenizer
 from compression.text.models import GPT

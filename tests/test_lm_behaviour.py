@@ -13,7 +13,7 @@ from compression import RunStore
 from compression.core.data import SPLIT_SEED, load_dataset
 from compression.labs.configs import PruneLabConfig
 from compression.labs.diff import diff_runs
-from compression.labs.lm import generate
+from compression.text.generate import generate
 from compression.labs.prune import run_prune
 from compression.store.artifacts import load_run_model
 from compression.text.behaviour import BETTER, OTHER, PROMPTS, WORSE

@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 from compression import RunStore
 from compression.labs.configs import DemoConfig
 from compression.labs.demo import run_demo
-from compression.labs.lm_demo import lm_demo_params, lm_demo_stages
+from compression.labs.demo import lm_demo_params, lm_demo_stages
 from conftest import ROOT, quick_ctx
 
 APP = str(ROOT / "dashboard" / "app.py")

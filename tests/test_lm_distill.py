@@ -6,7 +6,7 @@ import json
 import torch
 
 from compression import RunStore
-from compression.labs.lm_distill import _reinitialised
+from compression.text.recipes import _reinitialised
 from compression.text.models import GPT
 from test_lm import run_cli, tiny_lm
 

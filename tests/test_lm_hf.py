@@ -10,7 +10,7 @@ from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausa
 
 from compression import BaselineConfig, get_baseline, load_dataset
 from compression.cli import main
-from compression.labs.lm import generate
+from compression.text.generate import generate
 from conftest import quick_ctx
 
 TINY_GPT = "gpt:layers=1,width=32,heads=2,context=32"

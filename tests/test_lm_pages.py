@@ -3,7 +3,7 @@ Sample panel that writes text, and charts of perplexity that never mix with imag
 from streamlit.testing.v1 import AppTest
 
 from compression import BaselineConfig, get_baseline
-from compression.labs.lm import generate
+from compression.text.generate import generate
 from conftest import ROOT, baseline, quick_ctx
 
 APP = str(ROOT / "dashboard" / "app.py")

@@ -11,7 +11,7 @@ from torch import nn
 
 import compression
 from compression import LabError, RunStore
-from compression.labs.export import export_run
+from compression.labs.io.export import export_run
 from compression.store import model_file
 from compression.store.artifacts import KEY_PREFIX, SAFE_SUFFIX, get_bytes, load_run_model, save_model
 

@@ -8,7 +8,7 @@ from torch import nn
 from compression import (LabError, PipelineLabConfig, QuantizeLabConfig, RunStore, TrainConfig, build_model,
                          load_dataset, run_pipeline, run_quantize, train)
 from compression.core.measure import serialized_size
-from compression.labs.export import export_run
+from compression.labs.io.export import export_run
 from compression.labs.stages import parse_steps
 from compression.store.artifacts import load_run_model
 from compression.techniques.quantize import METHODS, availability, quantize_model

@@ -9,7 +9,7 @@ import torch
 
 from compression import LabError, RunStore, build_model
 from compression.jobs import run_job, submit
-from compression.labs.upload import check_upload, import_weights
+from compression.labs.io.upload import check_upload, import_weights
 
 from conftest import quick_ctx
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from compression import LabError, RunStore, build_model
-from compression.labs.upload import check_upload, import_weights, upload_format
+from compression.labs.io.upload import check_upload, import_weights, upload_format
 
 from conftest import quick_ctx
 

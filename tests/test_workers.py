@@ -16,7 +16,7 @@ from compression.cli import main
 from compression.jobs import Serves, submit
 from compression.labs.configs import RetimeConfig
 from compression.labs.diff import diff_runs
-from compression.labs.export import export_run
+from compression.labs.io.export import export_run
 from compression.labs.speed import retime
 from compression.store.artifacts import KEY_PREFIX
 from conftest import QUICK_LATENCY_S, ROOT, cli_env, wait_for

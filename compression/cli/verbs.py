@@ -131,14 +131,14 @@ def _jobs(p):
 
 @verb("export", "export a stored run's model as a state dict, a loadable module, or ONNX")
 def _export(p):
-    from ..labs.export import FORMATS
+    from ..labs.io.export import FORMATS
     p.add_argument("run_id", type=int)
     p.add_argument("--format", default="state_dict", choices=FORMATS.names())
     p.add_argument("--out", required=True, help="output file")
     output_args(p)
 
     def handler(args):
-        from ..labs.export import export_run
+        from ..labs.io.export import export_run
         info = export_run(RunStore(args.db), args.run_id, args.format, args.out)
         emit(args, info, [info])
     p.set_defaults(handler=handler)
@@ -153,7 +153,7 @@ def _import_data(p):
         from pathlib import Path
 
         from ..core.data import describe_image_folder
-        from ..labs.data_upload import check_zip_size, import_image_zip
+        from ..labs.io.data_upload import check_zip_size, import_image_zip
         path = Path(args.zip)
         if not path.is_file():
             raise LabError(f"{args.zip} is not a file.")
@@ -314,7 +314,7 @@ def _generate(p):
     output_args(p)
 
     def handler(args):
-        from ..labs.lm import generate_from_run
+        from ..labs.diff import generate_from_run
         out = generate_from_run(RunStore(args.db), args.run, args.prompt, args.tokens, args.temperature, args.seed)
         if args.json:
             emit(args, out)

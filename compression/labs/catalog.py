@@ -9,7 +9,7 @@ from ..registry import Registry
 from .baseline import run_train
 from .configs import (BaselineConfig, DemoConfig, DistillLabConfig, ImportDataConfig, PipelineLabConfig,
                       PruneLabConfig, QuantizeLabConfig, RetimeConfig, SearchConfig, UploadConfig)
-from .data_upload import run_import_data
+from .io.data_upload import run_import_data
 from .demo import run_demo
 from .distill import run_distill
 from .pipeline import run_pipeline
@@ -18,7 +18,7 @@ from .prune import run_prune
 from .quantize import run_quantize
 from .search import run_search
 from .speed import run_retime
-from .upload import run_upload
+from .io.upload import run_upload
 
 
 def _ids(records: list[dict]) -> list[int]:

@@ -10,12 +10,9 @@ from ..core.models import parse_spec
 from ..core.timing import QUOTE_BUDGET_S
 from ..core.train import TrainConfig
 from ..errors import LabError
-from ..search.space import IMAGE as IMAGE_DATA, TEXT as TEXT_DATA
 from ..search.space import DEFAULT_SPACES, check_space_fits_data, families_for, validate_space
-from ..text.corpus import is_text_name
-from ..text.models import check_model_fits_data
+from ..tasks import IMAGE_TASK, Task, check_model_fits_data, task_of
 from ..text.prune import CALIBRATION_SEQUENCES
-from ..text.structured import parse_pruned_student
 from ..text.prune import PATTERNS as LM_PATTERNS
 from ..text.train import DEFAULT_STEPS
 from ..techniques.distill import DistillConfig
@@ -44,16 +41,19 @@ class CommonConfig(LabConfig):
     download: bool = param(False, help="download mnist/fashion_mnist/cifar10 if missing (needs internet)")
     latency_batch: int = param(256, min=1, max=65536, help="throughput batch for latency (batch 1 is timed too)")
 
+    def task(self) -> Task:
+        """The task of the data set (a technique started from a stored run asks the run: labs.parent)."""
+        return task_of(self.dataset)
+
     def check(self) -> None:
         check_device(self.device)
-        if is_text_name(self.dataset) and self.lab not in TEXT_LABS:
-            raise LabError(f"The {self.lab} lab works on image models for now; on text ('{self.dataset}') you can "
-                           "train, measure and sample language models (the train lab, the Baseline page). "
-                           "Compressing them comes next.")
+        refusal = self.task().unavailable(self.lab)
+        if refusal:
+            raise LabError(refusal)
 
 
-IMAGE_FINETUNE_EPOCHS = 5
-TEXT_LABS = {"train", "prune", "quantize", "distill", "search", "plan", "demo"}  # labs that take a text data set (language models); the others, after part 2
+IMAGE_FINETUNE_EPOCHS = IMAGE_TASK.finetune_epochs
+PATTERN_METHOD = "magnitude"  # the default method for an N:M pattern: patterns are for the language-model pruners
 
 
 @dataclass
@@ -127,7 +127,7 @@ class PruneLabConfig(TechniqueConfig):
                            "--pattern 2:4 or 4:8")
         if self.sparsities is not None and not self.sparsities:
             raise LabError("The sweep is empty: give at least one sparsity, e.g. 0.5 0.7 0.9")
-        method = self.method_for(language=self.pattern is not None or is_text_name(self.dataset))
+        method = self.method or (PATTERN_METHOD if self.pattern is not None else self.task().default_prune_method)
         if self.pattern is not None:
             if not PRUNE_METHODS[method].language:
                 raise LabError(f"N:M patterns ({self.pattern}) are for the language-model methods "
@@ -137,18 +137,15 @@ class PruneLabConfig(TechniqueConfig):
         if not PRUNE_METHODS[method].language:
             self.prune_configs()
 
-    def method_for(self, language: bool) -> str:
-        """The method asked for, or the default for the kind of model (whether it is one is known once the parent
-        is: a --from run may be either)."""
-        return self.method or ("magnitude" if language else "global_l1")
-
-    def epochs_after_pruning(self, language: bool) -> int:
-        if self.finetune_epochs is not None:
-            return self.finetune_epochs
-        return 0 if language else IMAGE_FINETUNE_EPOCHS
+    def method_for(self, task: Task) -> str:
+        """The method asked for, or the task's default (the task is known once the parent is: a --from run may
+        be of either)."""
+        return self.method or task.default_prune_method
 
     def prune_configs(self) -> list[PruneConfig]:
-        return [PruneConfig(method=self.method_for(language=False), sparsity=float(s), finetune_epochs=self.epochs_after_pruning(False),
+        """An image model's sweep (a language model's: text.recipes.lm_prune_configs)."""
+        epochs = IMAGE_FINETUNE_EPOCHS if self.finetune_epochs is None else self.finetune_epochs
+        return [PruneConfig(method=self.method_for(IMAGE_TASK), sparsity=float(s), finetune_epochs=epochs,
                             schedule=self.schedule, steps=self.steps,
                             layers=tuple(self.layers) if self.layers else None, skip_first_last=self.skip_first_last,
                             round_to=self.round_to, seed=self.seed) for s in self.sparsities]
@@ -197,20 +194,7 @@ class DistillLabConfig(CommonConfig):
 
     def check(self) -> None:
         super().check()
-        if is_text_name(self.dataset):  # a language model's student may be pruned:heads_mlp=0.5 (Minitron)
-            if not parse_pruned_student(self.student):
-                check_model_fits_data(self.dataset, self.student)
-            if not str(self.teacher).isdigit():
-                check_model_fits_data(self.dataset, self.teacher)
-            if not self.seeds or len(self.temperatures) != 1:
-                raise LabError("A language model's distillation takes one --temperature and at least one seed "
-                               "(a temperature sweep is for image models)")
-            return
-        parse_spec(self.student)
-        if not str(self.teacher).isdigit():
-            parse_spec(self.teacher)  # an unknown teacher fails before any training
-        if not self.seeds or not self.temperatures:
-            raise LabError("Give at least one seed and one temperature")
+        self.task().check_distill(self)
 
     def distill_configs(self) -> dict[tuple[float, int], DistillConfig]:
         return {(t, s): DistillConfig(t, self.alpha, self.label_fraction, self.epochs, s)
@@ -261,7 +245,8 @@ class SearchConfig(CommonConfig):
 
     def check(self) -> None:
         super().check()
-        data = TEXT_DATA if is_text_name(self.dataset) else IMAGE_DATA
+        task = self.task()
+        data = task.search_data
         if self.space is None:  # the first family that takes this data: cnn for images, gpt for text
             object.__setattr__(self, "space", families_for(data)[0])
         check_space_fits_data(self.space, self.dataset, data)
@@ -270,7 +255,7 @@ class SearchConfig(CommonConfig):
         if self.objective not in fitting:
             raise LabError(f"The {self.objective} objective is not measured for {data} models: on "
                            f"'{self.dataset}' use --objective {' or '.join(fitting.names())}.")
-        if data == TEXT_DATA and self.max_macs is not None:
+        if self.max_macs is not None and "max_macs" not in task.search_constraints:
             raise LabError("--max-macs counts MACs per image: for a language model use --max-params.")
         if self.early_stop and self.objective != "none":
             raise LabError("Optuna's pruners stop bad trials only in single-objective studies: use objective "

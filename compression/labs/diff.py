@@ -14,8 +14,9 @@ from ..store import RunStore
 from ..store.artifacts import load_run_model
 from ..text.behaviour import (COMPLETION_TOKENS, PROMPTS, compare_next_tokens, next_token_view, sample_flips,
                               sequences_for)
-from ..text.corpus import is_text_name
-from .lm import generate
+from ..core.models import format_spec
+from ..tasks import task_of
+from ..text.generate import generate
 
 SAMPLE_SEQUENCE = 0  # the sequence shown with its flipped tokens: the first of the fixed slice, not a chosen one
 
@@ -77,25 +78,32 @@ def _diff_text(store: RunStore, a: dict, b: dict, max_flipped: int | None) -> di
             "completion_tokens": tokens, "completions": completions}
 
 
-# how each kind of run is compared: image classifiers by their stored answers, language models by their tokens
+# how each task's runs are compared: image classifiers by their stored answers, language models by their tokens
 COMPARISONS = {"image": _diff_images, "text": _diff_text}
-WHAT = {"image": "an image model", "text": "a language model"}
-
-
-def kind_of(run: dict) -> str:
-    return "text" if is_text_name(run["dataset"]) else "image"
 
 
 def diff_runs(store: RunStore, run_a: int, run_b: int, max_flipped: int | None = None) -> dict:
     """What changed from run A (the reference, e.g. the parent) to run B. Image runs: core.behaviour's fields with
     kind "image"; language-model runs: kind "text", see _diff_text. Raises LabError when they cannot be compared."""
     a, b = store.get_run(run_a), store.get_run(run_b)
-    kind_a, kind_b = kind_of(a), kind_of(b)
-    if kind_a != kind_b:
-        raise LabError(f"Run {run_a} is {WHAT[kind_a]} on '{a['dataset']}' and run {run_b} {WHAT[kind_b]} on "
+    task_a, task_b = task_of(a), task_of(b)
+    if task_a is not task_b:
+        raise LabError(f"Run {run_a} is {task_a.model_noun} on '{a['dataset']}' and run {run_b} {task_b.model_noun} on "
                        f"'{b['dataset']}': only two runs on the same data set can be compared.")
     if a["dataset"] != b["dataset"]:
         raise LabError(f"Runs {run_a} and {run_b} were evaluated on different data sets ({a['dataset']} and "
                        f"{b['dataset']}): their answers cannot be compared example by example.")
     return {"run_a": run_a, "run_b": run_b, "dataset": a["dataset"],
-            **COMPARISONS[kind_a](store, a, b, max_flipped)}
+            **COMPARISONS[task_a.name](store, a, b, max_flipped)}
+
+
+def generate_from_run(store, run_id: int, prompt: str, tokens: int, temperature: float = 0.0,
+                      seed: int = 0) -> dict:
+    run = store.get_run(run_id)
+    if not task_of(run["model"]).generates:
+        raise LabError(f"Run {run_id} is an image model ({format_spec(run['model'])}); generate needs a language "
+                       "model run.")
+    model = load_run_model(run["weights_path"])
+    text = generate(model, prompt, tokens, temperature, seed, run["config"].get("context"))
+    return {"run_id": run_id, "prompt": prompt, "completion": text, "tokens": tokens, "temperature": temperature,
+            "seed": seed}

@@ -2,7 +2,7 @@
 stored as the child of the one before, so Compare can draw the path."""
 from __future__ import annotations
 
-from .baseline import Child, prepare_parent, store_child
+from .parent import Child, prepare_parent, store_child
 from .configs import PipelineLabConfig
 from .context import RunContext
 from .records import as_record

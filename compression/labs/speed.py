@@ -6,41 +6,13 @@ machine or another thread count (the Report once said 226x under a competing loa
 """
 from __future__ import annotations
 
-import copy
-import warnings
-
 import torch
-from torch import nn
 
-from ..core.measure import quiet_wait_s
-from ..core.speedup import paired_speedup
+from ..core.paired import ROUNDS, record_fields, split_gain, time_pair, time_pair_on  # noqa: F401  (labs read them here)
 from ..core.timing import AdaptiveRounds, machine_fingerprint
 from ..errors import LabError
 from ..store import RunStore
-from ..text.corpus import is_text
-
-ROUNDS = 5
-
-
-def _example(input_shape, batch_size: int, device: str) -> torch.Tensor:
-    return torch.randn(batch_size, *input_shape, generator=torch.Generator().manual_seed(0)).to(device)
-
-
-def time_pair(model_a: nn.Module, model_b: nn.Module, input_shape, batch_size: int, *, device: str = "cpu",
-              dtype_b: torch.dtype = torch.float32, rounds: int | AdaptiveRounds = ROUNDS,
-              block_s: float = 0.05) -> dict:
-    """One paired timing of B against A (speedup = time(A) / time(B)); int8 models always run on the CPU.
-    `rounds`: an int is the quick figure a lab stores beside each run (that many rounds, in this process);
-    AdaptiveRounds is the figure to quote (fresh processes, pooled; see core.timing_pool)."""
-    x = _example(input_shape, batch_size, device)
-    return time_pair_on(model_a, model_b, x, x.to(dtype_b), device=device, rounds=rounds, block_s=block_s)
-
-
-def time_pair_on(model_a: nn.Module, model_b: nn.Module, x_a: torch.Tensor, x_b: torch.Tensor, *,
-                 device: str = "cpu", rounds: int | AdaptiveRounds = ROUNDS, block_s: float = 0.05) -> dict:
-    """time_pair on given inputs: token ids for a language model's prefill, a one-token prompt for its decode."""
-    return paired_speedup(model_a, model_b, x_a, x_b, device=device, rounds=rounds,
-                          max_quiet_wait_s=quiet_wait_s(), block_s=block_s)
+from ..tasks import task_of
 
 
 def quote_rounds(config) -> int | AdaptiveRounds:
@@ -57,37 +29,6 @@ def relation(store: RunStore, run_a: int, run_b: int) -> str:
     if len(chain) >= 2 and chain[-2] == run_a:
         return "parent"
     return "ancestor" if run_a in chain else "different model"
-
-
-def record_fields(timing: dict) -> dict:
-    """The run record's speedup_* fields from one paired timing (all of them from that one timing)."""
-    key = f"speedup_{timing['device']}_b{timing['batch_size']}"
-    return {key: timing["speedup"], f"{key}_ci95": timing["ci95"], f"{key}_noisy": timing["noisy"],
-            f"{key}_load": timing["load"], f"{key}_machine": timing["machine"], f"{key}_mode": timing["mode"]}
-
-
-def fused_reference(model: nn.Module, example: torch.Tensor) -> nn.Module | None:
-    """The fp32 model with conv+BN folded (what FX does before int8), to split a static int8 gain into
-    'fusing layers' and 'int8'. TorchScript, like the stored int8 model it is timed against: an FX module runs
-    its graph in Python, which would charge ~0.15 ms a call to the wrong factor. None when it cannot be traced."""
-    try:
-        from torch.fx.experimental.optimization import fuse
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            return torch.jit.trace(fuse(copy.deepcopy(model).eval()), example)
-    except Exception:
-        return None
-
-
-def split_gain(parent: nn.Module, quantized: nn.Module, input_shape, batch_size: int, block_s: float) -> dict | None:
-    """'6.9x = 2.0x from fusing layers x 3.4x from int8': both factors timed in pairs, like the total."""
-    fused = fused_reference(parent, _example(input_shape, 1, "cpu"))
-    if fused is None:
-        return None
-    fusion = time_pair(parent, fused, input_shape, batch_size, block_s=block_s)
-    int8 = time_pair(fused, quantized, input_shape, batch_size, block_s=block_s)
-    return {"fusion": fusion["speedup"], "fusion_ci95": fusion["ci95"], "int8": int8["speedup"],
-            "int8_ci95": int8["ci95"], "batch_size": batch_size, "noisy": fusion["noisy"] or int8["noisy"]}
 
 
 def retime(store: RunStore, config) -> dict:
@@ -110,34 +51,12 @@ def retime(store: RunStore, config) -> dict:
     if _input_dtype(a) != torch.float32:
         raise LabError(f"Run {run_a} takes {_input_dtype(a)} inputs; put the float32 run first (A is the reference)")
     device = "cpu" if _int8(a) or _int8(b) else device
-    if is_text(data):
-        (model_a, model_b), x, batch_size = _language_pair(a, model_a, model_b, config.phase, batch_size)
-        timing = time_pair_on(model_a, model_b, x, x, device=device, rounds=rounds)
-        timing["phase"] = config.phase
-    else:
-        timing = time_pair(model_a, model_b, data.input_shape, batch_size or _record_batch(a), device=device,
-                           dtype_b=dtype_b, rounds=rounds, block_s=0.05)
+    timing = task_of(data).retime_pair(a, model_a, model_b, data, phase=config.phase, batch_size=batch_size,
+                                       dtype_b=dtype_b, device=device, rounds=rounds)
     store.add_machine(machine_fingerprint(device, timing["threads"]))
     rel = relation(store, run_a, run_b)
     timing["speedup_id"] = store.add_speedup(run_a, run_b, timing, rel)
     return {**timing, "run_a": run_a, "run_b": run_b, "relation": rel}
-
-
-def _record_batch(run: dict) -> int:
-    """The largest batch run A's record was timed at (the lab's throughput batch), else 256."""
-    return max((e.get("batch_size") or 0 for e in (run.get("record") or {}).get("latency", [])), default=0) or 256
-
-
-def _language_pair(run_a: dict, model_a: nn.Module, model_b: nn.Module, phase: str, batch_size: int | None):
-    """((A, B), input, batch) for a language model's phase (text.measure.phase_workload), prefill at the record's
-    prefill batch unless one is named."""
-    from ..text.measure import PREFILL_BATCH, phase_workload
-    prefill = next((e["batch_size"] for e in run_a["record"].get("latency", []) if e.get("phase") == "prefill"),
-                   PREFILL_BATCH)
-    context = int(run_a["record"]["context"])
-    timed_a, x, _ = phase_workload(model_a, phase, context, batch_size or prefill)
-    timed_b, _, _ = phase_workload(model_b, phase, context, batch_size or prefill)
-    return (timed_a, timed_b), x, len(x)
 
 
 def _input_dtype(run: dict) -> torch.dtype:

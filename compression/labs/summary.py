@@ -7,17 +7,8 @@ noisy flag and machine, or it is not stated.
 """
 from __future__ import annotations
 
+from ..tasks import task_of
 from .speed import speed_text
-
-
-def _quality(record: dict, baseline: dict) -> tuple[str, dict]:
-    """'+0.8 pt accuracy', or for two language models 'perplexity 7.78 -> 7.99 (+2.7%)' (lower is better)."""
-    if record.get("perplexity") is not None and baseline.get("perplexity") is not None:
-        change = record["perplexity"] / baseline["perplexity"] - 1
-        return (f"perplexity {baseline['perplexity']:.2f} \u2192 {record['perplexity']:.2f} ({100 * change:+.1f}%)",
-                {"perplexity_change": change})
-    delta_pt = 100 * (record["accuracy"] - baseline["accuracy"])
-    return f"{delta_pt:+.1f} pt accuracy".replace("-", "\u2212"), {"accuracy_delta_pt": delta_pt}
 
 
 def versus_baseline(record: dict, baseline: dict, speed: dict | None = None, this_machine: str | None = None,
@@ -27,16 +18,15 @@ def versus_baseline(record: dict, baseline: dict, speed: dict | None = None, thi
     reader must see both."""
     size_ratio = baseline["size_bytes"] / record["size_bytes"] if record.get("size_bytes") else None
     gzip_ratio = baseline["gzip_bytes"] / record["gzip_bytes"] if record.get("gzip_bytes") else None
-    quality, quality_fields = _quality(record, baseline)
+    task = task_of(record)
+    quality, quality_fields = task.quality_change(record, baseline)
     foreign = bool(speed and this_machine and speed["machine"] != this_machine)
     speed_ratio = speed["speedup"] if speed and not foreign else None
-    language = "perplexity_change" in quality_fields
     parts = []
     if size_ratio:
         parts.append(f"{size_ratio:.1f}x smaller" if size_ratio >= 1 else f"{1 / size_ratio:.1f}x larger")
-    parts.append(("prefill " if language else "") + speed_text(speed, this_machine))
-    if language:
-        parts.append("decode " + speed_text(decode, this_machine))
+    for phase, timing in zip(task.phases, (speed, decode)):  # one figure, or prefill and decode
+        parts.append((f"{phase} " if phase else "") + speed_text(timing, this_machine))
     parts.append(quality)
     if record.get("final_stage") is False and record.get("fine_tuned") is False:
         # a pipeline's un-fine-tuned step: its accuracy is not a result, say so beside the number

@@ -179,11 +179,3 @@ DATASETS.register_family(TEXT, _text_loader, about="your own text: a .txt file, 
 
 
 TEXT_DATASETS = {"pydoc"}
-
-
-def is_text_name(name: str) -> bool:
-    return name in TEXT_DATASETS or str(name).startswith(TEXT)
-
-
-def is_text(data) -> bool:
-    return getattr(data, "kind", "image") == "text"

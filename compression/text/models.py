@@ -20,15 +20,10 @@ from torch import nn
 
 from ..core.models import MODELS, WHOLE_REST_ARG, format_spec, parse_spec, register_model
 from ..errors import LabError
-from .corpus import ByteTokenizer, is_text_name
+from .corpus import ByteTokenizer
 
 LANGUAGE_MODELS = {"gpt", "hf"}
 HF = "hf:"
-
-
-def is_language_model(spec: dict | str) -> bool:
-    name = spec["name"] if isinstance(spec, dict) else str(spec).partition(":")[0]
-    return name in LANGUAGE_MODELS
 
 
 class Attention(nn.Module):
@@ -214,15 +209,3 @@ def build_language_model(spec: dict, download: bool = False) -> nn.Module:
         return MODELS.get(spec["name"])(**args)
     except (TypeError, ValueError) as err:
         raise LabError(f"Model {format_spec(spec)} does not build: {str(err).splitlines()[0][:200]}") from None
-
-
-def check_model_fits_data(dataset: str, model: str | dict) -> None:
-    """Image models on images, language models on text: one sentence otherwise."""
-    spec = parse_spec(model)
-    text, language = is_text_name(dataset), is_language_model(spec)
-    if text and not language:
-        raise LabError(f"{format_spec(spec)} is an image model, and '{dataset}' is text: pick a language model "
-                       "(gpt, or hf:PATH for your own Hugging Face checkpoint).")
-    if language and not text:
-        raise LabError(f"{format_spec(spec)} is a language model, and '{dataset}' is an image data set: pick a "
-                       "text data set (pydoc, or text:PATH for your own).")

@@ -7,12 +7,12 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..core.data import load_dataset
-from ..core.measure import example_input
-from ..errors import LabError
-from ..registry import Registry
-from ..store import RunStore
-from ..store.artifacts import load_run_model
+from ...core.data import load_dataset
+from ...core.measure import example_input
+from ...errors import LabError
+from ...registry import Registry
+from ...store import RunStore
+from ...store.artifacts import load_run_model
 
 # writer(model, run, path): writes the file
 FORMATS: Registry[Callable[[nn.Module, dict, Path], None]] = Registry("export format")

@@ -22,11 +22,11 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from ..core.data import IMAGEFOLDER, describe_image_folder, load_image_folder
-from ..errors import LabError
-from ..paths import lab_home
-from .configs import ImportDataConfig
-from .context import RunContext
+from ...core.data import IMAGEFOLDER, describe_image_folder, load_image_folder
+from ...errors import LabError
+from ...paths import lab_home
+from ..configs import ImportDataConfig
+from ..context import RunContext
 
 MAX_ZIP_BYTES = 1 * 2**30
 MAX_UNPACKED_BYTES = 4 * 2**30

@@ -21,15 +21,15 @@ from pathlib import Path
 
 import torch
 
-from ..core.data import load_dataset
-from ..core.measure import measure
-from ..core.models import build_model, format_spec, parse_spec
-from ..errors import LabError
-from ..paths import lab_home
-from ..store.artifacts import load_state_dict_file, save_model
-from .configs import UploadConfig
-from .context import RunContext
-from .records import as_record
+from ...core.data import load_dataset
+from ...core.measure import measure
+from ...core.models import build_model, format_spec, parse_spec
+from ...errors import LabError
+from ...paths import lab_home
+from ...store.artifacts import load_state_dict_file, save_model
+from ..configs import UploadConfig
+from ..context import RunContext
+from ..records import as_record
 
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 

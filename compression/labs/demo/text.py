@@ -9,13 +9,13 @@ on 2 cores. The stages are labs.demo's: (what the progress bar says, stage(confi
 """
 from __future__ import annotations
 
-from .configs import BaselineConfig, DemoConfig, DistillLabConfig, PruneLabConfig, QuantizeLabConfig
-from .context import RunContext
-from .distill import run_distill
-from .lm import get_lm_baseline
-from .prune import run_prune
-from .quantize import run_quantize
-from .records import run_ids
+from ..configs import BaselineConfig, DemoConfig, DistillLabConfig, PruneLabConfig, QuantizeLabConfig
+from ..context import RunContext
+from ..distill import run_distill
+from ..baseline import get_baseline
+from ..prune import run_prune
+from ..quantize import run_quantize
+from ..records import run_ids
 
 # four layers of width 64 over 64-token windows: ~15 s of training on 2 cores, and a model that has learnt enough
 # of the text (perplexity ~8 against the default gpt's 6.8) for pruning to hurt it visibly
@@ -41,7 +41,7 @@ def _follow_up_steps(config: DemoConfig) -> int:
 
 
 def _train(config: DemoConfig, ctx: RunContext) -> list[int]:
-    _, run = get_lm_baseline(config.subset(BaselineConfig), ctx)
+    _, run = get_baseline(config.subset(BaselineConfig), ctx)
     return [run["id"]]
 
 
@@ -66,7 +66,7 @@ def _quantize(config: DemoConfig, ctx: RunContext) -> list[int]:
 
 
 def _distill(config: DemoConfig, ctx: RunContext) -> list[int]:
-    _, teacher = get_lm_baseline(config.subset(BaselineConfig), ctx.slice(0.0, 0.05))
+    _, teacher = get_baseline(config.subset(BaselineConfig), ctx.slice(0.0, 0.05))
     lab = DistillLabConfig(dataset=config.dataset, teacher=str(teacher["id"]), student=LM_DEMO_STUDENT,
                            temperatures=[2.0], seeds=[0], student_steps=_follow_up_steps(config), device=config.device)
     out = run_distill(lab, ctx.slice(0.05, 1.0))

@@ -15,12 +15,12 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from ..core.models import build_model, format_spec, parse_spec
-from ..errors import LabError
-from ..store.artifacts import weights_dir
-from ..techniques.codec import decode_state_dict, encode_state_dict
-from ..text.corpus import is_text_name
-from ..techniques.quantize import quantized_layers
+from ...core.models import build_model, format_spec, parse_spec
+from ...errors import LabError
+from ...store.artifacts import weights_dir
+from ...techniques.codec import decode_state_dict, encode_state_dict
+from ...tasks import task_of
+from ...techniques.quantize import quantized_layers
 
 SUFFIX = ".cldc"
 _FP16_MAX = 65504.0
@@ -69,7 +69,7 @@ def compressed_bytes(model: nn.Module, run: dict) -> bytes:
     if stored and Path(stored).exists():
         return Path(stored).read_bytes()
     spec, dataset = run["model"], run["dataset"]
-    from ..core.data import load_dataset  # only for runs stored without a file: their input shape
+    from ...core.data import load_dataset  # only for runs stored without a file: their input shape
     data = load_dataset(dataset)
     return encode_model(model, 8, file_header(spec, data.input_shape, data.num_classes, dataset))
 
@@ -77,13 +77,13 @@ def compressed_bytes(model: nn.Module, run: dict) -> bytes:
 def run_compressed_bytes(store, run_id: int) -> bytes:
     """A stored run's compressed file (for a download button): the stored file, or its weights encoded now."""
     run = store.get_run(run_id)
-    if is_text_name(run["dataset"]):
-        raise LabError("the compressed file (.cldc) holds image models for now; a language model's weights are in "
-                       f"its run: python -m compression export {run_id}")
+    if not task_of(run).compressed_files:
+        raise LabError(f"the compressed file (.cldc) holds image models for now; {task_of(run).model_noun}'s "
+                       f"weights are in its run: python -m compression export {run_id}")
     stored = (run.get("extra") or {}).get("compressed_path")
     if stored and Path(stored).exists():
         return Path(stored).read_bytes()
-    from ..store.artifacts import load_run_model
+    from ...store.artifacts import load_run_model
     return compressed_bytes(load_run_model(run["weights_path"]), run)
 
 
