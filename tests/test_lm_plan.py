@@ -8,10 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from compression import RunStore
 from compression.core.pareto import pareto_mask
-from compression.labs.lm_plan import LMRecipe, snapped
-from compression.labs.plan_bound import bound_for
-from compression.labs.plan_result import ranked
-from compression.labs.plan_target import parse_target
+from compression.labs.plan import LMRecipe, bound_for, parse_target, ranked, snapped
 from conftest import ROOT
 from test_lm import run_cli, tiny_lm
 

@@ -13,13 +13,10 @@ from streamlit.testing.v1 import AppTest
 from compression import LabError, RunStore, build_model, load_compressed, load_dataset
 from compression.core.pareto import pareto_mask
 from compression.core.train import predict
-from compression.labs.compressed import file_header, rebuild
-from compression.labs.export import export_run
-from compression.labs.plan import PlanConfig, open_study, run_plan
-from compression.labs.plan_recipe import Recipe, Space, Tuning, build, seed_params
-from compression.labs.plan_bound import bound_for
-from compression.labs.plan_result import _why, verdict
-from compression.labs.plan_target import parse_target
+from compression.labs.io.compressed import file_header, rebuild
+from compression.labs.io.export import export_run
+from compression.labs.plan import (PlanConfig, Recipe, Space, Tuning, _why, bound_for, build, open_study,
+                                   parse_target, run_plan, seed_params, verdict)
 from compression.techniques.codec import decode_state_dict
 from conftest import ROOT, cli_env, quick_ctx
 

@@ -2,8 +2,7 @@ import streamlit as st
 
 from compression import LabError
 from compression.labs.compressed import run_compressed_bytes
-from compression.labs.plan_result import list_plans, plan_state
-from compression.labs.plan_target import target_text
+from compression.labs.plan import list_plans, plan_state, target_text
 from compression.text.corpus import is_text_name
 from dashboard.charts_plan import plan_chart
 from dashboard.components import human_bytes, job_panel, submit_job

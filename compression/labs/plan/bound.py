@@ -1,12 +1,20 @@
-"""How much quality a plan may give up for its target: test accuracy in points for image models, perplexity in per
-cent for language models (lower is better there, and a 0.3 rise means more on a 2.0 model than on a 20.0 one).
+"""How much quality a plan may give up for its target, in the terms of the task's quality metric (tasks.Quality):
+test accuracy in points for image models, perplexity in per cent for language models (lower is better there, and
+a 0.3 rise means more on a 2.0 model than on a 20.0 one).
 
 Every figure of a plan that speaks of quality (the ranking, the front, the verdict's sentence, the Plan page's
-chart) goes through one Bound, so an image plan and a language-model plan are judged by the same code.
+chart) goes through one Bound, so plans of every task are judged by the same code.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from ...tasks import TASKS, Quality, task_of
+
+# a quality metric's budget, from the plan's two knobs, in the metric's unit: max_drop is in points of accuracy;
+# max_ppl_increase a fraction (0.1 is 10%) of the baseline's perplexity
+LIMITS = {"accuracy": lambda max_drop, max_ppl_increase: max_drop,
+          "perplexity": lambda max_drop, max_ppl_increase: 100 * max_ppl_increase}
 
 
 @dataclass(frozen=True)
@@ -50,9 +58,18 @@ class Bound:
         return {"field": self.field, "limit": self.limit, "unit": self.unit, "what": self.what, "base": self.base}
 
 
+def quality_of(record: dict) -> Quality:
+    """The quality metric of a record's task. A bare record that names neither its task nor its data set (a test's,
+    a hand-written one) is taken for the task whose metric it carries."""
+    quality = task_of(record).quality
+    if record.get(quality.field) is None:
+        quality = next((t.quality for t in TASKS.values() if record.get(t.quality.field) is not None), quality)
+    return quality
+
+
 def bound_for(record: dict, max_drop: float, max_ppl_increase: float) -> Bound:
-    """The bound for a baseline's record: a language model's carries a perplexity, an image model's an accuracy.
-    max_drop is in points; max_ppl_increase a fraction (0.1 is 10%)."""
-    if record.get("perplexity") is not None:
-        return Bound("perplexity", False, 100 * max_ppl_increase, record["perplexity"], "%", "perplexity increase")
-    return Bound("accuracy", True, max_drop, record["accuracy"], "pt", "accuracy drop")
+    """The bound for a baseline's record, in its task's quality metric. max_drop is in points; max_ppl_increase a
+    fraction (0.1 is 10%)."""
+    quality = quality_of(record)
+    return Bound(quality.field, quality.higher_is_better, LIMITS[quality.field](max_drop, max_ppl_increase),
+                 record[quality.field], quality.unit, quality.change)

@@ -1,16 +1,20 @@
-"""The plan lab's one typed config, for image models and language models alike (labs.plan and labs.lm_plan read
-it; the defaults that differ by kind of model are filled in by `for_models`)."""
+"""The plan lab's one typed config, for every task (the defaults that differ by task are filled in by
+`for_models`, from DEFAULTS)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import param
-from ..techniques.quantize import METHODS as QUANT_METHODS
-from .configs import TechniqueConfig
-from .plan_target import Target, parse_target
+from ...config import param
+from ...tasks import Task
+from ...techniques.quantize import METHODS as QUANT_METHODS
+from ..configs import TechniqueConfig
+from .target import Target, parse_target
 
 IMAGE_TRIALS, IMAGE_EPOCHS = 12, 6
 LM_TRIALS, LM_MAX_EPOCHS = 4, 2  # an epoch of the default gpt is ~20 s on 2 cores: a plan of ~3 minutes
+
+# task name -> (finished trials wanted, most fine-tuning epochs of one trial), when the config names none
+DEFAULTS = {"image": (IMAGE_TRIALS, IMAGE_EPOCHS), "text": (LM_TRIALS, LM_MAX_EPOCHS)}
 
 
 @dataclass
@@ -40,9 +44,9 @@ class PlanConfig(TechniqueConfig):
         super().check()
         parse_target(self.target)
 
-    def for_models(self, language: bool) -> "PlanConfig":
-        """With the defaults that depend on the kind of model filled in."""
-        trials, epochs = (LM_TRIALS, LM_MAX_EPOCHS) if language else (IMAGE_TRIALS, IMAGE_EPOCHS)
+    def for_models(self, task: Task) -> "PlanConfig":
+        """With the defaults that depend on the task of the model planned for filled in."""
+        trials, epochs = DEFAULTS[task.name]
         return self.replace(trials=self.trials or trials, finetune_epochs=self.finetune_epochs or epochs)
 
     def parsed_target(self) -> Target:

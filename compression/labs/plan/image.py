@@ -1,15 +1,10 @@
-"""The plan lab: name a target ("2.5x faster", "40x smaller"), get the most accurate model that meets it, verified.
+"""An image model's plan: the recipe space of recipes_image searched on validation accuracy and the target's cost.
 
-Optuna searches recipes (plan_recipe: channel removal globally or per stage, weight zeroing, fine-tuning epochs,
-distillation from the parent, int8 or weight sharing) on two objectives, validation accuracy and the target's
-cost (plan_target), with the target and the accuracy bound as constraints. Each finished trial is a stored child
-run of the parent. Trials stop early twice: before fine-tuning when the one-shot model already misses the target
-and a finished trial within the accuracy bound is closer to it, and during fine-tuning when validation accuracy
-is far below the bound. The study lives in the run database: more processes join it with the same command and
-`--study NAME`, and the budget counts finished trials, whoever ran them.
-
-The search sees validation accuracy only; the winner is picked, like every front in the lab, on the recorded
-test accuracy, then verified (plan_result): timed again in pairs with the parent, its size is its file.
+Optuna searches recipes (channel removal globally or per stage, weight zeroing, fine-tuning epochs, distillation
+from the parent, int8 or weight sharing) on two objectives, validation accuracy and the target's cost (target.py),
+with the target and the accuracy bound as constraints. Each finished trial is a stored child run of the parent.
+Trials stop early twice: before fine-tuning when the one-shot model already misses the target and a finished trial
+within the accuracy bound is closer to it, and during fine-tuning when validation accuracy is far below the bound.
 """
 from __future__ import annotations
 
@@ -18,29 +13,29 @@ from dataclasses import dataclass
 
 import optuna
 
-from ..core.measure import count_macs, count_params, effective_macs, measure, serialized_size
-from ..core.timing import machine_fingerprint
-from ..core.train import accuracy, predict
-from ..errors import CancelledError, LabError
-from ..store import worker_name
-from ..store.artifacts import save_model
-from ..techniques.codec import fold_shared, share_weights
-from ..techniques.quantize import METHODS as QUANT_METHODS
-from ..techniques.quantize import availability, quantize_model
-from .baseline import Parent, parent_is_text, prepare_parent
-from .compressed import encode_model, file_header, round_raw_tensors, save_blob
-from .context import RunContext
-from .lm_plan import run_lm_plan
-from .plan_recipe import Built, Recipe, Space, Tuning, build, seed_params, shape, suggest
-from .plan_bound import bound_for
-from .plan_config import PlanConfig
-from .plan_result import summarize
-from .plan_study import open_plan_study
-from .plan_target import Target
-from .search_kind import FINISHED, optimize_until
-from .speed import record_fields, time_pair
+from ...core.measure import count_macs, count_params, effective_macs, serialized_size
+from ...core.paired import record_fields, time_pair
+from ...core.timing import machine_fingerprint
+from ...core.train import accuracy, predict
+from ...errors import CancelledError, LabError
+from ...store import worker_name
+from ...store.artifacts import save_model
+from ...techniques.codec import fold_shared, share_weights
+from ...techniques.quantize import METHODS as QUANT_METHODS
+from ...techniques.quantize import availability, quantize_model
+from ..context import RunContext
+from ..io.compressed import encode_model, file_header, round_raw_tensors, save_blob
+from ..parent import Parent, prepare_parent
+from ..search import FINISHED
+from .bound import Bound, bound_for
+from .config import PlanConfig
+from .planner import Planner, closest_cost, stop_if_cancelled
+from .recipes_image import Built, Recipe, Space, Tuning, build, seed_params, shape, suggest
+from .study import open_plan_study
+from .target import Target
 
 EARLY_STOP_PT = 5.0   # a trial this far past the accuracy bound after half its epochs does not come back
+DIRECTIONS = ("maximize", "minimize")  # validation accuracy, the target's cost
 
 
 @dataclass
@@ -48,13 +43,14 @@ class Env:
     """What every trial of one process shares."""
     config: PlanConfig
     target: Target
+    bound: Bound
     parent: Parent
     space: Space
     tuning: Tuning
     base_val: float
     header: dict
     ctx: RunContext
-    study: str
+    study: str = ""
 
 
 def _device(config: PlanConfig) -> str:
@@ -109,20 +105,10 @@ def _one_shot(env: Env, recipe: Recipe) -> Built:
     return Built(model, model)
 
 
-def _closest_cost(trial: optuna.Trial, max_drop: float) -> tuple[float, int] | None:
-    """The lowest cost among finished trials within the accuracy bound (on validation), and its number."""
-    done = [t for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-            if "cost" in t.user_attrs and t.user_attrs.get("val_drop_pt", 1e9) <= max_drop]
-    if not done:
-        return None
-    best = min(done, key=lambda t: t.user_attrs["cost"])
-    return best.user_attrs["cost"], best.number
-
-
 def _price_first(env: Env, trial: optuna.Trial, recipe: Recipe) -> None:
     """Stop the trial before fine-tuning when it cannot be the answer: it misses the target and a finished
     trial that kept the accuracy is already closer to it."""
-    closest = _closest_cost(trial, env.config.max_drop)
+    closest = closest_cost(trial, "val_drop_pt", env.config.max_drop)
     if closest is None:
         return  # nothing to compare with yet: train it
     estimate = COSTS[env.target.kind](env, _one_shot(env, recipe), None)
@@ -157,8 +143,7 @@ def _early_stop(env: Env, trial: optuna.Trial, recipe: Recipe):
 def _store_trial(env: Env, trial: optuna.Trial, recipe: Recipe, built: Built, val_acc: float) -> tuple[dict, float]:
     """Measure the trial's model here, time it with the parent when the target is speed, store it as a child."""
     parent, ctx = env.parent, env.ctx
-    record = measure(built.model, parent.data, latency_batch=parent.latency_batch, exclusive=ctx.exclusive,
-                     min_run_time=ctx.latency_time, input_dtype=built.input_dtype)
+    record = parent.task.measure(built.model, parent.data, ctx, parent.latency_batch, input_dtype=built.input_dtype)
     if built.float_model is not built.model:  # int8 kernels run the float model's multiply-accumulates
         record["macs"] = count_macs(built.float_model, parent.data.input_shape)
         record["effective_macs"] = effective_macs(built.float_model, parent.data.input_shape)
@@ -177,7 +162,7 @@ def _store_trial(env: Env, trial: optuna.Trial, recipe: Recipe, built: Built, va
                                {**env.config.to_dict(), "study": env.study, "recipe": recipe.to_dict()},
                                parent_id=parent.run["id"], record=record, extra=extra, method="plan",
                                label=f"plan trial {trial.number}: {recipe.label()}", job_id=ctx.job_id,
-                               weights_path=save_model(built.model, parent.data.x_test[:1]))
+                               weights_path=save_model(built.model, parent.task.example_input(parent.data)))
     if timing:
         ctx.store.add_machine(machine_fingerprint(timing["device"], timing["threads"]))
         ctx.store.add_speedup(parent.run["id"], run_id, timing, "parent")
@@ -192,9 +177,7 @@ def _trial_tuning(env: Env, trial: optuna.Trial, recipe: Recipe) -> Tuning:
 
 def make_objective(env: Env):
     def objective(trial: optuna.Trial):
-        if env.ctx.cancelled():
-            trial.study.stop()
-            raise CancelledError("cancelled by the user")
+        stop_if_cancelled(env.ctx, trial)
         recipe = suggest(trial, env.space)
         trial.set_user_attr("recipe", recipe.to_dict())
         trial.set_user_attr("worker", worker_name())
@@ -221,55 +204,29 @@ def make_objective(env: Env):
     return objective
 
 
-def open_study(config: PlanConfig, env_space: Space, url: str) -> optuna.Study:
-    priors = [seed_params(p, env_space) for p in config.parsed_target().prior()[:max(1, config.trials // 3)]]
-    return open_plan_study(config, url, ["maximize", "minimize"], priors)
+def priors(config: PlanConfig, space: Space) -> list[dict]:
+    """The target's first recipes (target.py), a third of the budget at most, as this space's parameters."""
+    return [seed_params(p, space) for p in config.parsed_target().prior()[:max(1, config.trials // 3)]]
 
 
-def _env(config: PlanConfig, ctx: RunContext, unavailable: list[dict]) -> Env:
+def open_study(config: PlanConfig, space: Space, url: str) -> optuna.Study:
+    """Create an image plan's study (seeded with the target's prior recipes) or join an existing one."""
+    return open_plan_study(config, url, list(DIRECTIONS), priors(config, space))
+
+
+def prepare(config: PlanConfig, ctx: RunContext, unavailable: list[dict]) -> Env:
     parent = prepare_parent(config, ctx)
     data, device = parent.data, _device(config)
     ctx.report(0.14, "Computing the parent's answers (the teacher's soft targets)")
     teacher = predict(parent.model, data.x_train, device).to(device)
     spec = parent.run["model"]
-    return Env(config, config.parsed_target(), parent, _space(config, unavailable),
-               Tuning(data, device, config.lr, config.seed, teacher, ctx.should_cancel),
-               accuracy(parent.model, data.x_val, data.y_val), file_header(spec, data.input_shape,
-                                                                          data.num_classes, data.name),
-               ctx, "")
+    return Env(config, config.parsed_target(), bound_for(parent.record, config.max_drop, config.max_ppl_increase),
+               parent, _space(config, unavailable), Tuning(data, device, config.lr, config.seed, teacher,
+                                                           ctx.should_cancel),
+               accuracy(parent.model, data.x_val, data.y_val),
+               file_header(spec, data.input_shape, data.num_classes, data.name), ctx)
 
 
-def run_plan(config: PlanConfig, ctx: RunContext | None = None) -> dict:
-    """Search, pick and verify. Returns {"baseline", "best", "front", "trials", "study", "target", ...}."""
-    ctx = ctx or RunContext()
-    language = parent_is_text(config, ctx)
-    config = config.for_models(language)
-    if language:
-        return run_lm_plan(config, ctx)
-    unavailable: list[dict] = []
-    env = _env(config, ctx, unavailable)
-    study = open_study(config, env.space, ctx.store.url)
-    env.study = study.study_name
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    optimize_until(study, make_objective(env), config.trials, ctx.cancelled)
-    ctx.check_cancel()
-    ctx.report(0.95, "Verifying the winner: timing it with the parent again")
-    bound = bound_for(env.parent.record, config.max_drop, config.max_ppl_increase)
-    out = summarize(study, env.parent, env.target, bound, ctx, _device(config))
-    ctx.report(1.0, out["best"]["why"] if not out["best"]["meets"] else
-               f"Run {out['best']['run_id']} meets {env.target.phrase()}")
-    return {**out, "unavailable": unavailable}
-
-
-def plan_rows(out: dict) -> list[dict]:
-    """The CLI's table: the parent, then every finished trial."""
-    return [out["baseline"]] + [t for t in out["trials"] if "accuracy" in t]
-
-
-def plan_created(out: dict) -> list[int]:
-    return [t["run_id"] for t in out["trials"] if t.get("run_id") is not None]
-
-
-def plan_summary(out: dict) -> dict:
-    """What a finished plan job keeps besides its run ids."""
-    return {k: out[k] for k in ("study", "target", "best", "front")}
+IMAGE_PLANNER = Planner(prepare=prepare, directions=DIRECTIONS, priors=priors, objective=make_objective,
+                        device=_device, verifying="Verifying the winner: timing it with the parent again",
+                        verified=lambda best, row: {"accuracy_drop_pt": best["quality_loss"]})

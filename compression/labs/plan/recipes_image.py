@@ -1,4 +1,4 @@
-"""A plan's recipe: which techniques, how hard, in which order. nn.Module in, nn.Module out; no store.
+"""An image plan's recipe: which techniques, how hard, in which order. nn.Module in, nn.Module out; no store.
 
 Order (Deep Compression's, with channel removal in front): remove channels (structured) -> zero weights
 (unstructured, global magnitude) -> fine-tune with the zeros held, optionally distilling from the parent ->
@@ -19,14 +19,14 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from ..core.data import Dataset
-from ..core.train import TrainConfig, train
-from ..techniques.codec import fold_shared, share_weights
-from ..techniques.distill import kd_loss
-from ..techniques.prune import PruneConfig, agp_targets, prunable_layers, prune_model
-from ..techniques.quantize import METHODS as QUANT_METHODS
-from ..techniques.quantize import quantize_model
-from .compressed import encode_model, round_raw_tensors
+from ...core.data import Dataset
+from ...core.train import TrainConfig, train
+from ...techniques.codec import fold_shared, share_weights
+from ...techniques.distill import kd_loss
+from ...techniques.prune import PruneConfig, agp_targets, prunable_layers, prune_model
+from ...techniques.quantize import METHODS as QUANT_METHODS
+from ...techniques.quantize import quantize_model
+from ..io.compressed import encode_model, round_raw_tensors
 
 KD_TEMPERATURE, KD_ALPHA = 4.0, 0.7   # Hinton's T; most of the loss from the parent's soft targets
 SHARE_EPOCHS = 2                      # centroid fine-tuning after sharing (Han et al.: a short retrain)
@@ -85,7 +85,7 @@ def suggest(trial: optuna.Trial, space: Space) -> Recipe:
 
 
 def seed_params(prior: dict, space: Space) -> dict:
-    """A prior recipe (plan_target) as Optuna parameters, with this plan's epochs and choices."""
+    """A prior recipe (target.py) as Optuna parameters, with this plan's epochs and choices."""
     quant = prior.get("quantize", "none")
     params = {"structured": prior.get("structured", 0.0), "per_stage": False,
               "unstructured": prior.get("unstructured", 0.0), "epochs": space.max_epochs, "kd": prior.get("kd", True),

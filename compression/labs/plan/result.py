@@ -1,31 +1,37 @@
 """A plan's answer: the trials, their front, and the winner verified (timed again with the parent, in pairs).
 
-`best` is the best finished trial (most accurate, or lowest perplexity: plan_bound) that meets the target within
+`best` is the best finished trial (most accurate, or lowest perplexity: bound.py) that meets the target within
 the quality bound. When none does, it is the closest: within the bound, the one with the lowest cost; when no
 trial kept the quality, the best one. Then it is verified: a fresh paired timing against the parent (speed.retime,
 stored in the speedups table; a language model's at its prefill batch), its size ratio from its stored size (the
-compressed file's bytes when weights are shared), its quality loss on the test split. `meets` is the verified answer; `verdict` adds "too close to call" when a latency
+compressed file's bytes when weights are shared), its quality loss on the test split, and the fields its task
+adds (the planner's `verified`). `meets` is the verified answer; `verdict` adds "too close to call" when a latency
 target lies inside the fresh timing's CI; `why` says in one sentence what fell short.
 A candidate whose fresh timing falls short gives way to the next (up to three are timed again).
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import optuna
 
-from ..core.pareto import pareto_mask
-from ..errors import LabError
-from ..store import RunStore
-from .baseline import Parent
-from .context import RunContext
-from .plan_bound import Bound, bound_for
-from .plan_target import Target, parse_target
-from .records import as_record
-from .search import _storage
-from .configs import RetimeConfig
-from .speed import retime
+from ...core.pareto import pareto_mask
+from ...errors import LabError
+from ...store import RunStore
+from ..configs import RetimeConfig
+from ..context import RunContext
+from ..parent import Parent
+from ..records import as_record
+from ..search import _storage
+from ..speed import retime
+from .bound import Bound, bound_for
+from .target import Target, parse_target
 
 MAX_VERIFIED = 3
 _HEAVY = ("predictions", "history", "finetune_history")  # per-example answers and curves: not for a summary
+
+# (the verified best, its trial's row) -> the fields a task adds to it (a planner's `verified`)
+Fields = Callable[[dict, dict], dict]
 
 
 def _record(run: dict) -> dict:
@@ -113,16 +119,17 @@ def _why(best: dict, target: Target, bound: Bound, trial_cost: float) -> str | N
 
 
 def _flip_rate(store: RunStore, run_a: int, run_b: int) -> float | None:
-    from .diff import diff_runs
+    from ..diff import diff_runs
     try:
         return diff_runs(store, run_a, run_b)["flip_rate"]
     except Exception:  # a model whose answers cannot be recomputed here: the card shows no flip rate
         return None
 
 
-def verify(row: dict, parent: Parent, target: Target, bound: Bound, ctx: RunContext, device: str) -> dict:
-    """The winner's figures, measured again: paired speed-up with its CI, size ratio, quality loss. (`parent` is an
-    image model's Parent or a language model's LMParent: both have run, record and latency_batch.)"""
+def verify(row: dict, parent: Parent, target: Target, bound: Bound, ctx: RunContext, device: str,
+           fields: Fields) -> dict:
+    """The winner's figures, measured again: paired speed-up with its CI (at the parent's latency batch, a language
+    model's prefill batch), size ratio, quality loss, and the task's own `fields`."""
     timing = retime(ctx.store, RetimeConfig(run_a=parent.run["id"], run_b=row["run_id"], device=device,
                                             batch_size=parent.latency_batch))
     size_ratio = row["size_bytes"] / parent.record["size_bytes"]
@@ -133,23 +140,19 @@ def verify(row: dict, parent: Parent, target: Target, bound: Bound, ctx: RunCont
             "cost": cost, "quality_loss": bound.loss(row), "quality": bound.as_dict(),
             "flip_rate": _flip_rate(ctx.store, parent.run["id"], row["run_id"]), "baseline_run": parent.run["id"]}
     best["verdict"] = verdict(best, target)
-    if bound.field == "accuracy":
-        best["accuracy_drop_pt"] = best["quality_loss"]
-    else:  # a language model: latency is its prefill; its decode (batch 1) timing from the trial is shown beside
-        best["perplexity_increase"] = best["quality_loss"] / 100
-        best.update(decode_speedup=row.get("speedup_cpu_b1"), decode_ci95=row.get("speedup_cpu_b1_ci95"))
+    best.update(fields(best, row))
     best["why"] = _why(best, target, bound, row["cost"])
     best["meets"] = best["why"] is None
     return best
 
 
 def _verified_best(candidates: list[dict], parent: Parent, target: Target, bound: Bound, ctx: RunContext,
-                   device: str) -> dict | None:
+                   device: str, fields: Fields) -> dict | None:
     """The first candidate that still meets the target when measured again (at most MAX_VERIFIED are tried: a
     trial's own timing on a busy machine can flatter it); when none does, the first one, saying why."""
     first = None
     for row in candidates[:MAX_VERIFIED]:
-        best = verify(row, parent, target, bound, ctx, device)
+        best = verify(row, parent, target, bound, ctx, device, fields)
         first = first or best
         if best["meets"]:
             return best
@@ -164,10 +167,10 @@ def _nothing(rows: list[dict]) -> dict:
 
 
 def summarize(study: optuna.Study, parent: Parent, target: Target, bound: Bound, ctx: RunContext,
-              device: str = "cpu") -> dict:
+              device: str = "cpu", fields: Fields = lambda best, row: {}) -> dict:
     """The plan's result; its short form is kept on the study too, for the Plan page."""
     rows = trial_rows(study, ctx.store)
-    best = _verified_best(ranked(rows, target, bound), parent, target, bound, ctx, device) or _nothing(rows)
+    best = _verified_best(ranked(rows, target, bound), parent, target, bound, ctx, device, fields) or _nothing(rows)
     out = {"study": study.study_name, "target": {"text": target.text(), "kind": target.kind, "ratio": target.ratio,
                                                 "phrase": target.phrase()},
            "max_drop": bound.limit, "quality": bound.as_dict(), "baseline": parent.as_baseline(), "best": best,

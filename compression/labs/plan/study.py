@@ -1,14 +1,14 @@
-"""A plan's Optuna study, shared by image and language-model plans: created seeded with the target's first
-recipes, or joined by another process with the same `--study` name."""
+"""A plan's Optuna study, shared by the plans of every task: created seeded with the target's first recipes, or
+joined by another process with the same `--study` name."""
 from __future__ import annotations
 
 import time
 
 import optuna
 
-from ..errors import LabError
-from .plan_config import PlanConfig
-from .search import _storage
+from ...errors import LabError
+from ..search import _storage
+from .config import PlanConfig
 
 
 def _sampler(config: PlanConfig, joined: bool) -> optuna.samplers.BaseSampler:

@@ -10,8 +10,8 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
-from ..errors import LabError
-from ..registry import Registry
+from ...errors import LabError
+from ...registry import Registry
 
 
 @dataclass(frozen=True)
