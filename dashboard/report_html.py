@@ -8,12 +8,8 @@ import plotly.io as pio
 
 from .display import IMAGE_EXPORT  # each chart's camera button saves a 3x PNG: slide-ready
 from .charts import runs_frame, tradeoff_chart
-from .behaviour_text import FLIP_MEANING, text_change_html
-from .charts_behaviour import gallery_captions, png_data_uri, what_changed
 from .components import human_bytes, human_count
-
-
-GALLERY = 6  # flipped examples per run in the report: a glimpse, kept small because they are inlined
+from .views import VIEWS, view_of
 
 
 def _what_changed(rows, changes: dict) -> str:
@@ -29,36 +25,14 @@ def _what_changed(rows, changes: dict) -> str:
             parts.append(f"{head}<p class=note>{html.escape(change)}</p>")
             continue
         diff, images = change
-        kinds.add(diff.get("kind", "image"))
-        parts.append(head + CHANGE_HTML[diff.get("kind", "image")](diff, images,
-                                                                   (f"#{ref['run_id']}", f"#{run['run_id']}")))
+        view = view_of(diff)  # the task of the runs it compares (a diff names their data set)
+        kinds.add(view.name)
+        parts.append(head + view.change_html(diff, images, (f"#{ref['run_id']}", f"#{run['run_id']}")))
     if not parts:
         return ""
-    return "<h2>What changed</h2>" + "".join(f"<p>{INTRO[kind]}</p>" for kind in sorted(kinds)) + "".join(parts)
-
-
-def _image_change(diff: dict, images: list, names: tuple[str, str]) -> str:
-    lines = "".join(f"<li>{html.escape(line)}</li>" for line in what_changed(diff).values())
-    captions = gallery_captions(diff, names)
-    figures = "".join(f'<figure><img src="{png_data_uri(image)}" alt="test example {g["index"]}" '
-                      f'width="{image.shape[1]}" height="{image.shape[0]}">'
-                      f'<figcaption>{html.escape(caption)}</figcaption></figure>'
-                      for image, caption, g in zip(images[:GALLERY], captions, diff["gallery"]))
-    return f"<ul>{lines}</ul><div class=gallery>{figures}</div>"
-
-
-# per kind of diff (labs.diff.COMPARISONS): how one run's change is written, and the paragraph that introduces them
-CHANGE_HTML = {"image": _image_change,
-               "text": lambda diff, images, names: text_change_html(diff, (f"A {names[0]}", f"B {names[1]}"))}
-INTRO = {
-    "image": ("Accuracy hides churn: the answers each run gives differently from its reference, newly wrong first; "
-              "the classes that lost most, with 95% paired intervals; and the calibration error of its confidence "
-              "(ECE)."),
-    "text": ("Perplexity hides churn: the share of test positions where each language model's most likely next token "
-             "differs from its reference's, and its change in loss per token, with 95% intervals over test "
-             "sequences; greedy completions of fixed prompts side by side; and one test sequence with the flipped "
-             "tokens highlighted. " + html.escape(FLIP_MEANING)),
-}
+    # each kind of diff's paragraph that introduces them, then one section per run
+    return ("<h2>What changed</h2>" + "".join(f"<p>{VIEWS[kind].change_intro}</p>" for kind in sorted(kinds))
+            + "".join(parts))
 
 
 def build_report(rows: list[tuple[dict, dict | None, str]], title: str = "Compression report",

@@ -9,17 +9,17 @@ import streamlit as st
 from compression import LabError
 from compression.core.data import DATASETS, IMAGEFOLDER, describe_image_folder
 from compression.core.measure import available_devices, hardware_info
-from compression.core.models import MODELS, list_models
+from compression.core.models import MODELS
 from compression.paths import lab_home
-from compression.text.corpus import MAX_TEXT_BYTES, TEXT, is_text_name, load_text_path
-from compression.text.models import is_language_model
-from compression.text.train import DEFAULT_STEPS
-from compression.labs.data_upload import MAX_ZIP_BYTES, save_zip, upload_label, uploaded_datasets
+from compression.text.corpus import MAX_TEXT_BYTES, TEXT, load_text_path
+from compression.labs.io.data_upload import MAX_ZIP_BYTES, save_zip, upload_label, uploaded_datasets
 from compression.paths import default_data_dir
 
-from .components import job_panel, submit_job
+from .components import submit_job
 from .display import presentation_toggle
 from .state import FOLDER_CHOICE, dataset_name, get_store, seed_from_url, write_url
+from .views import current_view
+from .views.jobs import job_panel
 
 TORCHVISION_SETS = ("mnist", "fashion_mnist", "cifar10")  # read from a data folder, or downloaded when asked
 
@@ -51,26 +51,19 @@ def sidebar() -> None:
         if st.session_state.dataset in TORCHVISION_SETS:
             st.text_input("Data folder", value=str(default_data_dir()), key="data_dir")
             st.checkbox("Download if missing (needs internet)", key="download")
-        # language models for text, image models otherwise: the labs refuse the other kind anyway
-        text = is_text_name(dataset_name())
-        names = [n for n in names if is_language_model(n) == text]
-        if st.session_state.get("model_name") not in names:  # the data set's kind changed: its default model
-            st.session_state.model_name, st.session_state.model_args = ("gpt" if text else "lenet5"), ""
+        # the models of the data set's task (language models for text): the labs refuse the others anyway
+        view = current_view()
+        names = [n for n in names if view.owns(n)]
+        if st.session_state.get("model_name") not in names:  # the data set's task changed: its default model
+            st.session_state.model_name, st.session_state.model_args = view.default_model, ""
         # the zoo, then torchvision's classifiers as tv.NAME; type to search. lenet5 is seeded as the default
         st.selectbox("Baseline model", names, key="model_name",
                      format_func=lambda n: f"{n} (torchvision)" if n.startswith("tv.") else n,
-                     help=("a small GPT of ours, or hf for your own Hugging Face folder (path=/folder)" if text else
-                           f"the model every lab starts from: {len(list_models())} zoo models and "
-                           f"{len(names) - len(list_models())} torchvision classifiers; type to search"))
+                     help=view.model_help(names))
         st.caption(MODELS.about(st.session_state.model_name))
-        st.text_input("Model arguments", key="model_args",
-                      placeholder="e.g. layers=4,width=128 or path=/my/model" if text else
-                      "e.g. width=64 or hidden=256-256")
+        st.text_input("Model arguments", key="model_args", placeholder=view.model_args_placeholder)
         c1, c2 = st.columns(2)
-        if text:
-            c1.number_input("Training steps", 1, 100_000, DEFAULT_STEPS, key="train_steps")
-        else:
-            c1.number_input("Epochs", 1, 200, 10, key="epochs")
+        view.length_input(c1)
         c2.number_input("Seed", 0, 10_000, 0, key="seed")
         st.number_input("Latency batch", 1, 4096, 256, key="latency_batch",
                         help="the throughput batch for latency; batch 1 is always measured too")

@@ -9,7 +9,6 @@ import streamlit as st
 from compression import RunStore, as_record
 from compression.core.data import IMAGEFOLDER
 from compression.jobs import ensure_worker
-from compression.text.corpus import is_text_name
 
 FOLDER_CHOICE = "image folder..."
 DEFAULTS = {"dataset": "digits", "model": "lenet5", "device": "cpu"}  # left out of the URL
@@ -43,14 +42,14 @@ def model_spec() -> str:
     return f"{name}:{args}" if args else name
 
 
-def baseline_params() -> dict:
-    """What picks the baseline: the same keys as the CLI's train verb."""
+def baseline_params(**task_keys) -> dict:
+    """What picks the baseline: the same keys as the CLI's train verb, then `task_keys`, what the data set's task
+    adds (pages call views.baseline_params, which passes the sidebar's view's)."""
     ss = st.session_state
     return {"dataset": dataset_name(), "model": model_spec(), "epochs": int(ss.get("epochs", 10)),
             "seed": int(ss.get("seed", 0)), "device": ss.get("device", "cpu"),
             "data_dir": ss.get("data_dir") or None, "download": bool(ss.get("download", False)),
-            "latency_batch": int(ss.get("latency_batch", 256)),
-            **({"train_steps": int(ss.get("train_steps", 0))} if is_text_name(dataset_name()) else {})}
+            "latency_batch": int(ss.get("latency_batch", 256)), **task_keys}
 
 
 def seed_from_url(datasets: list[str], models: list[str], devices: list[str]) -> list[str]:

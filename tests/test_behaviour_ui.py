@@ -201,7 +201,7 @@ def _changes(lab):
 
 
 def _cards(record, baseline):
-    from dashboard.components import metric_cards
+    from dashboard.views import metric_cards
     metric_cards(record, baseline)
 
 

@@ -158,7 +158,7 @@ def test_compare_and_report_show_both_completions_side_by_side(runs):
 
 
 def test_the_flipped_text_is_escaped_in_the_html():
-    from dashboard.behaviour_text import completions_html, flipped_text_html
+    from dashboard.views.text_behaviour import completions_html, flipped_text_html
     diff = {"sample": {"prompt": "<", "segments": [{"text": "b>&", "change": None},
                                                    {"text": "<i>", "change": WORSE, "a": "\"", "b": "'"}]},
             "completions": [{"prompt": "<script>", "a": "</td>", "b": "&amp;"}]}

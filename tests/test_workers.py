@@ -195,7 +195,7 @@ def test_the_job_panel_says_which_machine_runs_each_job(lab_home, worker, shown)
     store.finish_job(job_id, "done", result={"run_ids": []})
 
     def panel():
-        from dashboard.components import job_panel
+        from dashboard.views.jobs import job_panel
         job_panel(("train",), "test")
     at = AppTest.from_function(panel, default_timeout=30).run()
     assert not at.exception

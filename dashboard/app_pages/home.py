@@ -1,13 +1,11 @@
 import streamlit as st
 
 from compression.core.measure import hardware_info
-from compression.labs.lm_demo import lm_demo_params
-from compression.text.corpus import is_text_name
-from dashboard.charts import runs_frame, tradeoff_chart
-from dashboard.charts_text import perplexity_chart, text_frame
-from dashboard.display import plot
-from dashboard.components import job_panel, submit_job
-from dashboard.state import baseline_params, dataset_name, get_store, records
+from compression.labs.demo import lm_demo_params
+from dashboard.components import submit_job
+from dashboard.state import dataset_name, get_store, records
+from dashboard.views import baseline_params, current_view
+from dashboard.views.jobs import job_panel
 
 st.title("Compression Lab")
 st.markdown("Make neural networks **smaller and faster** by pruning, distillation, quantization and "
@@ -51,21 +49,9 @@ if last_demo and (last_demo.get("result") or {}).get("stages"):
     st.caption(f"The last demo ran {len(ran)} stages in {last_demo['result']['wall_s']:.0f} s: "
                + "; ".join(f"{s['stage']} ({s['runs']} run{'s' if s['runs'] != 1 else ''})" for s in ran))
 
-dataset = dataset_name()
-runs = records(dataset=dataset)
-frame = text_frame(runs) if is_text_name(dataset) else runs_frame(runs)
+view = current_view()  # the sidebar's data set: its runs, drawn as its task draws them
+frame = view.frame(records(dataset=dataset_name()))
 if frame.empty:
     st.info("No runs yet. Run a teaching demo, or train a model on the Baseline page.")
-elif is_text_name(dataset):
-    left, right = st.columns(2)
-    plot(container=left, fig=perplexity_chart(frame, "size_bytes"), key="home-size")
-    plot(container=right, fig=perplexity_chart(frame, "prefill_ms", title="Perplexity vs prefill latency"),
-         key="home-latency")
-    st.caption("Lower is better on both axes. Magnitude, Wanda and SparseGPT keep every weight's slot (zeros are "
-               "stored), so they sit at the same size and speed with a different perplexity; open the Report for "
-               "the paired speed-ups and what changed in the completions.")
 else:
-    left, right = st.columns(2)
-    plot(container=left, fig=tradeoff_chart(frame, "params"), key="home-params")
-    plot(container=right, fig=tradeoff_chart(frame, "latency_ms", title="Accuracy vs CPU latency (largest batch)"),
-         key="home-latency")
+    view.home_charts(frame)

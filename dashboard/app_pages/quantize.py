@@ -1,90 +1,13 @@
 import streamlit as st
 
-from compression.labs.summary import versus_baseline
-from compression.text.corpus import is_text_name
-from compression.techniques.prune import METHODS as PRUNE_METHODS
-from compression.techniques.quantize import METHODS, availability
-from dashboard.charts import lineage_ids, runs_frame, tradeoff_chart
-from dashboard.display import plot
-from dashboard.quantize_text import text_quantize_tab
-from dashboard.components import job_panel, metric_cards, submit_job
-from dashboard.state import baseline_params, records
+from dashboard.state import records
+from dashboard.views import baseline_params, current_view
 
 st.title("Quantize")
 st.write("Store weights (and activations) in fewer bits. Every result is measured on this machine, and says "
          "what really ran: int8 kernels, or int8 storage with fp32 compute.")
 params = baseline_params()
-device = params["device"]
-all_runs = records(dataset=params["dataset"])  # read once per rerun; both tabs filter it
+all_runs = records(dataset=params["dataset"])  # read once per rerun; the lab's sections filter it
 by_id = {r["run_id"]: r for r in all_runs}
-if is_text_name(params["dataset"]):
-    text_quantize_tab(params, all_runs, by_id)
-    st.caption("Pipelines (prune, then fine-tune, then quantize) take image models for now.")
-    st.stop()
-with st.expander("What each method does", expanded=False):
-    for m in METHODS.values():
-        reason = availability(m.name, "cpu" if m.real_int8 else device)
-        st.markdown(f"**{m.name}** ({m.kernels}): {m.about}" + (f"  \n:orange[Unavailable here: {reason}]" if reason else ""))
-
-quant_tab, pipe_tab = st.tabs(["Quantize", "Pipeline builder"])
-with quant_tab:
-    with st.form("quantize-form"):
-        methods = st.multiselect("Methods", METHODS.names(), default=["dynamic_int8", "static_int8"],
-                                 format_func=METHODS.label)
-        calibration = st.number_input("Calibration batches (static int8)", 1, 100, 8,
-                                      help="batches of training data whose activation ranges set the int8 scales")
-        if st.form_submit_button("Quantize", type="primary"):
-            submit_job("quantize", {**params, "methods": methods, "calibration_batches": int(calibration)})
-    job_panel(("quantize",), key="quantize")
-    runs = [r for r in all_runs if r["kind"] == "quantize" and r["status"] == "done" and not r["config"].get("pipeline")]
-    if runs:
-        for run in runs[::-1][:6]:
-            parent = by_id.get(run["parent_id"])
-            st.markdown(f"**#{run['run_id']} {run['label']}** · {run.get('kernels', '')}"
-                        + (f" · vs #{parent['run_id']}: {versus_baseline(run, parent)['text']}" if parent else ""))
-            metric_cards(run, parent)
-        frame = runs_frame([by_id[i] for i in {r["parent_id"] for r in runs} if i in by_id] + runs)
-        left, right = st.columns(2)
-        plot(container=left, fig=tradeoff_chart(frame, "size_bytes"), key="quant-size")
-        plot(container=right, key="quant-latency",
-             fig=tradeoff_chart(frame, "latency_ms", title="Accuracy vs CPU latency (largest batch)"))
-        st.caption("int8 needs real int8 kernels to run faster; fp16/bf16 only pay off on hardware built for them. "
-                   "At batch 1 the quantize/dequantize overhead can make int8 slower than fp32: the latency batch "
-                   "in the sidebar changes what you see.")
-    else:
-        st.info("No quantized runs on this dataset yet. Pick methods and press **Quantize**.")
-
-with pipe_tab:
-    st.write("Chain techniques in the order you choose; each stage is stored as a child of the one before, "
-             "so Compare can draw the path. Quantize goes last.")
-    steps = st.session_state.setdefault("pipeline_steps", [])
-    c1, c2, c3 = st.columns([1, 2, 1])
-    kind = c1.selectbox("Stage", ["prune", "finetune", "quantize"])
-    if kind == "prune":
-        image_methods = [n for n in PRUNE_METHODS.names() if not PRUNE_METHODS[n].language]
-        method = c2.selectbox("Pruning method", image_methods, index=image_methods.index("channel_l1"),
-                              format_func=PRUNE_METHODS.label)
-        value = c2.slider("Sparsity", 0.05, 0.95, 0.5, 0.05)
-        text = f"prune:{method}={value}"
-    elif kind == "finetune":
-        text = f"finetune:{c2.number_input('Epochs', 1, 100, 5)}"
-    else:
-        text = f"quantize:{c2.selectbox('Quantization method', METHODS.names(), index=1, format_func=METHODS.label)}"
-    if c3.button("Add stage"):
-        steps.append(text)
-    if c3.button("Clear", disabled=not steps):
-        steps.clear()
-    st.code(" → ".join(steps) if steps else "(no stages yet: e.g. prune → finetune → quantize)")
-    if st.button("Run pipeline", type="primary", disabled=not steps):
-        submit_job("pipeline", {**params, "steps": ",".join(steps)})
-    job_panel(("pipeline",), key="pipeline")
-    stages = [r for r in all_runs if r["config"].get("pipeline") and r["status"] == "done"]
-    if stages:
-        last = st.selectbox("Pipeline ending at", [r["run_id"] for r in stages][::-1],
-                            format_func=lambda i: next(f"#{i} {r['label']}" for r in stages if r["run_id"] == i))
-        frame = runs_frame(all_runs)
-        path = lineage_ids(frame, last)
-        plot(tradeoff_chart(frame[frame["run_id"].isin(path)], "size_bytes", highlight=path,
-                                       title="Every stage of the pipeline, in order"), key="pipe-chart")
-        chain = [r for r in all_runs if r["run_id"] in path]
-        st.dataframe(runs_frame(chain).drop(columns=["config"]), hide_index=True)
+# the methods, the form, the results (and for image models the pipeline builder): dashboard/views/
+current_view().quantize(params, all_runs, by_id)

@@ -6,16 +6,22 @@ from __future__ import annotations
 import streamlit as st
 
 from compression.text.train import DEFAULT_STEPS
-from dashboard.charts_text import perplexity_chart, text_frame
-from dashboard.components import job_panel, submit_job
-from dashboard.display import plot
 
+from ..components import submit_job
+from ..display import plot
+from ..state import records
+from .jobs import job_panel
+from .text_charts import measured, perplexity_chart, text_frame
+
+INTRO = ("Train a small **student** language model to imitate a **teacher**, next to the very same student "
+         "trained alone: same seed, text and steps. Or cut the student from the teacher first (Minitron).")
 STUDENTS = {"a smaller gpt": "gpt:layers=2,width=64,heads=4,context=128",
             "pruned from the teacher (Minitron)": "pruned:heads_mlp=0.5"}
 
 
-def text_distill_page(params: dict, all_runs: list[dict]) -> None:
-    teachers = [r for r in all_runs if r["status"] == "done" and r["kind"] in ("train", "prune") and "perplexity" in r]
+def text_distill_page(params: dict) -> None:
+    all_runs = records(dataset=params["dataset"])
+    teachers = [r for r in measured(all_runs) if r["status"] == "done" and r["kind"] in ("train", "prune")]
     with st.form("distill-text-form"):
         c1, c2 = st.columns(2)
         options = ["sidebar"] + [r["run_id"] for r in teachers[::-1]]
@@ -36,7 +42,7 @@ def text_distill_page(params: dict, all_runs: list[dict]) -> None:
                                    "temperatures": [temperature], "alpha": alpha, "seeds": [0],
                                    "student_steps": int(steps), "device": params["device"]})
     job_panel(("distill",), key="distill")
-    students = [r for r in all_runs if r["kind"] == "distill" and r["status"] == "done" and "perplexity" in r]
+    students = [r for r in measured(all_runs) if r["kind"] == "distill" and r["status"] == "done"]
     if not students:
         st.info("No distilled language models on this data set yet. Pick a teacher and a student and press "
                 "**Distill**.")

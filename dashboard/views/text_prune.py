@@ -5,14 +5,17 @@ from __future__ import annotations
 import streamlit as st
 
 from compression import LabError
-from compression.labs.lm_child import SIZE_ONLY
+from compression.text.recipes import SIZE_ONLY
 from compression.techniques.prune import METHODS, parse_sparsities
 from compression.text.prune import CALIBRATION_SEQUENCES, PATTERNS
-from dashboard.charts_prune import layer_sparsity_bars, speedup_bars
-from dashboard.charts_text import perplexity_by_method, perplexity_table, structured_table
-from dashboard.components import submit_job
-from dashboard.display import plot
 
+from ..charts_prune import layer_sparsity_bars, speedup_bars
+from ..components import submit_job
+from ..display import plot
+from .text_charts import perplexity_by_method, perplexity_table, structured_table
+
+INTRO = ("Zero weights of the sidebar's language model with magnitude, Wanda or SparseGPT, calibrated on its "
+         "training text, and see what it costs in perplexity and what it buys in size and **measured** speed.")
 LANGUAGE_METHODS = [name for name in METHODS.names() if METHODS[name].language]
 WANDA_AT_THIS_SIZE = (
     "**Why Wanda is no better than magnitude here.** Wanda weighs each weight by its input's norm. In the paper's "

@@ -10,9 +10,10 @@ from compression.core.models import format_spec
 from compression.labs.configs import TEXT_TRIAL_STEPS
 from compression.labs.promote import ACTIONS, promotion
 from compression.search.strategies import LM_OBJECTIVES, STRATEGIES
-from dashboard.charts_search import text_search_pareto
-from dashboard.components import submit_job
-from dashboard.display import plot
+
+from ..charts_search import text_search_pareto
+from ..components import submit_job
+from ..display import plot
 
 INTRO = ("Let an algorithm try small language models (layers, width, attention heads, context), train each for a "
          "few steps on the text, and keep the best trade-offs between validation perplexity and a cost you choose: "

@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 
 from compression.core.pareto import pareto_mask
 
-from .charts import PALETTE, readable
+from ..charts import PALETTE, readable
 
 TEXT_COST_AXES = {  # column -> axis title
     "params": "parameters",
@@ -20,8 +20,9 @@ QUALITY_AXES = {"perplexity": "test perplexity (lower is better)",
                 "bits_per_byte": "bits per byte (lower is better)"}
 
 
-def is_text_record(record: dict) -> bool:
-    return record.get("task") == "text" or "perplexity" in record
+def measured(records: list[dict]) -> list[dict]:
+    """The runs with a measured perplexity: a failed or running run (or an image classifier's) has none."""
+    return [r for r in records if r.get("perplexity") is not None]
 
 
 def _phase(record: dict, phase: str) -> dict | None:
@@ -30,9 +31,7 @@ def _phase(record: dict, phase: str) -> dict | None:
 
 def text_frame(records: list[dict]) -> pd.DataFrame:
     rows = []
-    for r in records:
-        if not is_text_record(r):
-            continue
+    for r in measured(records):
         prefill, decode = _phase(r, "prefill"), _phase(r, "decode")
         lo, hi = r.get("perplexity_ci95") or [None, None]
         rows.append({"run_id": r["run_id"], "label": r.get("label") or f"run {r['run_id']}", "dataset": r["dataset"],

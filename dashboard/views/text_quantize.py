@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import streamlit as st
 
-from compression.labs.lm_quantize import NOT_FOR_LANGUAGE_MODELS
+from compression.text.quantize_notes import NOT_FOR_LANGUAGE_MODELS
 from compression.labs.speed import latest_speedup, speed_text
 from compression.techniques.quantize import METHODS
-from dashboard.charts_prune import speedup_bars
-from dashboard.charts_text import perplexity_chart, text_frame
-from dashboard.components import job_panel, submit_job, text_metric_cards
-from dashboard.display import plot
-from dashboard.state import get_store
+
+from ..charts_prune import speedup_bars
+from ..components import submit_job
+from ..display import plot
+from ..state import get_store
+from .jobs import job_panel
+from .text_charts import measured, perplexity_chart, text_frame
+from .text_widgets import text_metric_cards
 
 LANGUAGE_METHODS = [name for name in METHODS.names() if name not in NOT_FOR_LANGUAGE_MODELS]
+
+
+def text_quantize_lab(params: dict, all_runs: list[dict], by_id: dict) -> None:
+    text_quantize_tab(params, all_runs, by_id)
+    st.caption("Pipelines (prune, then fine-tune, then quantize) take image models for now.")
 
 
 def text_quantize_tab(params: dict, all_runs: list[dict], by_id: dict) -> None:
@@ -24,7 +32,7 @@ def text_quantize_tab(params: dict, all_runs: list[dict], by_id: dict) -> None:
     for name, reason in NOT_FOR_LANGUAGE_MODELS.items():
         st.caption(f"{METHODS.label(name)} is not offered for language models: {reason}.")
     job_panel(("quantize",), key="quantize")
-    runs = [r for r in all_runs if r["kind"] == "quantize" and r["status"] == "done" and "perplexity" in r]
+    runs = [r for r in measured(all_runs) if r["kind"] == "quantize" and r["status"] == "done"]
     if not runs:
         st.info("No quantized language-model runs on this data set yet. Pick methods and press **Quantize**.")
         return

@@ -14,9 +14,9 @@ from compression import LabError
 from compression.labs.diff import diff_runs
 from compression.text.behaviour import BETTER, OTHER, WORSE
 
-from .charts_behaviour import loss_change_chart
-from .display import plot
-from .state import get_store
+from ..charts_behaviour import loss_change_chart
+from ..display import plot
+from ..state import get_store
 
 FLIP_MEANING = ("A flip is a position in the test text where the two models' most likely next token (top-1) differs: "
                 "there, greedy decoding would write something different. The loss change is how much more surprised "
