@@ -3,8 +3,8 @@ language-model run (text.measure: perplexity with its CI, bits per byte, next-to
 latency) and stores it as a "search_trial" run. The front is validation perplexity (minimise) against the cost:
 decode latency per token, measured in this process, or parameters.
 
-What labs.search shares with image searches (the study, workers, resuming, the summary) stays there; this module
-is the text DataKind it dispatches to.
+What the search lab shares with image searches (the study, workers, resuming, the summary) is in study.py and
+run.py; this module is the text DataKind, registered in KINDS as "text".
 """
 from __future__ import annotations
 
@@ -14,22 +14,24 @@ import optuna
 import torch
 from torch import nn
 
-from ..core.data import load_dataset
-from ..core.measure import count_params
-from ..core.models import format_spec
-from ..errors import LabError
-from ..search.space import arch_to_spec, infeasible, smallest_arch
-from ..search.strategies import LM_OBJECTIVES, ZOO, perplexity_score
-from ..store.artifacts import save_model
-from ..text.corpus import ByteTokenizer, TextDataset
-from ..text.measure import measure_lm
-from ..text.models import build_language_model
-from ..text.train import VAL_SEQUENCES, evaluate_loss, train_lm
-from .configs import BaselineConfig, SearchConfig
-from .context import RunContext
-from .lm import get_lm_baseline, lm_train_config
-from .records import as_record
-from .search_kind import FINISHED, DataKind, start_trial
+from ...core.data import load_dataset
+from ...core.measure import count_params
+from ...core.models import format_spec
+from ...errors import LabError
+from ...search.space import arch_to_spec, infeasible, smallest_arch
+from ...search.strategies import LM_OBJECTIVES, ZOO, perplexity_score
+from ...store.artifacts import save_model
+from ...tasks.text import lm_train_config
+from ...text.corpus import ByteTokenizer, TextDataset
+from ...text.measure import measure_lm
+from ...text.models import build_language_model
+from ...text.train import VAL_SEQUENCES, evaluate_loss, train_lm
+from ..baseline import get_baseline
+from ..configs import BaselineConfig, SearchConfig
+from ..context import RunContext
+from ..records import as_record
+from .kinds import KINDS, DataKind
+from .study import FINISHED, start_trial
 
 VOCAB = ByteTokenizer.vocab_size  # every gpt reads bytes: a uniform guess has perplexity 256
 NORMALISATION = (f"quality = 1 - ln(val perplexity) / ln({VOCAB}): a uniform guess over the {VOCAB} byte tokens "
@@ -111,7 +113,7 @@ def zoo_records(config: SearchConfig, ctx: RunContext) -> list[dict]:
     quiet = ctx.with_(progress=None, job_id=None)
     out = []
     for i, spec in enumerate(ZOO[config.space]):
-        model, run = get_lm_baseline(training_of(config, spec, config.seed), quiet)
+        model, run = get_baseline(training_of(config, spec, config.seed), quiet)
         ctx.report(0.1 * (i + 1) / len(ZOO[config.space]), f"zoo: {spec}")
         context = int(run["record"]["context"])
         out.append({**as_record(run), "val_perplexity": validation_perplexity(model, data, context),
@@ -120,6 +122,7 @@ def zoo_records(config: SearchConfig, ctx: RunContext) -> list[dict]:
     return out
 
 
-TEXT_SEARCH = DataKind("val_perplexity", "validation perplexity (lower is better)", "minimize", make_objective,
-                       zoo_records, check_feasible, lambda perplexity: perplexity_score(perplexity, VOCAB),
-                       {"perplexity": float(VOCAB)}, NORMALISATION)
+TEXT_SEARCH = KINDS.register("text", DataKind(
+    "val_perplexity", "validation perplexity (lower is better)", "minimize", make_objective, zoo_records,
+    check_feasible, lambda perplexity: perplexity_score(perplexity, VOCAB), {"perplexity": float(VOCAB)},
+    NORMALISATION))
