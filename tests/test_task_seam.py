@@ -55,7 +55,7 @@ HOOKS = [name for name, value in vars(Task).items() if callable(value) and not n
 @pytest.mark.parametrize("name", list(TASKS))
 def test_every_task_declares_what_the_labs_ask(name):
     task = TASKS[name]
-    assert task_of(name) is task and task_of({"task": name}) is task
+    assert task_of({"task": name}) is task and task_of({task.quality.field: 1.0}) is task
     missing = [hook for hook in HOOKS if getattr(type(task), hook) is getattr(Task, hook)
                and hook not in ("unavailable",)]
     assert not missing, f"task {name} leaves these hooks to the base class: {missing}"
@@ -74,6 +74,7 @@ def test_task_of_reads_every_kind_of_thing():
     assert task_of({"dataset": "pydoc", "record": {"perplexity": 7.0}}) is text
     assert task_of({"dataset": "digits", "record": {"accuracy": 0.9}}) is image
     assert task_of({"dataset": "digits", "record": {"task": "text"}}) is text
+    assert task_of({"perplexity": 7.0}) is text and task_of({"accuracy": 0.9}) is image  # bare hand-made records
     assert text.quality.higher_is_better is False and image.quality.higher_is_better is True
     assert text.quality.loss(11.0, 10.0) == pytest.approx(10.0) and image.quality.loss(0.9, 0.95) == pytest.approx(5.0)
 

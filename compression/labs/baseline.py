@@ -7,7 +7,7 @@ from torch import nn
 from ..core.data import load_dataset
 from ..core.models import parse_spec
 from ..store.artifacts import load_run_model, save_model
-from ..tasks import Task, Training, task_of
+from ..tasks import Task, Training
 from .configs import BaselineConfig
 from .context import RunContext
 from .records import as_record
@@ -30,7 +30,7 @@ def get_baseline(config: BaselineConfig, ctx: RunContext | None = None) -> tuple
     """Return (model, run). A stored run with the same data, spec, training (and for images latency batch) is
     reused as is (instant); else the model is trained (or its cached weights loaded), then measured."""
     ctx = ctx or RunContext()
-    task = task_of(config.dataset)
+    task = config.task()
     spec = parse_spec(config.model)
     training: Training = task.training(config, spec, ctx)
     stored = _stored_baseline(ctx, config, task, training.key)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..core.models import format_spec
+from ..tasks import task_of
 
 
 def as_record(run: dict) -> dict:
@@ -10,6 +11,7 @@ def as_record(run: dict) -> dict:
            "dataset": run["dataset"], "model": run["model"], "model_name": format_spec(run["model"]),
            "method": run.get("method"), "label": run.get("label"), "config": run["config"]}
     out.update(run.get("record") or {})
+    out["task"] = task_of(run).name  # every record says its task; one stored before records did, its data set's
     # the stored test-set answers (up to n_test x classes numbers) stay in the store: `diff` reads them there
     extra = run.get("extra") or {}
     out.update({k: v for k, v in extra.items() if k != "predictions"})

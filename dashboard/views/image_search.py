@@ -7,7 +7,7 @@ import streamlit as st
 
 from compression import LabError
 from compression.core.models import format_spec
-from compression.labs.promote import ACTIONS, promotion
+from compression.labs.search.promote import ACTIONS, promotion
 from compression.search.strategies import OBJECTIVES, STRATEGIES
 
 from ..charts_search import search_pareto

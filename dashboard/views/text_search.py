@@ -8,7 +8,7 @@ import streamlit as st
 from compression import LabError
 from compression.core.models import format_spec
 from compression.labs.configs import TEXT_TRIAL_STEPS
-from compression.labs.promote import ACTIONS, promotion
+from compression.labs.search.promote import ACTIONS, promotion
 from compression.search.strategies import LM_OBJECTIVES, STRATEGIES
 
 from ..charts_search import text_search_pareto

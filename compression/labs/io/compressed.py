@@ -77,8 +77,9 @@ def compressed_bytes(model: nn.Module, run: dict) -> bytes:
 def run_compressed_bytes(store, run_id: int) -> bytes:
     """A stored run's compressed file (for a download button): the stored file, or its weights encoded now."""
     run = store.get_run(run_id)
-    if not task_of(run).compressed_files:
-        raise LabError(f"the compressed file (.cldc) holds image models for now; {task_of(run).model_noun}'s "
+    task = task_of(run)
+    if not task.compressed_files:
+        raise LabError(f"the compressed file (.cldc) holds image models for now; {task.model_noun}'s "
                        f"weights are in its run: python -m compression export {run_id}")
     stored = (run.get("extra") or {}).get("compressed_path")
     if stored and Path(stored).exists():

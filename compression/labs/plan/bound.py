@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...tasks import TASKS, Quality, task_of
+from ...tasks import task_of
 
 # a quality metric's budget, from the plan's two knobs, in the metric's unit: max_drop is in points of accuracy;
 # max_ppl_increase a fraction (0.1 is 10%) of the baseline's perplexity
@@ -58,18 +58,9 @@ class Bound:
         return {"field": self.field, "limit": self.limit, "unit": self.unit, "what": self.what, "base": self.base}
 
 
-def quality_of(record: dict) -> Quality:
-    """The quality metric of a record's task. A bare record that names neither its task nor its data set (a test's,
-    a hand-written one) is taken for the task whose metric it carries."""
-    quality = task_of(record).quality
-    if record.get(quality.field) is None:
-        quality = next((t.quality for t in TASKS.values() if record.get(t.quality.field) is not None), quality)
-    return quality
-
-
 def bound_for(record: dict, max_drop: float, max_ppl_increase: float) -> Bound:
     """The bound for a baseline's record, in its task's quality metric. max_drop is in points; max_ppl_increase a
     fraction (0.1 is 10%)."""
-    quality = quality_of(record)
+    quality = task_of(record).quality
     return Bound(quality.field, quality.higher_is_better, LIMITS[quality.field](max_drop, max_ppl_increase),
                  record[quality.field], quality.unit, quality.change)

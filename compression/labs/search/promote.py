@@ -5,7 +5,7 @@ checked by the same configs as any job.
 """
 from __future__ import annotations
 
-from .configs import BaselineConfig, DistillLabConfig, PruneLabConfig, QuantizeLabConfig
+from ..configs import BaselineConfig, DistillLabConfig, PruneLabConfig, QuantizeLabConfig
 
 ACTIONS = {"train": "Retrain fully", "distill": "Distil into it", "prune": "Prune it", "quantize": "Quantize it"}
 
