@@ -27,11 +27,11 @@ def _what_changed(rows, changes: dict) -> str:
         diff, images = change
         view = view_of(diff)  # the task of the runs it compares (a diff names their data set)
         kinds.add(view.name)
-        parts.append(head + view.change_html(diff, images, (f"#{ref['run_id']}", f"#{run['run_id']}")))
+        parts.append(head + view.change.html(diff, images, (f"#{ref['run_id']}", f"#{run['run_id']}")))
     if not parts:
         return ""
     # each kind of diff's paragraph that introduces them, then one section per run
-    return ("<h2>What changed</h2>" + "".join(f"<p>{VIEWS[kind].change_intro}</p>" for kind in sorted(kinds))
+    return ("<h2>What changed</h2>" + "".join(f"<p>{VIEWS[kind].change.intro}</p>" for kind in sorted(kinds))
             + "".join(parts))
 
 

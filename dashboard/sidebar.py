@@ -59,11 +59,11 @@ def sidebar() -> None:
         # the zoo, then torchvision's classifiers as tv.NAME; type to search. lenet5 is seeded as the default
         st.selectbox("Baseline model", names, key="model_name",
                      format_func=lambda n: f"{n} (torchvision)" if n.startswith("tv.") else n,
-                     help=view.model_help(names))
+                     help=view.sidebar.model_help(names))
         st.caption(MODELS.about(st.session_state.model_name))
-        st.text_input("Model arguments", key="model_args", placeholder=view.model_args_placeholder)
+        st.text_input("Model arguments", key="model_args", placeholder=view.sidebar.model_args_placeholder)
         c1, c2 = st.columns(2)
-        view.length_input(c1)
+        view.sidebar.length_input(c1)
         c2.number_input("Seed", 0, 10_000, 0, key="seed")
         st.number_input("Latency batch", 1, 4096, 256, key="latency_batch",
                         help="the throughput batch for latency; batch 1 is always measured too")

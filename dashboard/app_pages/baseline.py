@@ -11,12 +11,12 @@ st.write("Train the model picked in the sidebar, or load it from the cache if it
          "Every later lab compares against this run.")
 view = current_view()
 params = baseline_params()
-st.caption(f"{params['model']} on {params['dataset']} · {view.length_text(params)} · seed {params['seed']} · "
+st.caption(f"{params['model']} on {params['dataset']} · {view.run.length_text(params)} · seed {params['seed']} · "
            f"{params['device']}")
 if st.button("Train baseline", type="primary"):
     submit_job("train", params)
 job_panel(("train", "upload"), key="baseline")
-view.own_model(params)  # an upload of a trained image model, or a language model's Hugging Face folder
+view.run.own_model(params)  # an upload of a trained image model, or a language model's Hugging Face folder
 
 runs = [r for r in records(dataset=params["dataset"]) if r["status"] == "done" and r["kind"] in ("train", "upload")]
 if not runs:
@@ -25,5 +25,5 @@ if not runs:
 chosen = st.selectbox("Baseline run", runs[::-1], format_func=lambda r: f"#{r['run_id']} {r['label']}")
 metric_cards(chosen)
 if chosen.get("history"):
-    plot(view_of(chosen).training_curves(chosen["history"]), key="baseline-history")
-view_of(chosen).after_baseline(chosen)  # a language model: a prompt box and what it writes
+    plot(view_of(chosen).run.training_curves(chosen["history"]), key="baseline-history")
+view_of(chosen).run.sample(chosen)  # a language model: a prompt box and what it writes

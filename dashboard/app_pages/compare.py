@@ -13,8 +13,10 @@ if not all_records:
 # image and text runs never share a chart: accuracy and perplexity have no common axis. The sidebar's task first,
 # or the one that has runs; a choice where both have some
 present = [name for name, view in VIEWS.items() if view.records(all_records)]
-task = current_view().name if current_view().name in present else present[0]
+task = current_view().name
+task = task if task in present else present[0]
 if len(present) > 1:
     task = st.radio("Runs", present, index=present.index(task), horizontal=True,
                     help="image classifiers (accuracy) and language models (perplexity) are compared apart")
-VIEWS[task].compare(VIEWS[task].records(all_records))  # the chart, the table and the behaviour: dashboard/views/
+view = VIEWS[task]
+view.results.compare(view.records(all_records))  # the chart, the table and the behaviour: dashboard/views/

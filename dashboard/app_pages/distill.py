@@ -4,5 +4,5 @@ from dashboard.views import baseline_params, current_view
 
 st.title("Distill")
 view = current_view()
-st.write(view.distill_intro)
-view.distill(baseline_params())  # the form, the job panel and the studies: dashboard/views/
+st.write(view.distill.intro)
+view.distill.form(baseline_params())  # the form, the job panel and the studies: dashboard/views/

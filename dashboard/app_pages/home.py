@@ -50,8 +50,8 @@ if last_demo and (last_demo.get("result") or {}).get("stages"):
                + "; ".join(f"{s['stage']} ({s['runs']} run{'s' if s['runs'] != 1 else ''})" for s in ran))
 
 view = current_view()  # the sidebar's data set: its runs, drawn as its task draws them
-frame = view.frame(records(dataset=dataset_name()))
+frame = view.results.frame(records(dataset=dataset_name()))
 if frame.empty:
     st.info("No runs yet. Run a teaching demo, or train a model on the Baseline page.")
 else:
-    view.home_charts(frame)
+    view.results.home(frame)

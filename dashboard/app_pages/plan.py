@@ -16,15 +16,15 @@ UNITS = {"latency": "faster", "size": "smaller", "params": "fewer non-zero param
 params = baseline_params()
 view = current_view()
 st.title("Plan")
-st.write(view.plan_intro)
-goals = view.plan_goals
+st.write(view.plan.intro)
+goals = view.plan.goals
 goal = st.radio("I want it", list(goals), horizontal=True)
 kind, factors, default = goals[goal]
 with st.form("plan-form"):
     factor = st.select_slider("How much", factors, value=default, format_func=lambda f: f"{f:g}x {UNITS[kind]}")
     c1, c2 = st.columns(2)
-    budget = view.plan_budget(c1)  # the largest loss of quality accepted, in the task's own unit
-    most, default_trials, why = view.plan_trials
+    budget = view.plan.budget(c1)  # the largest loss of quality accepted, in the task's own unit
+    most, default_trials, why = view.plan.trials
     trials = c2.slider("Trial budget", 2, most, default_trials, help=why)
     if st.form_submit_button("Plan", type="primary"):
         submit_job("plan", {**params, "target": target_text(kind, factor), **budget, "trials": trials})
@@ -44,7 +44,7 @@ except LabError as err:
 result = state["result"] or {}
 best = result.get("best") or {}
 plan_view = view_of(state["baseline"] or {})  # the plan's own task (its baseline's), whatever the sidebar shows
-st.caption(f"Target **{state['target']['phrase']}** within **{plan_view.plan_limit(state['max_drop'])}**; "
+st.caption(f"Target **{state['target']['phrase']}** within **{plan_view.plan.limit(state['max_drop'])}**; "
            f"{state['finished']} of {state['trials']} trials finished"
            + (f", {len(state['stopped'])} stopped early." if state["stopped"] else "."))
 if state["points"]:
@@ -70,7 +70,7 @@ m1.metric("Speed-up (verified)", f"{best['speedup']:.2f}x",
 m1.caption(f"95% CI [{lo:.2f}, {hi:.2f}] at batch {best['speedup_batch']}"
            + (" · :orange[noisy]" if best.get("speedup_noisy") else ""))
 m2.metric("Size", human_bytes(best["size_bytes"]), f"{best['size_factor']:.1f}x smaller", delta_color="off")
-plan_winner = plan_view.plan_winner(best, m1, m3, m4)  # its quality and how many answers changed
+plan_view.plan.winner(best, m1, m3, m4)  # its quality and how many answers changed
 b1, b2 = st.columns(2)
 try:
     b1.download_button("Export", run_compressed_bytes(store, best["run_id"]), file_name=f"run{best['run_id']}.cldc",

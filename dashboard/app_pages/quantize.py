@@ -10,4 +10,4 @@ params = baseline_params()
 all_runs = records(dataset=params["dataset"])  # read once per rerun; the lab's sections filter it
 by_id = {r["run_id"]: r for r in all_runs}
 # the methods, the form, the results (and for image models the pipeline builder): dashboard/views/
-current_view().quantize(params, all_runs, by_id)
+current_view().quantize.form(params, all_runs, by_id)

@@ -18,7 +18,7 @@ st.write("Pick runs: each is compared with the baseline it grew from (its lineag
 view = current_view()
 recs = [r for r in view.records(records()) if r["status"] == "done" and r.get("accuracy") is not None]
 if not recs:
-    st.info(f"No finished runs yet{view.no_runs}. Train a baseline or run the teaching demo on Home.")
+    st.info(f"No finished runs yet{view.results.no_runs}. Train a baseline or run the teaching demo on Home.")
     st.stop()
 store = get_store()
 by_id = {r["run_id"]: r for r in recs}
@@ -43,7 +43,7 @@ for run_id in picked:
     summary = versus_baseline(by_id[run_id], by_id[ref_id], speed, machine, decode=timed.get("decode"))
     for timed_phase, row in timed.items():  # a re-time job per claim to replace, at the claim's own batch
         if row is None or row["machine"] != machine or row["noisy"]:
-            batch = row["batch_size"] if row else view.retime_batch
+            batch = row["batch_size"] if row else view.results.retime_batch
             pairs.append({"run_a": ref_id, "run_b": run_id, "batch_size": batch,
                           **({"phase": timed_phase} if timed_phase else {})})
     rows.append((by_id[run_id], by_id[ref_id], summary["text"]))
@@ -62,22 +62,22 @@ job_panel(("speedup",), key="report", show_curves=False)
 changes = {}  # run id -> (diff, thumbnails) or the sentence that says why there is none
 if any(ref is not None for _, ref, _ in rows):
     st.header("What changed")
-    st.caption(view.change_caption)
+    st.caption(view.change.caption)
 for rec, ref, _ in rows:
     if ref is None:
         continue
     st.markdown(f"**{rec['label']}** vs #{ref['run_id']}")
     try:
-        changes[rec["run_id"]] = view.compute_change(ref["run_id"], rec["run_id"])
+        changes[rec["run_id"]] = view.change.compute(ref["run_id"], rec["run_id"])
     except LabError as err:
         changes[rec["run_id"]] = str(err)
         st.error(str(err))
         continue
-    view.show_change(changes[rec["run_id"]], (f"#{ref['run_id']}", f"#{rec['run_id']}"))
+    view.change.show(changes[rec["run_id"]], (f"#{ref['run_id']}", f"#{rec['run_id']}"))
 
 selected = [r for r, _, _ in rows]
 references = [ref for _, ref, _ in rows if ref is not None]
 chosen = list({r["run_id"]: r for r in references + selected}.values())
-view.report_charts(chosen)
+view.results.report(chosen)
 st.download_button("Download HTML report", build_report(rows, changes=changes), "compression-report.html", "text/html",
                    type="primary")

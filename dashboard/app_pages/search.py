@@ -10,7 +10,7 @@ st.title("Search")
 params = baseline_params()
 view = current_view()  # what differs with the kind of data: the intro, the form and how a study is drawn
 data = view.task.search_data  # the kind of data the search spaces' families take
-st.write(view.search_intro)
+st.write(view.search.intro)
 with st.expander("How the strategies differ"):
     st.markdown("**random**: a fair baseline that is hard to beat on small budgets.  \n"
                 "**evolution**: regularized evolution (Real et al. 2019): mutate a good recent architecture, let "
@@ -23,16 +23,16 @@ cols = st.columns(3)
 for i, (dim, options) in enumerate(DEFAULT_SPACES[family].items()):
     choices[dim] = cols[i % 3].multiselect(dim, options, default=options, key=f"space-{family}-{dim}")
 try:
-    st.caption(f"The space holds **{space_size(family, choices):,}** architectures{view.space_note}")
+    st.caption(f"The space holds **{space_size(family, choices):,}** architectures{view.search.space_note}")
 except LabError as err:
     st.error(str(err))
-view.search_form(params, family, choices)
+view.search.form(params, family, choices)
 job_panel(("search",), key="search", show_curves=False)
 
 store = RunStore()
 studies = list_studies(store, data)
 if not studies:
-    st.info(f"No searches yet on {view.search_noun}. Choose a space and a budget and press **Search**.")
+    st.info(f"No searches yet on {view.search.noun}. Choose a space and a budget and press **Search**.")
     st.stop()
 name = st.selectbox("Study", studies)
 summary = study_summary(name, store)
@@ -40,4 +40,4 @@ m1, m2, m3 = st.columns(3)
 m1.metric("Trials", len(summary["trials"]))
 m2.metric("Hypervolume (found)", f"{summary['hypervolume']:.3f}")
 m3.metric("Hypervolume (zoo)", f"{summary['zoo_hypervolume']:.3f}")
-view.search_results(summary, params)
+view.search.results(summary, params)

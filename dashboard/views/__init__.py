@@ -20,12 +20,12 @@ def current_view() -> View:
 def baseline_params() -> dict:
     """What picks the baseline: the same keys as the CLI's train verb, with the sidebar's data set's own (a language
     model's training steps)."""
-    return state.baseline_params(**current_view().train_params(st.session_state))
+    return state.baseline_params(**current_view().sidebar.train_params(st.session_state))
 
 
 def metric_cards(record: dict, baseline: dict | None = None) -> None:
     """A run's metric cards, as its own task shows them; deltas against a baseline where the task has them."""
-    view_of(record).metric_cards(record, baseline)
+    view_of(record).run.metric_cards(record, baseline)
 
 
 __all__ = ["VIEWS", "View", "view_of", "current_view", "register_view", "baseline_params", "metric_cards",

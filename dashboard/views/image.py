@@ -11,7 +11,7 @@ from compression.tasks import IMAGE_TASK
 from ..charts import runs_frame, tradeoff_chart, training_curves
 from ..components import behaviour_of
 from ..display import plot
-from .base import View
+from .base import Change, Lab, Plan, Results, Run, Search, Sidebar, View
 from .image_cards import metric_cards, upload_model
 from .image_change import CAPTION, INTRO_HTML, image_change_html, show_image_change
 from .image_compare import image_compare
@@ -74,42 +74,21 @@ def _plan_winner(best: dict, speed, quality, churn) -> None:
 
 IMAGE_VIEW = register_view(View(
     task=IMAGE_TASK,
-    model_help=_model_help,
-    model_args_placeholder="e.g. width=64 or hidden=256-256",
-    length_input=lambda column: column.number_input("Epochs", 1, 200, 10, key="epochs"),
-    train_params=lambda session: {},  # the epochs are every task's key (the CLI's train verb has them)
-    length_text=lambda params: f"{params['epochs']} epochs",
-    own_model=upload_model,
-    training_curves=training_curves,
-    live_curves=_live_curves,
-    after_baseline=lambda record: None,
-    metric_cards=metric_cards,
-    prune_intro=PRUNE_INTRO,
-    prune_form=image_prune_form,
-    prune_results=image_prune_results,
-    quantize=image_quantize_lab,
-    distill_intro=DISTILL_INTRO,
-    distill=image_distill_page,
-    search_intro=SEARCH_INTRO,
-    search_form=image_search_form,
-    search_results=image_search_results,
-    space_note=".",
-    search_noun="image data",
-    plan_intro=PLAN_INTRO,
-    plan_goals=PLAN_GOALS,
-    plan_budget=_plan_budget,
-    plan_trials=(48, 12, None),
-    plan_limit=lambda limit: f"{limit:g} pt",
-    plan_winner=_plan_winner,
-    frame=runs_frame,
-    home_charts=_home_charts,
-    compare=image_compare,
-    report_charts=_report_charts,
-    no_runs="",
-    retime_batch=256,
-    change_caption=CAPTION,
-    compute_change=behaviour_of,
-    show_change=show_image_change,
-    change_html=image_change_html,
-    change_intro=INTRO_HTML,
+    sidebar=Sidebar(model_help=_model_help, model_args_placeholder="e.g. width=64 or hidden=256-256",
+                    length_input=lambda column: column.number_input("Epochs", 1, 200, 10, key="epochs"),
+                    train_params=lambda session: {}),  # the epochs are every task's key (the CLI's train verb's)
+    run=Run(metric_cards=metric_cards, training_curves=training_curves, live_curves=_live_curves,
+            length_text=lambda params: f"{params['epochs']} epochs", own_model=upload_model,
+            sample=lambda record: None),
+    prune=Lab(intro=PRUNE_INTRO, form=image_prune_form, results=image_prune_results),
+    quantize=Lab(form=image_quantize_lab),
+    distill=Lab(intro=DISTILL_INTRO, form=image_distill_page),
+    search=Search(intro=SEARCH_INTRO, form=image_search_form, results=image_search_results, space_note=".",
+                  noun="image data"),
+    plan=Plan(intro=PLAN_INTRO, goals=PLAN_GOALS, budget=_plan_budget, trials=(48, 12, None),
+              limit=lambda limit: f"{limit:g} pt", winner=_plan_winner),
+    results=Results(frame=runs_frame, home=_home_charts, compare=image_compare, report=_report_charts, no_runs="",
+                    retime_batch=256),
+    change=Change(caption=CAPTION, compute=behaviour_of, show=show_image_change, html=image_change_html,
+                  intro=INTRO_HTML),
 ))

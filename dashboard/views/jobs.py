@@ -75,7 +75,7 @@ def job_panel(kinds: tuple[str, ...], key: str, show_curves: bool = True, show_q
         return
     _render_job(latest, store)
     if show_curves and latest["status"] == "running" and latest.get("events"):
-        plot(view_of(latest.get("params") or {}).live_curves(latest["events"]), f"curves-{key}")
+        plot(view_of(latest.get("params") or {}).run.live_curves(latest["events"]), f"curves-{key}")
     signature = (latest["id"], latest["status"], store.count_runs(job_id=latest["id"]))
     previous = st.session_state.get(f"job-signature-{key}")
     st.session_state[f"job-signature-{key}"] = signature

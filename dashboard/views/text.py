@@ -12,7 +12,7 @@ from compression.tasks import TEXT_TASK
 from compression.text.train import DEFAULT_STEPS
 
 from ..display import plot
-from .base import View
+from .base import Change, Lab, Plan, Results, Run, Search, Sidebar, View
 from .registry import register_view
 from .text_behaviour import FLIP_MEANING, show_text_diff, text_behaviour_of, text_change_html
 from .text_charts import lm_training_curves, perplexity_chart, text_frame
@@ -89,47 +89,33 @@ def _names(names: tuple[str, str]) -> tuple[str, str]:
 
 TEXT_VIEW = register_view(View(
     task=TEXT_TASK,
-    model_help=lambda names: "a small GPT of ours, or hf for your own Hugging Face folder (path=/folder)",
-    model_args_placeholder="e.g. layers=4,width=128 or path=/my/model",
-    length_input=lambda column: column.number_input("Training steps", 1, 100_000, DEFAULT_STEPS, key="train_steps"),
-    train_params=lambda session: {"train_steps": int(session.get("train_steps", 0))},
-    length_text=lambda params: f"{params.get('train_steps') or DEFAULT_STEPS} steps",
-    own_model=_own_model,
-    training_curves=lm_training_curves,
-    live_curves=_live_curves,
-    after_baseline=sample_panel,
-    metric_cards=text_metric_cards,
-    prune_intro=PRUNE_INTRO,
-    prune_form=text_prune_form,
-    prune_results=text_prune_results,
-    quantize=text_quantize_lab,
-    distill_intro=DISTILL_INTRO,
-    distill=text_distill_page,
-    search_intro=SEARCH_INTRO,
-    search_form=text_search_form,
-    search_results=text_search_results,
-    space_note=" (widths that do not split into the heads are skipped).",
-    search_noun="text",
-    plan_intro=PLAN_INTRO,
-    plan_goals=PLAN_GOALS,
-    plan_budget=_plan_budget,
-    plan_trials=(24, 4, "each language-model trial fine-tunes for up to 2 epochs: about a minute on 2 cores"),
-    plan_limit=lambda limit: f"{limit:g}% perplexity",
-    plan_winner=_plan_winner,
-    frame=text_frame,
-    home_charts=_home_charts,
-    compare=text_compare,
-    report_charts=_report_charts,
-    no_runs=" of a language model",
-    retime_batch=None,  # the record's own prefill batch
-    change_caption=("Perplexity hides churn: where each run's most likely next token differs from its reference's, "
-                    "how its loss per token moved (95% CIs over test sequences), and greedy completions side by "
-                    "side."),
-    compute_change=lambda run_a, run_b: (text_behaviour_of(run_a, run_b), []),
-    show_change=lambda change, names: show_text_diff(change[0], _names(names), compact=True),
-    change_html=lambda diff, images, names: text_change_html(diff, _names(names)),
-    change_intro=("Perplexity hides churn: the share of test positions where each language model's most likely next "
-                  "token differs from its reference's, and its change in loss per token, with 95% intervals over "
-                  "test sequences; greedy completions of fixed prompts side by side; and one test sequence with the "
-                  "flipped tokens highlighted. " + html.escape(FLIP_MEANING)),
+    sidebar=Sidebar(model_help=lambda names: "a small GPT of ours, or hf for your own Hugging Face folder "
+                                             "(path=/folder)",
+                    model_args_placeholder="e.g. layers=4,width=128 or path=/my/model",
+                    length_input=lambda column: column.number_input("Training steps", 1, 100_000, DEFAULT_STEPS,
+                                                                    key="train_steps"),
+                    train_params=lambda session: {"train_steps": int(session.get("train_steps", 0))}),
+    run=Run(metric_cards=text_metric_cards, training_curves=lm_training_curves, live_curves=_live_curves,
+            length_text=lambda params: f"{params.get('train_steps') or DEFAULT_STEPS} steps", own_model=_own_model,
+            sample=sample_panel),
+    prune=Lab(intro=PRUNE_INTRO, form=text_prune_form, results=text_prune_results),
+    quantize=Lab(form=text_quantize_lab),
+    distill=Lab(intro=DISTILL_INTRO, form=text_distill_page),
+    search=Search(intro=SEARCH_INTRO, form=text_search_form, results=text_search_results,
+                  space_note=" (widths that do not split into the heads are skipped).", noun="text"),
+    plan=Plan(intro=PLAN_INTRO, goals=PLAN_GOALS, budget=_plan_budget,
+              trials=(24, 4, "each language-model trial fine-tunes for up to 2 epochs: about a minute on 2 cores"),
+              limit=lambda limit: f"{limit:g}% perplexity", winner=_plan_winner),
+    results=Results(frame=text_frame, home=_home_charts, compare=text_compare, report=_report_charts,
+                    no_runs=" of a language model", retime_batch=None),  # None: the record's own prefill batch
+    change=Change(
+        caption=("Perplexity hides churn: where each run's most likely next token differs from its reference's, how "
+                 "its loss per token moved (95% CIs over test sequences), and greedy completions side by side."),
+        compute=lambda run_a, run_b: (text_behaviour_of(run_a, run_b), []),
+        show=lambda change, names: show_text_diff(change[0], _names(names), compact=True),
+        html=lambda diff, images, names: text_change_html(diff, _names(names)),
+        intro=("Perplexity hides churn: the share of test positions where each language model's most likely next "
+               "token differs from its reference's, and its change in loss per token, with 95% intervals over test "
+               "sequences; greedy completions of fixed prompts side by side; and one test sequence with the flipped "
+               "tokens highlighted. " + html.escape(FLIP_MEANING))),
 ))
