@@ -239,8 +239,10 @@ def task_of(thing) -> Task:
             return task_of(str(thing["dataset"]))
         if "name" in thing:  # a parsed model spec
             return task_of(str(thing["name"]))
-        # a bare record (hand-written, or a test's): the task whose quality metric it carries
-        return next((t for t in TASKS.values() if thing.get(t.quality.field) is not None), _default())
+        # a bare record (hand-written, or a test's): the task whose quality metric it carries, the default's last
+        # (a language model's record may carry an accuracy too: next-token accuracy)
+        return next((t for t in TASKS.values() if t is not _default() and thing.get(t.quality.field) is not None),
+                    _default())
     kind = getattr(thing, "kind", DEFAULT_TASK)  # a loaded Dataset (image ones have no kind)
     return TASKS.get(kind) if kind in TASKS else _default()
 
