@@ -32,6 +32,12 @@ ALLOWED_PACKAGES = ("torch", "torchvision", "torchao", "transformers", "compress
 _MODULE_BASE = set(vars(nn.Module())) - {"training"}  # what nn.Module.__init__ makes: rebuilt, not stored
 _HOOK_DICTS = sorted(k for k in _MODULE_BASE if "hook" in k)
 _DTYPES = {str(d).removeprefix("torch."): d for d in vars(torch).values() if isinstance(d, torch.dtype)}
+# Attributes left out of the manifest, and why each is safe to lose:
+# - `_weight_conversions`: transformers 5's from_pretrained attaches the checkpoint-key renamings it applied (Pythia's
+#   `embed_out.` -> `lm_head.`, as WeightRenaming objects) so that save_pretrained can write the old names back.
+#   Without it save_pretrained uses the family's default mapping (the same renamings), and from_pretrained reads
+#   either name; the weights and the forward pass do not depend on it.
+_DROPPED_ATTRS = frozenset({"_weight_conversions"})
 
 
 class NotDescribable(LabError):
@@ -78,7 +84,7 @@ class _Writer:
             raise NotDescribable(f"module '{prefix or 'model'}' has hooks ({', '.join(hooks)})")
         entry: dict = {"class": _import_path(type(module)), "params": {}, "buffers": {}, "children": {}, "attrs": {}}
         for name, value in module.__dict__.items():
-            if name in _MODULE_BASE:
+            if name in _MODULE_BASE or name in _DROPPED_ATTRS:
                 continue
             if isinstance(value, torch.ScriptObject) or name == "extra_repr":
                 continue  # packed int8 weights: rebuilt by the module's own loader; torchao's printing aid

@@ -8,7 +8,8 @@
   changes as little as possible.
 
 Unstructured (a sparsity per layer) or N:M (N weights kept in every M consecutive inputs: 2:4, 4:8). Every
-nn.Linear inside the blocks is pruned; embeddings and the output head stay dense (as in both papers). Block i is
+projection inside the blocks is pruned (nn.Linear, or GPT-2's Conv1D through its transposed (out, in) view, as
+SparseGPT's code does); embeddings and the output head stay dense (as in both papers). Block i is
 calibrated on the outputs of blocks 0..i-1 *as pruned*, so each block compensates for the error before it.
 
 Neither buys CPU speed with dense kernels: the result is a smaller gzip size, and the lab says so.
@@ -23,7 +24,8 @@ import torch
 from torch import nn
 
 from ..errors import CancelledError, LabError
-from ..techniques.prune import METHODS, Method, layer_report
+from ..techniques.prune import METHODS, Method
+from .families import family_of, hf_model, in_features, is_projection, out_in_weight
 from .structured import STRUCTURED
 
 PATTERNS = ("2:4", "4:8")
@@ -223,25 +225,27 @@ for _m in [
 # ---------------------------------------------------------------- the whole model, block by block
 
 def transformer_blocks(model: nn.Module) -> nn.ModuleList:
-    """The model's list of transformer blocks: gpt's `blocks`, a Hugging Face model's `layers` (or `h`); the first
-    ModuleList whose every entry holds linear layers."""
+    """The model's list of transformer blocks: a Hugging Face model's where its family keeps them (text.families:
+    `model.layers`, `transformer.h`, `gpt_neox.layers`, `model.decoder.layers`, or found by layout), gpt's `blocks`
+    (the first ModuleList whose every entry holds linear layers)."""
+    family = family_of(model)
+    if family is not None:
+        return family.block_list(hf_model(model))
     for name, module in model.named_modules():
         if isinstance(module, nn.ModuleList) and len(module) and all(
                 any(isinstance(m, nn.Linear) for m in block.modules()) for block in module):
             return module
-    kinds = sorted({type(m).__name__ for m in model.modules() if type(m).__name__ in ("Conv1D",)})
-    why = f" its projections are {kinds[0]} layers (GPT-2 style), not nn.Linear" if kinds else ""
-    raise LabError(f"This model has no list of transformer blocks with linear layers to prune{why}: weight "
-                   "pruning of language models supports gpt and Llama-style hf: models.")
+    raise LabError("This model has no list of transformer blocks with linear layers to prune: weight pruning of "
+                   "language models supports gpt and hf: models.")
 
 
 class _Stop(Exception):
     """Raised after the block being calibrated: the rest of the forward pass is not needed."""
 
 
-def _calibrate_block(model: nn.Module, block: nn.Module, layers: dict[str, nn.Linear], batches: list[torch.Tensor],
+def _calibrate_block(model: nn.Module, block: nn.Module, layers: dict[str, nn.Module], batches: list[torch.Tensor],
                      hessian: bool) -> dict[str, InputStats]:
-    stats = {name: InputStats(layer.in_features, hessian) for name, layer in layers.items()}
+    stats = {name: InputStats(in_features(layer), hessian) for name, layer in layers.items()}
     hooks = [layer.register_forward_hook(lambda mod, args, out, name=name: stats[name].add(args[0]))
              for name, layer in layers.items()]
 
@@ -273,14 +277,17 @@ def prune_language_model(model: nn.Module, calibration: torch.Tensor, config: LM
     for index, block in enumerate(blocks):
         if should_cancel and should_cancel():
             raise CancelledError("cancelled by the user")
-        layers = {name: m for name, m in block.named_modules() if isinstance(m, nn.Linear)}
+        layers = {name: m for name, m in block.named_modules() if is_projection(m)}
         stats = _calibrate_block(pruned, block, layers, batches, algorithm.needs_hessian)
         for name, layer in layers.items():
+            # each method reads rows as outputs and columns as inputs: a Conv1D (in x out) is pruned through its
+            # transposed view, which writes into its own weight
+            weight = out_in_weight(layer)
             with torch.no_grad():
-                layer.weight.copy_(algorithm.prune(layer.weight.detach().float(), stats[name], config))
+                weight.copy_(algorithm.prune(weight.detach().float(), stats[name], config))
         if progress:
             progress((index + 1) / len(blocks), f"block {index + 1}/{len(blocks)} pruned")
-    layers = [row for row in layer_report(model, pruned) if _in_blocks(row["layer"], model)]
+    layers = block_report(model, pruned)
     kept = sum(r["nonzero_after"] for r in layers)
     total = sum(r["params_before"] for r in layers)
     return pruned, {"method": config.method, "sparsity": config.target, "pattern": config.pattern,
@@ -289,6 +296,19 @@ def prune_language_model(model: nn.Module, calibration: torch.Tensor, config: LM
                     "block_sparsity": 1 - kept / total if total else 0.0, "config": config.to_dict()}
 
 
-def _in_blocks(layer_name: str, model: nn.Module) -> bool:
-    blocks = transformer_blocks(model)
-    return any(layer_name.startswith(name + ".") for name, m in model.named_modules() if m is blocks)
+def block_report(before: nn.Module, after: nn.Module) -> list[dict]:
+    """Each projection inside the blocks (Linear or Conv1D), its weight count before and after and its sparsity: the
+    rows techniques.prune.layer_report gives an image model's layers, for the blocks only."""
+    blocks = transformer_blocks(before)
+    prefix = next(name for name, m in before.named_modules() if m is blocks) + "."
+    after_modules = dict(after.named_modules())
+    rows = []
+    for name, module in before.named_modules():
+        if not name.startswith(prefix) or not is_projection(module) or name not in after_modules:
+            continue
+        pruned = after_modules[name].weight
+        nonzero = int(torch.count_nonzero(pruned))
+        rows.append({"layer": name, "type": type(module).__name__, "params_before": module.weight.numel(),
+                     "params_after": pruned.numel(), "nonzero_after": nonzero,
+                     "sparsity": 1 - nonzero / module.weight.numel()})
+    return rows

@@ -12,6 +12,7 @@ from torch import nn
 from ..core.models import format_spec, parse_spec
 from ..errors import LabError
 from ..techniques.prune import layer_report
+from .families import is_projection
 from .prune import LMPruneConfig, prune_language_model, transformer_blocks
 from .models import GPT, build_language_model
 from .structured import PRUNED_STUDENT, STRUCTURED, parse_pruned_student, prune_depth, prune_heads_mlp
@@ -71,7 +72,7 @@ def held_zeros(model) -> Callable[[], None]:
     N:M pattern) the method chose, as SparseGPT's and Wanda's fine-tuned variants do. A dense weight's mask is all
     ones, so it costs a multiply and changes nothing."""
     masks = [(layer.weight, layer.weight != 0) for layer in transformer_blocks(model).modules()
-             if isinstance(layer, nn.Linear)]
+             if is_projection(layer)]  # GPT-2's Conv1D too
 
     def restore() -> None:
         with torch.no_grad():

@@ -6,8 +6,12 @@ int8 need no more), and names what it is missing when a method needs the roles (
 """
 from __future__ import annotations
 
+from torch import nn
+
+from ...errors import LabError
 from ...registry import Registry
-from .base import Family
+from .base import Family, in_features, is_conv1d, is_projection, out_in_weight
+from .generic import discover
 
 FAMILIES: Registry[Family] = Registry("model family")
 
@@ -50,4 +54,71 @@ GPT2 = register_family(Family(
     attention={"qkv": "attn.c_attn", "o": "attn.c_proj"}, mlp={"up": "mlp.c_fc", "down": "mlp.c_proj"},
     heads_key="n_head", layers_key="n_layer", mlp_key="n_inner", qkv_layout="blocks"))
 
-__all__ = ["FAMILIES", "Family", "register_family", "LLAMA", "QWEN2", "GPT_NEOX", "OPT", "GPT2"]
+
+
+# ---------------------------------------------------------------- finding a model's family
+
+def _has_hf_config(model) -> bool:
+    return isinstance(getattr(getattr(model, "config", None), "model_type", None), str)
+
+
+def hf_model(model: nn.Module) -> nn.Module | None:
+    """The transformers model: the lab's HFCausalLM holds it as `.model`; a transformers model is itself. None for a
+    model with no Hugging Face config (the lab's own `gpt`, which keeps its own path)."""
+    if _has_hf_config(model):
+        return model
+    inner = getattr(model, "model", None)
+    return inner if isinstance(inner, nn.Module) and _has_hf_config(inner) else None
+
+
+def family_for_type(model_type: str) -> Family | None:
+    return next((f for f in FAMILIES.values() if model_type in f.model_types), None)
+
+
+def family_of(model: nn.Module) -> Family | None:
+    """The adapter of an HFCausalLM or a transformers model, by its config's model_type; an unknown type gets the
+    generic fallback (its blocks found by layout), or a LabError naming what cannot be found. None for a model that
+    is not a Hugging Face one (gpt)."""
+    inner = hf_model(model)
+    if inner is None:
+        return None
+    model_type = inner.config.model_type
+    return family_for_type(model_type) or discover(inner, model_type)
+
+
+def blocks(model: nn.Module) -> nn.ModuleList:
+    """A Hugging Face model's transformer blocks, where its family keeps them."""
+    family = family_of(model)
+    if family is None:
+        raise LabError(f"A {type(model).__name__} is not a Hugging Face model: its blocks are its own (gpt's "
+                       "`blocks`), not a family's.")
+    return family.block_list(hf_model(model))
+
+
+def projections(block: nn.Module, family: Family | None = None) -> dict[str, nn.Module]:
+    """Every Linear or Conv1D in a block: by role where the family names them, else by dotted path (no family: the
+    generic fallback's view, by path only)."""
+    return (family or Family("generic", (), "")).projections(block)
+
+
+def _config_family(config) -> Family:
+    """The family whose config keys describe this config; an unknown model_type reads the common keys."""
+    return family_for_type(getattr(config, "model_type", "")) or Family(
+        "generic", (), "", kv_heads_key="num_key_value_heads", head_dim_key="head_dim")
+
+
+def heads(config) -> int:
+    return _config_family(config).heads(config)
+
+
+def kv_heads(config) -> int:
+    return _config_family(config).kv_heads(config)
+
+
+def head_dim(config) -> int:
+    return _config_family(config).head_dim(config)
+
+
+__all__ = ["FAMILIES", "Family", "register_family", "LLAMA", "QWEN2", "GPT_NEOX", "OPT", "GPT2", "family_of",
+           "family_for_type", "hf_model", "blocks", "projections", "heads", "kv_heads", "head_dim", "is_conv1d",
+           "is_projection", "out_in_weight", "in_features"]

@@ -10,7 +10,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
 from torch import nn
+
+from ...errors import LabError
+
+
+def is_conv1d(module: nn.Module) -> bool:
+    """transformers' Conv1D (GPT-2's projections: a linear layer whose weight is stored in x out). Told by its class,
+    not imported: importing transformers costs seconds, and a model that holds one has imported it already."""
+    return type(module).__name__ == "Conv1D" and type(module).__module__.startswith("transformers.")
+
+
+def is_projection(module: nn.Module) -> bool:
+    """A linear map with one weight matrix: nn.Linear, or GPT-2's Conv1D."""
+    return isinstance(module, nn.Linear) or is_conv1d(module)
+
+
+def out_in_weight(module: nn.Module) -> torch.Tensor:
+    """The projection's weight as (out, in), as nn.Linear keeps it: a Conv1D's transposed (a view, not a copy).
+    Per-row and N:M-along-inputs pruning read and write this view (as SparseGPT and llm-compressor do)."""
+    return module.weight.T if is_conv1d(module) else module.weight
+
+
+def in_features(module: nn.Module) -> int:
+    return int(out_in_weight(module).shape[1])
 
 
 @dataclass(frozen=True)
@@ -34,3 +58,39 @@ class Family:
 
     def modules(self, block: nn.Module, paths: dict[str, str]) -> dict[str, nn.Module]:
         return {role: block.get_submodule(path) for role, path in paths.items()}
+
+    def block_list(self, model: nn.Module) -> nn.ModuleList:
+        """The transformers model's blocks (`model` is the transformers model, not the lab's wrapper)."""
+        try:
+            found = model.get_submodule(self.blocks)
+        except AttributeError:
+            found = None
+        if not isinstance(found, nn.ModuleList) or not len(found):
+            raise LabError(f"This {self.name} model has no blocks at `{self.blocks}`, where its family keeps them: "
+                           "the checkpoint does not match its config's model_type.")
+        return found
+
+    def roles(self, block: nn.Module) -> dict[str, nn.Module]:
+        """The attention and MLP projections the family names, by role ("q", "k", "v", "o", "qkv", "up", "gate",
+        "down", "gate_up"); empty for the generic fallback."""
+        return self.modules(block, {**self.attention, **self.mlp})
+
+    def projections(self, block: nn.Module) -> dict[str, nn.Module]:
+        """Every Linear or Conv1D in the block: by role where the family names it, else by its dotted path."""
+        named = self.roles(block)
+        seen = {id(m) for m in named.values()}
+        return {**named, **{path: m for path, m in block.named_modules()
+                            if is_projection(m) and id(m) not in seen}}
+
+    def heads(self, config) -> int:
+        return int(getattr(config, self.heads_key))
+
+    def kv_heads(self, config) -> int:
+        """Heads with their own K and V: fewer than heads under grouped-query attention."""
+        value = getattr(config, self.kv_heads_key, None) if self.kv_heads_key else None
+        return int(value) if value else self.heads(config)
+
+    def head_dim(self, config) -> int:
+        """One head's width: the config's head_dim where the family has one (it need not be hidden / heads)."""
+        value = getattr(config, self.head_dim_key, None) if self.head_dim_key else None
+        return int(value) if value else int(config.hidden_size) // self.heads(config)
