@@ -8,8 +8,9 @@ runs). The architecture is the manifest, a JSON description of the module tree t
     as its dict), its parameters and buffers by tensor key, and its children;
   * so pruned shapes (fewer channels, heads or units) are simply the shapes of the stored tensors and the
     attributes the pruner set, and quantized weights are torchao's tensor subclasses, which weights_only loads.
-A module is rebuilt without calling its __init__, and an attribute may name a class (a norm layer's) but never a
-function, nor replace one of the class's methods: no code of the file's choosing runs, and the class's own methods
+A module is rebuilt without calling its __init__, and an attribute may name a class (a norm layer's) or one of a
+fixed table of activation functions (torch's gelu, relu, silu, ...), never another function, nor replace one of the
+class's methods: no code of the file's choosing runs, and the class's own methods
 run later, as for any model. Packed int8 weights (torch.ao) are restored through the module's own load_state_dict.
 save checks every file by loading it back and comparing outputs, so a model this cannot describe is refused when
 it is made, not when someone loads it.
@@ -38,6 +39,14 @@ _DTYPES = {str(d).removeprefix("torch."): d for d in vars(torch).values() if isi
 #   Without it save_pretrained uses the family's default mapping (the same renamings), and from_pretrained reads
 #   either name; the weights and the forward pass do not depend on it.
 _DROPPED_ATTRS = frozenset({"_weight_conversions"})
+# The only functions an attribute may name (an activation held as a function: transformers' GELUActivation keeps
+# `act = nn.functional.gelu`, as in Pythia's blocks): a fixed table, read by name, never an import path of the file's
+# choosing.
+_FUNCTIONS = {f"torch.nn.functional.{name}": getattr(nn.functional, name) for name in (
+    "gelu", "relu", "relu6", "silu", "mish", "tanh", "sigmoid", "softplus", "elu", "selu", "celu", "leaky_relu",
+    "hardswish", "hardsigmoid", "hardtanh", "softsign", "logsigmoid", "glu")}
+_FUNCTIONS.update({f"torch.{name}": getattr(torch, name) for name in ("tanh", "sigmoid", "relu")})
+_FUNCTION_NAMES = {id(function): name for name, function in reversed(list(_FUNCTIONS.items()))}
 
 
 class NotDescribable(LabError):
@@ -137,6 +146,8 @@ class _Writer:
                                 self.value(dict(value.keywords), f"{key}.keywords")]}
         if isinstance(value, type):
             return {"ref": _import_path(value)}  # a class of torch's own (a norm layer to build, an activation)
+        if id(value) in _FUNCTION_NAMES and _FUNCTIONS[_FUNCTION_NAMES[id(value)]] is value:
+            return {"function": _FUNCTION_NAMES[id(value)]}
         raise NotDescribable(f"attribute '{key}' is a {type(value).__name__}")
 
 
@@ -253,8 +264,15 @@ class _Reader:
             return _lab_object(inner[0], self.value(inner[1]))
         if kind == "ref":
             return _class(inner)
-        if kind == "partial":
-            return functools.partial(_class(inner[0]["ref"]), *self.value(inner[1]), **self.value(inner[2]))
+        if kind == "function":
+            if inner not in _FUNCTIONS:
+                raise LabError(f"{inner} is not one of the functions a model file may name")
+            return _FUNCTIONS[inner]
+        if kind == "partial":  # of a class (a norm layer) or of a listed function (GELU's tanh approximation)
+            (func_kind, name), = inner[0].items()
+            if func_kind not in ("ref", "function"):
+                raise LabError(f"a partial of a {func_kind}")
+            return functools.partial(self.value(inner[0]), *self.value(inner[1]), **self.value(inner[2]))
         raise LabError(f"unknown attribute kind {kind}")
 
 

@@ -1,4 +1,5 @@
-"""Export a stored run's model. Formats are registered once; the CLI's choices read the registry."""
+"""Export a stored run's model. Formats are registered once; the CLI's choices read the registry. Each writes a file
+at the given path, except `hf`, which writes a Hugging Face folder there."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,6 +14,8 @@ from ...errors import LabError
 from ...registry import Registry
 from ...store import RunStore
 from ...store.artifacts import load_run_model
+from ...techniques.quantize import quantized_layers
+from ...text.families import hf_model
 
 # writer(model, run, path): writes the file
 FORMATS: Registry[Callable[[nn.Module, dict, Path], None]] = Registry("export format")
@@ -50,6 +53,35 @@ def _compressed(model: nn.Module, run: dict, path: Path) -> None:
     path.write_bytes(compressed_bytes(model, run))
 
 
+@FORMATS.register("hf", about="a Hugging Face folder (safetensors, the config as the model now is, the tokenizer) that "
+                  "AutoModelForCausalLM.from_pretrained loads: for runs of hf: models, pruned or not (not quantized)")
+def _hf(model: nn.Module, run: dict, path: Path) -> None:
+    inner = hf_model(model)
+    if inner is None:
+        raise LabError(f"Run {run['id']} is a {run['model']['name']} model, not a Hugging Face one, so transformers "
+                       "cannot load it: export it as state_dict, module or onnx.")
+    int8 = [row["layer"] for row in quantized_layers(model) if row["dtype"] not in _FLOAT_DTYPES]
+    if int8:  # torch.ao's packed int8 modules and torchao's int8 tensors are this lab's, not a transformers layout
+        raise LabError(f"Run {run['id']} is quantized to int8 ({len(int8)} layers, {int8[0]} first), which "
+                       "transformers cannot load from a folder: export it as module or state_dict.")
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise LabError(f"{path} exists and is not an empty folder: give --out a new folder for the Hugging Face "
+                       "checkpoint.")
+    # safetensors (tied weights written once), and the config as the model now is: a structurally pruned model's
+    # config was rewritten with its shapes, so from_pretrained builds the smaller model
+    inner.save_pretrained(path)  # transformers 5 writes safetensors only
+    tokenizer = getattr(getattr(model, "tokenizer", None), "tokenizer", None)  # HFTokenizer wraps the fast one
+    if tokenizer is not None:
+        tokenizer.save_pretrained(path)
+
+
+_FLOAT_DTYPES = ("float32", "float16", "bfloat16")  # a cast model is still a transformers checkpoint
+
+
+def _bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+
+
 def export_run(store: RunStore, run_id: int, fmt: str, out: str | Path) -> dict:
     writer = FORMATS.get(fmt)
     run = store.get_run(run_id)
@@ -57,4 +89,4 @@ def export_run(store: RunStore, run_id: int, fmt: str, out: str | Path) -> dict:
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     writer(model, run, path)
-    return {"run_id": run_id, "format": fmt, "path": str(path), "bytes": path.stat().st_size}
+    return {"run_id": run_id, "format": fmt, "path": str(path), "bytes": _bytes(path)}
