@@ -20,7 +20,8 @@ from ..text.models import LANGUAGE_MODELS, build_language_model
 from ..text.prune import transformer_blocks
 from ..text.quantize_notes import NOT_FOR_LANGUAGE_MODELS, SPEED_NOTES
 from ..text.recipes import distill_arms, distill_summary, lm_prune_configs, prune_child
-from ..text.structured import STRUCTURED, check_gpt, parse_pruned_student
+from ..text.structured import STRUCTURED, parse_pruned_student
+from ..text.structured_hf import check_structured
 from ..techniques.quantize import availability
 from ..text.train import DEFAULT_STEPS, LMTrainConfig, train_lm
 from .base import Arm, Quality, Task, Training, check_model_fits_data, register_task
@@ -184,8 +185,9 @@ class TextTask(Task):
         return lm_prune_configs(config)
 
     def prune_check(self, method: str):
-        """What the method needs of the parent, checked before it is measured: a gpt for structured removal."""
-        return check_gpt if method in STRUCTURED else transformer_blocks
+        """What the method needs of the parent, checked before it is measured: for structured removal a gpt or an
+        hf: model of a known family."""
+        return check_structured if method in STRUCTURED else transformer_blocks
 
     def prune_name(self, method: str, prune_config) -> str:
         return f"{method} {prune_config.pattern or f'{prune_config.sparsity:.0%}'}"

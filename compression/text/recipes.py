@@ -15,7 +15,8 @@ from ..techniques.prune import layer_report
 from .families import is_projection
 from .prune import LMPruneConfig, prune_language_model, transformer_blocks
 from .models import GPT, build_language_model
-from .structured import PRUNED_STUDENT, STRUCTURED, parse_pruned_student, prune_depth, prune_heads_mlp
+from .structured import PRUNED_STUDENT, STRUCTURED, parse_pruned_student
+from .structured_hf import SMALLER, reinitialise_hf, structured_pruner
 from .train import DEFAULT_STEPS, LMTrainConfig, distillation_loss, lm_loss, steps_per_epoch, train_lm
 
 SIZE_ONLY = ("size only on this machine: the zeros are stored, but dense kernels still multiply them, so it runs "
@@ -23,7 +24,6 @@ SIZE_ONLY = ("size only on this machine: the zeros are stored, but dense kernels
 
 
 FINETUNE_LR = 1e-3  # a third of training's peak: the pruned model starts close to a good solution
-STRUCTURED_PRUNERS = {"heads_mlp": prune_heads_mlp, "depth": prune_depth}
 
 
 def lm_prune_configs(config) -> list[LMPruneConfig]:
@@ -46,12 +46,15 @@ def _prune_once(parent, prune_config: LMPruneConfig, step, ctx, name: str):
                                               should_cancel=ctx.should_cancel)
         report["speed_note"] = SIZE_ONLY
         return pruned, report
-    pruned, report = STRUCTURED_PRUNERS[prune_config.method](parent.model, calibration, prune_config.sparsity)
+    # a gpt's pruner (structured.py) or an hf: family's (structured_hf.py), chosen by the parent model
+    pruner = structured_pruner(prune_config.method, parent.model)
+    pruned, report = pruner(parent.model, calibration, prune_config.sparsity)
     report.update(method=prune_config.method, sparsity=prune_config.sparsity, pattern=None, structured=True,
                   calibration_sequences=int(calibration.shape[0]), calibration_tokens=int(calibration.numel()),
-                  speed_note="a smaller dense model: fewer multiply-accumulates, so it runs faster on any kernel")
-    report["layers"] = _depth_layers(parent, report) if prune_config.method == "depth" else \
-        layer_report(parent.model, pruned)
+                  speed_note=SMALLER + (f"; {report['notes']}" if report.get("notes") else ""))
+    if "layers" not in report:  # an hf: pruner reports its projections itself (Conv1D and renumbered blocks)
+        report["layers"] = _depth_layers(parent, report) if prune_config.method == "depth" else \
+            layer_report(parent.model, pruned)
     return pruned, report
 
 
@@ -119,7 +122,7 @@ def prune_child(parent, config, prune_config: LMPruneConfig, step, ctx, name: st
     step.report(0.85, f"{name}: measuring perplexity and timing it with its parent")
     extra = {k: report[k] for k in ("sparsity", "pattern", "structured", "layers", "calibration_sequences",
                                      "calibration_tokens", "speed_note") if k in report}
-    extra.update({k: report[k] for k in ("block_sparsity", "blocks", "kept_layers") if k in report})
+    extra.update({k: report[k] for k in ("block_sparsity", "blocks", "kept_layers", "notes") if k in report})
     extra["finetune_history"] = history
     return pruned, extra, name
 
@@ -128,8 +131,11 @@ def prune_child(parent, config, prune_config: LMPruneConfig, step, ctx, name: st
 LABELS = {"student_plain": "alone", "student_kd": "distilled", "student_pruned_kd": "pruned from the teacher, distilled"}
 
 
-def _reinitialised(model: GPT, seed: int) -> GPT:
-    """The same shapes as `model`, every weight drawn afresh as gpt initialises them: Minitron's control arm."""
+def _reinitialised(model: nn.Module, seed: int) -> nn.Module:
+    """The same shapes as `model`, every weight drawn afresh as the model initialises them: Minitron's control
+    arm (an hf: model by its own `_init_weights`)."""
+    if not isinstance(model, GPT):
+        return reinitialise_hf(model, seed)
     fresh = copy.deepcopy(model)
     torch.manual_seed(seed)
     fresh.init_weights()
@@ -157,7 +163,7 @@ def students(config, teacher, seed: int) -> list[tuple[str, nn.Module, dict]]:
     if cut:
         method, share = cut
         calibration = teacher.calibration(32, seed)
-        pruned, _ = STRUCTURED_PRUNERS[method](teacher.model, calibration, share)
+        pruned, _ = structured_pruner(method, teacher.model)(teacher.model, calibration, share)
         spec = teacher.run["model"]
         return [("student_pruned_kd", pruned, spec), ("student_kd", _reinitialised(pruned, seed), spec)]
     spec = parse_spec(text)
