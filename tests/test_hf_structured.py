@@ -7,6 +7,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from compression import BaselineConfig, LabError, RunStore, get_baseline
+from compression.cli import main
 from compression.labs.configs import PruneLabConfig
 from compression.labs.prune import run_prune
 from compression.store.artifacts import load_run_model
@@ -44,7 +45,7 @@ def _expected_config(parent_config, name: str, method: str):
 
 @pytest.mark.parametrize("name", FAMILY_NAMES)
 def test_half_the_heads_and_mlp_and_half_the_layers_leave_a_model_its_config_describes(hf_family_folders, name,
-                                                                                         tmp_path):
+                                                                                         tmp_path, capsys):
     parent = _baseline(hf_family_folders[name])
     parent_config = load_run_model(parent["weights_path"]).model.config
     store = RunStore()
@@ -69,17 +70,23 @@ def test_half_the_heads_and_mlp_and_half_the_layers_leave_a_model_its_config_des
             assert row["finetune_history"] and "distilled" in row["label"]
         else:
             assert len(row["kept_layers"]) == 1 and sum(r["params_after"] == 0 for r in row["layers"]) > 0
-        _assert_round_trip(child, tmp_path / method)
+        # export --format hf, then transformers' own loader: the record's parameter count, the child's logits
+        capsys.readouterr()
+        assert main(["export", str(row["run_id"]), "--format", "hf", "--out", str(tmp_path / method)]) == 0
+        _assert_round_trip(child, tmp_path / method, saved=True)
+        assert sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(tmp_path / method).parameters()) == \
+            row["params"]
     if name == "llama":  # through the lab, a share that removes every KV group is refused before anything is stored
         with pytest.raises(LabError, match="removes all 2 KV group"):
             run_prune(PruneLabConfig(from_run=parent["id"], method="heads_mlp", sparsities=[0.75]), quick_ctx())
         assert len(store.list_runs(kind="prune")) == 2
 
 
-def _assert_round_trip(child, folder) -> None:
-    """save_pretrained, then transformers' own from_pretrained: the same logits as the child, and its KV-cache
-    decode (indexed by the renumbered layer_idx) agrees with the full forward."""
-    child.model.save_pretrained(folder)
+def _assert_round_trip(child, folder, saved: bool = False) -> None:
+    """save_pretrained (unless exported there already), then transformers' own from_pretrained: the same logits as
+    the child, and its KV-cache decode (indexed by the renumbered layer_idx) agrees with the full forward."""
+    if not saved:
+        child.model.save_pretrained(folder)
     reloaded = AutoModelForCausalLM.from_pretrained(folder).eval()
     ids = torch.randint(0, child.vocab_size, (2, 12), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
