@@ -15,10 +15,12 @@ from torch import nn
 from compression import BaselineConfig, LabError, RunStore, get_baseline, load_dataset
 from compression.cli import main
 from compression.labs.configs import PruneLabConfig, QuantizeLabConfig
+from compression.labs.io.export import FORMATS
 from compression.labs.prune import run_prune
 from compression.labs.quantize import run_quantize
 from compression.store.artifacts import load_run_model
 from compression.techniques.quantize import conv1d_as_linear, quantize_model
+from compression.text.measure import sequence_losses
 from compression.text.families import family_of, head_dim, heads, kv_heads, projections
 from compression.text.prune import LMPruneConfig, prune_language_model
 from conftest import quick_ctx
@@ -30,8 +32,9 @@ KV_HEADS = {"llama": 2, "qwen2": 2, "gpt_neox": 4, "opt": 4, "gpt2": 4}  # as hf
 
 @pytest.fixture(scope="module", params=FAMILY_NAMES)
 def family(request, tmp_path_factory):
-    """(name, folder, lab home, {"baseline", "sparsegpt", "wanda", "int8"} -> run id): one family's baseline (4
-    steps) and its three children, made through the lab once, in a lab folder of their own."""
+    """(name, folder, lab home, runs): one family's baseline (4 steps) and its SparseGPT 50% child, made through the
+    lab once, in a lab folder of its own; GPT-2's dynamic int8 child too (its Conv1D blocks are the new path of the
+    store). The other methods run on the stored baseline without the lab around them: the lab's loop is the same."""
     name = request.param
     folder = build_family(name, tmp_path_factory.mktemp(f"hf-{name}"))
     home = tmp_path_factory.mktemp(f"lab-{name}")
@@ -42,12 +45,11 @@ def family(request, tmp_path_factory):
         _, parent = get_baseline(BaselineConfig(dataset="pydoc", model=f"hf:{folder}", train_steps=4, batch_size=4,
                                                 context=CONTEXT), quick_ctx())
         runs = {"baseline": parent["id"]}
-        for key, config in (("sparsegpt", dict(method="sparsegpt", sparsities=[0.5])),
-                            ("wanda", dict(method="wanda", pattern="2:4"))):
-            runs[key] = run_prune(PruneLabConfig(from_run=parent["id"], calibration=4, **config),
-                                  quick_ctx())["results"][0]["run_id"]
-        runs["int8"] = run_quantize(QuantizeLabConfig(from_run=parent["id"], methods=["dynamic_int8"]),
-                                    quick_ctx())["results"][0]["run_id"]
+        runs["sparsegpt"] = run_prune(PruneLabConfig(from_run=parent["id"], method="sparsegpt", sparsities=[0.5],
+                                                     calibration=4), quick_ctx())["results"][0]["run_id"]
+        if name == "gpt2":
+            runs["int8"] = run_quantize(QuantizeLabConfig(from_run=parent["id"], methods=["dynamic_int8"]),
+                                        quick_ctx())["results"][0]["run_id"]
     return name, folder, home, runs
 
 
@@ -106,28 +108,44 @@ def test_sparsegpt_half_the_weights_are_zero_in_the_exported_checkpoint(lab, tmp
         assert zeros / weight.numel() == pytest.approx(rows[key]["sparsity"]) and zeros >= weight.numel() // 2, key
 
 
-def test_wanda_2_4_keeps_at_most_2_of_every_4_inputs_of_each_output(lab, tmp_path, capsys):
+def test_wanda_2_4_keeps_at_most_2_of_every_4_inputs_of_each_output(lab, tmp_path):
     name, folder, store, runs = lab
-    export_hf(capsys, runs["wanda"], tmp_path / "wanda")
+    parent = load_run_model(store.get_run(runs["baseline"])["weights_path"])
+    calibration = load_dataset("pydoc").windows(parent.tokenizer, "train", CONTEXT, limit=4)[0]
+    pruned, report = prune_language_model(parent, calibration, LMPruneConfig("wanda", pattern="2:4"))
+    assert report["pattern"] == "2:4" and report["block_sparsity"] == 0.5
+    pruned.model.save_pretrained(tmp_path / "wanda")  # what export --format hf writes
     for key, weight in exported_projections(name, tmp_path / "wanda").items():
         out_features, in_features = weight.shape
         kept = (weight != 0).reshape(out_features, in_features // 4, 4).sum(-1)
         assert int(kept.max()) <= 2 and float((weight == 0).float().mean()) >= 0.5, key
 
 
-def test_dynamic_int8_quantizes_every_projection_in_the_blocks(lab, tmp_path, capsys):
+def test_dynamic_int8_quantizes_every_projection_in_the_blocks(lab, tmp_path):
     name, folder, store, runs = lab
     parent = load_run_model(store.get_run(runs["baseline"])["weights_path"])
-    child = dict(load_run_model(store.get_run(runs["int8"])["weights_path"]).named_modules())
+    quantized, report = quantize_model(parent, None, "dynamic_int8")
+    child = dict(quantized.named_modules())
     paths = [path for block in family_of(parent).block_list(parent.model)
              for path, m in parent.named_modules() if any(m is p for p in projections(block).values())]
-    assert len(paths) >= 8  # two blocks of at least four projections
+    assert len(paths) >= 8 and set(paths) <= {row["layer"] for row in report["quantized_layers"]}
     for path in paths:  # GPT-2's Conv1D included: before, torch.ao saw no nn.Linear in its blocks
         assert isinstance(child[path], torch.ao.nn.quantized.dynamic.Linear), (path, type(child[path]))
-    record = store.get_run(runs["int8"])["record"]
-    assert record["perplexity"] / store.get_run(runs["baseline"])["record"]["perplexity"] < 1.05
-    # a quantized model is not a transformers checkpoint: refused in one line naming what works
-    code = main(["export", str(runs["int8"]), "--format", "hf", "--out", str(tmp_path / "int8")])
+    inputs, targets = load_dataset("pydoc").windows(parent.tokenizer, "test", CONTEXT, limit=16)
+    losses = [sum(sequence_losses(model, inputs, targets)[0]) for model in (parent, quantized)]
+    assert math.exp((losses[1] - losses[0]) / targets.numel()) < 1.05  # int8 is close to the float model
+    # a quantized model is not a transformers checkpoint: refused in one sentence naming what works
+    with pytest.raises(LabError, match="module or state_dict") as refused:
+        FORMATS.get("hf")(quantized, {"id": 7, "model": {"name": "hf"}}, tmp_path / "int8")
+    assert "\n" not in str(refused.value) and not (tmp_path / "int8").exists()
+
+
+@pytest.mark.parametrize("family", ["gpt2"], indirect=True)  # the one family whose int8 run is stored
+def test_a_stored_gpt2_int8_run_is_refused_by_export_hf_in_one_line(lab, tmp_path, capsys):
+    name, folder, store, runs = lab
+    int8 = store.get_run(runs["int8"])
+    assert len(int8["extra"]["quantized_layers"]) == 9  # 8 block projections and the output head
+    code = main(["export", str(int8["id"]), "--format", "hf", "--out", str(tmp_path / "int8")])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1 and "module or state_dict" in err, err
     assert not (tmp_path / "int8").exists()
