@@ -10,6 +10,7 @@ from compression import RunStore
 from compression.core.pareto import pareto_mask
 from compression.labs.plan import LMRecipe, bound_for, parse_target, ranked, snapped
 from conftest import ROOT
+from hf_tiny import hf_family_folders  # noqa: F401  (a fixture)
 from test_lm import run_cli, tiny_lm
 
 TWO_LAYERS = "gpt:layers=2,width=32,heads=2,context=32"
@@ -75,3 +76,41 @@ def test_a_bad_perplexity_budget_is_one_line(lab_home, capsys):
     code, out, err = run_cli(capsys, "plan", "--dataset", "pydoc", "--model", TWO_LAYERS, "--target",
                              "latency=0.5", "--max-ppl-increase", "900%")
     assert code == 2 and err.startswith("error:") and err.count("\n") == 1 and "Traceback" not in err, err
+
+
+def test_a_plan_on_a_hugging_face_llama_removes_its_own_structure_and_gives_a_verified_verdict(
+        lab_home, capsys, hf_family_folders):
+    """plan --model hf:PATH searches depth and heads+MLP shares of the checkpoint's own blocks (grouped-query
+    attention: whole KV groups), fine-tuned by steps, within the default time budget of a language-model plan."""
+    folder = hf_family_folders["llama"]
+    code, out, err = run_cli(capsys, "plan", "--dataset", "pydoc", "--model", f"hf:{folder}", "--train-steps", "4",
+                             "--batch-size", "4", "--context", "32", "--target", "latency=0.6", "--max-ppl-increase",
+                             "500%", "--trials", "2", "--finetune-steps", "2", "--json")
+    assert code == 0, err
+    out = json.loads(out)
+    assert out["time_budget_s"] == 300 and out["stopped_by_time_budget"] is False and out["search_s"] < 300
+    completed = [t for t in out["trials"] if t["status"] == "complete"]
+    assert completed, out["trials"]
+    for t in completed:  # each trial's recipe removed a share of the Llama's own structure, or kept it dense
+        assert t["recipe"]["method"] in ("depth", "heads_mlp") and 0 <= t["recipe"]["share"] <= 0.75
+        assert t["recipe"]["steps"] in (0, 2) and t["model"]["name"] == "hf"
+    best = out["best"]
+    assert best["run_id"] in {t["run_id"] for t in completed}
+    assert best["verdict"] in ("meets", "misses", "too close to call")  # from the verified CI against 1/0.6
+    assert (best["why"] is None) == best["meets"] and (best["why"] is None or len(best["why"]) > 20)
+
+
+def test_a_time_budget_stops_a_search_from_starting_trials():
+    import time
+    import optuna
+    from compression.labs.search import optimize_until
+    study = optuna.create_study()
+    calls = []
+
+    def slow(trial):
+        calls.append(trial.number)
+        time.sleep(0.2)
+        return 0.0
+    stopped = optimize_until(study, slow, trials=50, cancelled=lambda: False, deadline=time.monotonic() + 0.5)
+    assert stopped and 2 <= len(calls) <= 4  # the trial running at the deadline finishes; no other starts
+    assert optimize_until(optuna.create_study(), slow, trials=2, cancelled=lambda: False) is False

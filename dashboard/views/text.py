@@ -68,7 +68,9 @@ PLAN_GOALS = {"Faster (prefill)": ("latency", [1.25, 1.5, 2.0, 2.5, 3.0], 2.0),
 
 
 def _plan_budget(column) -> dict:
-    return {"max_ppl_increase": column.slider("Largest perplexity increase (%)", 0, 50, 10, 1) / 100}
+    return {"max_ppl_increase": column.slider("Largest perplexity increase (%)", 0, 50, 10, 1) / 100,
+            "time_budget": 60 * column.slider("Time budget (minutes)", 1, 30, 5, 1,
+                                               help="no trial starts after it; the best so far is verified")}
 
 
 def _plan_winner(best: dict, speed, quality, churn) -> None:
@@ -104,7 +106,7 @@ TEXT_VIEW = register_view(View(
     search=Search(intro=SEARCH_INTRO, form=text_search_form, results=text_search_results,
                   space_note=" (widths that do not split into the heads are skipped).", noun="text"),
     plan=Plan(intro=PLAN_INTRO, goals=PLAN_GOALS, budget=_plan_budget,
-              trials=(24, 4, "each language-model trial fine-tunes for up to 2 epochs: about a minute on 2 cores"),
+              trials=(24, 4, "each language-model trial fine-tunes for up to 100 steps with the parent teaching, within the time budget"),
               limit=lambda limit: f"{limit:g}% perplexity", winner=_plan_winner),
     results=Results(frame=text_frame, home=_home_charts, compare=text_compare, report=_report_charts,
                     no_runs=" of a language model", retime_batch=None),  # None: the record's own prefill batch

@@ -11,10 +11,13 @@ from ..configs import TechniqueConfig
 from .target import Target, parse_target
 
 IMAGE_TRIALS, IMAGE_EPOCHS = 12, 6
-LM_TRIALS, LM_MAX_EPOCHS = 4, 2  # an epoch of the default gpt is ~20 s on 2 cores: a plan of ~3 minutes
+LM_TRIALS = 4
+LM_TIME_BUDGET_S = 300  # a language model's plan stops starting trials after 5 minutes: what a lesson can wait for
 
-# task name -> (finished trials wanted, most fine-tuning epochs of one trial), when the config names none
-DEFAULTS = {"image": (IMAGE_TRIALS, IMAGE_EPOCHS), "text": (LM_TRIALS, LM_MAX_EPOCHS)}
+# task name -> (finished trials wanted, most fine-tuning epochs of one trial, seconds the search may take), when the
+# config names none. A language model's trials fine-tune by steps (text.py's FINETUNE_STEPS), not by epochs: one
+# pass over a large text is many minutes of CPU.
+DEFAULTS = {"image": (IMAGE_TRIALS, IMAGE_EPOCHS, 0.0), "text": (LM_TRIALS, None, LM_TIME_BUDGET_S)}
 
 
 @dataclass
@@ -33,7 +36,14 @@ class PlanConfig(TechniqueConfig):
                                     f"image models, {LM_TRIALS} for language models)")
     finetune_epochs: int | None = param(None, min=1, max=1000,
                                         help=f"most fine-tuning epochs one trial may use (default {IMAGE_EPOCHS} for "
-                                             f"image models, {LM_MAX_EPOCHS} for language models)")
+                                             "image models; a language model counts steps, see --finetune-steps)")
+    finetune_steps: int | None = param(None, min=1, max=1_000_000,
+                                       help="language models: most fine-tuning steps one trial may use (default 100; "
+                                            "--finetune-epochs N instead allows N passes over the text)")
+    time_budget: float | None = param(None, min=0, max=7 * 86400,
+                                      help=f"seconds the search may take: no trial starts after them, and the best "
+                                           f"so far is verified (default {LM_TIME_BUDGET_S} for language models, "
+                                           "none for image models; 0: none)")
     quantize: list[str] = param(["static_int8", "dynamic_int8"], choices=QUANT_METHODS,
                                 help="int8 methods the search may pick (it may also pick none)")
     share_bits: list[int] = param([3, 4, 5, 6, 8], min=1, max=8,
@@ -46,8 +56,9 @@ class PlanConfig(TechniqueConfig):
 
     def for_models(self, task: Task) -> "PlanConfig":
         """With the defaults that depend on the task of the model planned for filled in."""
-        trials, epochs = DEFAULTS[task.name]
-        return self.replace(trials=self.trials or trials, finetune_epochs=self.finetune_epochs or epochs)
+        trials, epochs, budget = DEFAULTS[task.name]
+        return self.replace(trials=self.trials or trials, finetune_epochs=self.finetune_epochs or epochs,
+                            time_budget=budget if self.time_budget is None else self.time_budget)
 
     def parsed_target(self) -> Target:
         return parse_target(self.target)

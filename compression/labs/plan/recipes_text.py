@@ -1,7 +1,8 @@
 """A language model's plan recipe: Minitron's. Remove a share of the layers (depth) or of the attention heads and MLP
-hidden units (heads_mlp), ranked by their activations on calibration text (text.structured); fine-tune for some
-epochs with the parent as teacher; optionally quantize the Linear layers to dynamic int8. nn.Module in, nn.Module
-out; no store (text.py runs the trials)."""
+hidden units (heads_mlp), ranked by their activations on calibration text (text.structured for a gpt,
+text.structured_hf for a Hugging Face checkpoint of a known family); fine-tune for some optimizer steps with the
+parent as teacher (steps, not passes over the text: an epoch of a large text is long); optionally quantize the
+projections to dynamic int8. nn.Module in, nn.Module out; no store (text.py runs the trials)."""
 from __future__ import annotations
 
 import copy
@@ -14,24 +15,25 @@ from torch import nn
 
 from ...techniques.quantize import quantize_model
 from ...text.prune import CALIBRATION_SEQUENCES
-from ...text.structured import prune_depth, prune_heads_mlp
+from ...text.prune import transformer_blocks
+from ...text.structured import STRUCTURED
+from ...text.structured_hf import structured_pruner
 from ..parent import Parent
 from .target import Target
 
 MAX_SHARE = 0.75
-SHAPERS = {"depth": prune_depth, "heads_mlp": prune_heads_mlp}
 
 
 @dataclass(frozen=True)
 class LMRecipe:
     method: str = "depth"         # what is removed: whole layers, or heads and MLP units in every layer
     share: float = 0.0            # the share removed
-    epochs: int = 1               # fine-tuning epochs with the parent as teacher (0: one-shot)
+    steps: int = 0                # fine-tuning steps with the parent as teacher (0: one-shot)
     quantize: str | None = None   # dynamic_int8 of the Linear layers afterwards, or None
 
     def label(self) -> str:
         parts = [f"{self.method} -{self.share:.0%}" if self.share else "dense",
-                 f"{self.epochs} ep KD" if self.epochs else "no fine-tune"]
+                 f"{self.steps} steps KD" if self.steps else "no fine-tune"]
         return ", ".join(parts + ([self.quantize] if self.quantize else []))
 
     def to_dict(self) -> dict:
@@ -40,15 +42,19 @@ class LMRecipe:
 
 @dataclass(frozen=True)
 class LMSpace:
-    max_epochs: int
+    max_steps: int                # the most fine-tuning steps one trial may use
     quantize: tuple[str, ...]
+
+    def step_choices(self) -> list[int]:
+        """None, a quarter, half or all of the most steps: coarse, since each trial is minutes of CPU."""
+        return sorted({0, self.max_steps // 4, self.max_steps // 2, self.max_steps})
 
 
 def suggest(trial: optuna.Trial, space: LMSpace) -> LMRecipe:
     quantize = trial.suggest_categorical("quantize", ["none", *space.quantize])
-    return LMRecipe(method=trial.suggest_categorical("method", list(SHAPERS)),
+    return LMRecipe(method=trial.suggest_categorical("method", list(STRUCTURED)),
                     share=round(trial.suggest_float("share", 0.0, MAX_SHARE, step=0.05), 2),
-                    epochs=trial.suggest_int("epochs", 0, space.max_epochs),
+                    steps=trial.suggest_categorical("steps", space.step_choices()),
                     quantize=None if quantize == "none" else quantize)
 
 
@@ -61,18 +67,18 @@ def _step(value: float) -> float:
 # about 1 - s of the prefill time; aim a little past the target, as timing on a shared machine is noisy.
 # Dynamic int8 stores a Linear weight in a quarter of the bytes.
 LM_PRIORS = {
-    "latency": lambda r, space: [{"method": "depth", "share": _step(1 - r + 0.05), "epochs": space.max_epochs},
-                                 {"method": "heads_mlp", "share": _step(1 - r + 0.1), "epochs": space.max_epochs}],
-    "params": lambda r, space: [{"method": "depth", "share": _step(1 - r + 0.05), "epochs": space.max_epochs}],
-    "size": lambda r, space: ([{"method": "depth", "share": _step(1 - r / 0.3), "epochs": space.max_epochs,
+    "latency": lambda r, space: [{"method": "depth", "share": _step(1 - r + 0.05), "steps": space.max_steps},
+                                 {"method": "heads_mlp", "share": _step(1 - r + 0.1), "steps": space.max_steps}],
+    "params": lambda r, space: [{"method": "depth", "share": _step(1 - r + 0.05), "steps": space.max_steps}],
+    "size": lambda r, space: ([{"method": "depth", "share": _step(1 - r / 0.3), "steps": space.max_steps,
                                 "quantize": "dynamic_int8"}] if "dynamic_int8" in space.quantize else []) +
-                             [{"method": "depth", "share": _step(1 - r + 0.05), "epochs": space.max_epochs}],
-    "macs": lambda r, space: [{"method": "depth", "share": _step(1 - r + 0.05), "epochs": space.max_epochs}],
+                             [{"method": "depth", "share": _step(1 - r + 0.05), "steps": space.max_steps}],
+    "macs": lambda r, space: [{"method": "depth", "share": _step(1 - r + 0.05), "steps": space.max_steps}],
 }
 
 
 def prior_params(target: Target, space: LMSpace) -> list[dict]:
-    return [{"quantize": "none", **p, "epochs": min(p["epochs"], space.max_epochs)}
+    return [{"quantize": "none", **p}
             for p in LM_PRIORS[target.kind](target.ratio, space)]
 
 
@@ -90,8 +96,13 @@ def shaped(parent: Parent, recipe: LMRecipe, seed: int) -> nn.Module:
     if not recipe.share:
         return copy.deepcopy(parent.model)  # the fine-tune or int8 alone
     calibration = parent.calibration(CALIBRATION_SEQUENCES, seed)
-    model, _ = SHAPERS[recipe.method](parent.model, calibration, recipe.share)
+    model, _ = structured_pruner(recipe.method, parent.model)(parent.model, calibration, recipe.share)
     return model
+
+
+def layer_count(model: nn.Module) -> int:
+    """The blocks a depth recipe removes whole ones of: gpt's, or a Hugging Face family's."""
+    return len(transformer_blocks(model))
 
 
 def quantized(model: nn.Module, recipe: LMRecipe) -> nn.Module:

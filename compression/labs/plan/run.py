@@ -8,6 +8,8 @@ parent, its size is its file.
 """
 from __future__ import annotations
 
+import time
+
 import optuna
 
 from ..context import RunContext
@@ -34,13 +36,18 @@ def run_plan(config: PlanConfig, ctx: RunContext | None = None) -> dict:
     study = open_plan_study(config, ctx.store.url, list(planner.directions), planner.priors(config, env.space))
     env.study = study.study_name
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    optimize_until(study, planner.objective(env), config.trials, ctx.cancelled)
+    started = time.monotonic()
+    deadline = started + config.time_budget if config.time_budget else None
+    out_of_time = optimize_until(study, planner.objective(env), config.trials, ctx.cancelled, deadline)
     ctx.check_cancel()
-    ctx.report(0.95, planner.verifying)
+    ctx.report(0.95, (f"Time budget of {config.time_budget:g} s spent: verifying the best trial so far"
+                      if out_of_time else planner.verifying))
     out = summarize(study, env.parent, env.target, env.bound, ctx, planner.device(config), planner.verified)
     ctx.report(1.0, out["best"]["why"] if not out["best"]["meets"] else
                f"Run {out['best']['run_id']} meets {env.target.phrase()}")
-    return {**out, "unavailable": unavailable}
+    budget = {"time_budget_s": config.time_budget or None, "stopped_by_time_budget": out_of_time,
+              "search_s": round(time.monotonic() - started, 1)}
+    return {**out, **budget, "unavailable": unavailable}
 
 
 def plan_rows(out: dict) -> list[dict]:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import optuna
 import torch
@@ -27,7 +28,7 @@ from ...techniques.quantize import availability
 from ...text.measure import macs_per_token, phase_workload
 from ...text.quantize_notes import NOT_FOR_LANGUAGE_MODELS
 from ...text.recipes import FINETUNE_LR
-from ...text.structured import check_gpt
+from ...text.structured_hf import check_structured
 from ...text.train import LMTrainConfig, distillation_loss, evaluate_loss, steps_per_epoch, train_lm
 from ..context import RunContext
 from ..parent import Child, Parent, prepare_parent, store_child
@@ -35,10 +36,11 @@ from ..search import FINISHED
 from .bound import Bound, bound_for
 from .config import PlanConfig
 from .planner import Planner, closest_cost, stop_if_cancelled
-from .recipes_text import LMRecipe, LMSpace, prior_params, quantized, shaped, snapped, suggest
+from .recipes_text import LMRecipe, LMSpace, layer_count, prior_params, quantized, shaped, snapped, suggest
 from .target import Target
 
 VAL_SEQUENCES = 32
+FINETUNE_STEPS = 100  # the most fine-tuning steps of one trial when the config names none: ~10-30 s of a small model
 DIRECTIONS = ("minimize", "minimize")  # validation perplexity, the target's cost
 
 
@@ -54,6 +56,7 @@ class LMEnv:
     val_base: float                          # the parent's validation perplexity
     ctx: RunContext
     study: str = ""
+    started: float = field(default_factory=time.monotonic)  # the search's time budget counts from here
 
 
 def _cost(env: LMEnv, record: dict) -> float:
@@ -96,17 +99,21 @@ def _price_first(env: LMEnv, trial: optuna.Trial, model: nn.Module, recipe: LMRe
 
 
 def _progress(env: LMEnv, trial: optuna.Trial, within: float) -> float:
-    """The plan's fraction: trials share 0.15-0.95 of the bar, `within` is how far this one is."""
+    """The plan's fraction: trials share 0.15-0.95 of the bar, `within` is how far this one is; under a time budget,
+    the share of it spent when that is further (the bar's ETA then says when the budget ends)."""
     done = len(trial.study.get_trials(deepcopy=False, states=FINISHED))
-    return min(0.15 + 0.8 * (done + within) / env.config.trials, 0.95)
+    by_trials = (done + within) / env.config.trials
+    budget = env.config.time_budget
+    by_time = (time.monotonic() - env.started) / budget if budget else 0.0
+    return min(0.15 + 0.8 * max(by_trials, by_time), 0.95)
 
 
 def _finetune(env: LMEnv, model: nn.Module, recipe: LMRecipe, seed: int, trial: optuna.Trial) -> list[dict]:
-    if not recipe.epochs:
+    if not recipe.steps:
         return []
     parent = env.parent
-    steps = recipe.epochs * steps_per_epoch(parent.data, model.tokenizer, LMTrainConfig.batch_size, parent.context)
-    return train_lm(model, parent.data, LMTrainConfig(steps=steps, lr=FINETUNE_LR, seed=seed), context=parent.context,
+    return train_lm(model, parent.data, LMTrainConfig(steps=recipe.steps, lr=FINETUNE_LR, seed=seed),
+                    context=parent.context,
                     loss_fn=distillation_loss(parent.model),
                     on_step=lambda info: env.ctx.report(
                         _progress(env, trial, 0.8 * info["step"] / info["steps"]),
@@ -136,7 +143,7 @@ def _store_trial(env: LMEnv, trial: optuna.Trial, recipe: LMRecipe, model: nn.Mo
 def make_objective(env: LMEnv):
     def objective(trial: optuna.Trial):
         stop_if_cancelled(env.ctx, trial)
-        recipe = snapped(suggest(trial, env.space), len(env.parent.model.blocks))
+        recipe = snapped(suggest(trial, env.space), layer_count(env.parent.model))
         seed = env.config.seed + trial.number
         trial.set_user_attr("recipe", recipe.to_dict())
         trial.set_user_attr("worker", worker_name())
@@ -162,8 +169,10 @@ def make_objective(env: LMEnv):
     return objective
 
 
-def _space(config: PlanConfig, unavailable: list[dict]) -> LMSpace:
-    """int8 methods that run on a language model here (the others are reported, as the quantize lab does)."""
+def _space(config: PlanConfig, parent: Parent, unavailable: list[dict]) -> LMSpace:
+    """int8 methods that run on a language model here (the others are reported, as the quantize lab does), and the
+    most fine-tuning steps of a trial: --finetune-steps, or --finetune-epochs passes over the text, or
+    FINETUNE_STEPS."""
     methods = []
     default = next(f for f in dataclasses.fields(config) if f.name == "quantize").default_factory()
     for method in config.quantize:
@@ -173,7 +182,10 @@ def _space(config: PlanConfig, unavailable: list[dict]) -> LMSpace:
                 unavailable.append({"method": method, "reason": reason})  # the image default is not a request
         else:
             methods.append(method)
-    return LMSpace(config.finetune_epochs, tuple(methods))
+    steps = config.finetune_steps or (config.finetune_epochs * steps_per_epoch(
+        parent.data, parent.model.tokenizer, LMTrainConfig.batch_size, parent.context) if config.finetune_epochs
+        else FINETUNE_STEPS)
+    return LMSpace(steps, tuple(methods))
 
 
 def priors(config: PlanConfig, space: LMSpace) -> list[dict]:
@@ -182,10 +194,10 @@ def priors(config: PlanConfig, space: LMSpace) -> list[dict]:
 
 
 def prepare(config: PlanConfig, ctx: RunContext, unavailable: list[dict]) -> LMEnv:
-    parent = prepare_parent(config, ctx, check=check_gpt)
+    parent = prepare_parent(config, ctx, check=check_structured)
     val = parent.data.windows(parent.model.tokenizer, "val", parent.context, limit=VAL_SEQUENCES)
     return LMEnv(config, config.parsed_target(), bound_for(parent.record, config.max_drop, config.max_ppl_increase),
-                 parent, _space(config, unavailable), val, math.exp(evaluate_loss(parent.model, *val)), ctx)
+                 parent, _space(config, parent, unavailable), val, math.exp(evaluate_loss(parent.model, *val)), ctx)
 
 
 def _verified(best: dict, row: dict) -> dict:

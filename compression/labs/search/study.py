@@ -47,19 +47,31 @@ def start_trial(trial: optuna.Trial, config, ctx) -> tuple[dict, dict]:
     return arch, arch_to_spec(config.space, arch)
 
 
-def optimize_until(study: optuna.Study, objective: Callable, trials: int, cancelled: Callable[[], bool]) -> None:
-    """Run trials until the study holds `trials` finished ones, whichever process or machine ran them.
+def optimize_until(study: optuna.Study, objective: Callable, trials: int, cancelled: Callable[[], bool],
+                   deadline: float | None = None) -> bool:
+    """Run trials until the study holds `trials` finished ones, whichever process or machine ran them, or until
+    `deadline` (time.monotonic()) has passed: then no trial starts, and the one running finishes. Returns whether
+    the deadline stopped it.
 
     Failed trials (a crash, or a worker killed mid-trial and failed by the heartbeat) do not count; the retry
     callback re-enqueues them. Attempts are capped so a trial that always crashes cannot loop forever.
     """
+    def past_deadline() -> bool:
+        return deadline is not None and time.monotonic() >= deadline
+
+    def stop_at_deadline(study: optuna.Study, _trial) -> None:
+        if past_deadline():
+            study.stop()
     optuna.storages.fail_stale_trials(study)  # other machines' dead workers: failed once their heartbeat is stale
     for _ in range(3 * trials):
         remaining = trials - len(study.get_trials(deepcopy=False, states=FINISHED))
         if remaining <= 0 or cancelled():
-            return
+            return False
+        if past_deadline():
+            return True
         study.optimize(objective, n_trials=remaining, catch=(Exception,), gc_after_trial=False,
-                       callbacks=[optuna.study.MaxTrialsCallback(trials, states=FINISHED)])
+                       callbacks=[optuna.study.MaxTrialsCallback(trials, states=FINISHED), stop_at_deadline])
+    return past_deadline()
 
 
 def finished_trials(study: optuna.Study) -> int:
