@@ -129,12 +129,13 @@ def _jobs(p):
     p.set_defaults(handler=handler)
 
 
-@verb("export", "export a stored run's model as a state dict, a loadable module, or ONNX")
+@verb("export", "export a stored run's model as a state dict, a loadable module, ONNX, or (hf: runs) a Hugging Face "
+                "folder that AutoModelForCausalLM.from_pretrained loads")
 def _export(p):
     from ..labs.io.export import FORMATS
     p.add_argument("run_id", type=int)
     p.add_argument("--format", default="state_dict", choices=FORMATS.names())
-    p.add_argument("--out", required=True, help="output file")
+    p.add_argument("--out", required=True, help="output file (--format hf: an empty or new folder)")
     output_args(p)
 
     def handler(args):
