@@ -17,7 +17,7 @@ from compression.paths import default_data_dir
 
 from .components import submit_job
 from .display import presentation_toggle
-from .state import FOLDER_CHOICE, dataset_name, get_store, seed_from_url, write_url
+from .state import FOLDER_CHOICE, dataset_name, get_store, model_spec, seed_from_url, write_url
 from .views import current_view
 from .views.jobs import job_panel
 
@@ -62,6 +62,7 @@ def sidebar() -> None:
                      help=view.sidebar.model_help(names))
         st.caption(MODELS.about(st.session_state.model_name))
         st.text_input("Model arguments", key="model_args", placeholder=view.sidebar.model_args_placeholder)
+        view.sidebar.model_note(model_spec())  # e.g. the family recognised in an hf folder
         c1, c2 = st.columns(2)
         view.sidebar.length_input(c1)
         c2.number_input("Seed", 0, 10_000, 0, key="seed")

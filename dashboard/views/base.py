@@ -21,6 +21,7 @@ class Sidebar:
     model_args_placeholder: str
     length_input: Callable[[Any], None]          # the training-length widget (epochs or steps), in a column
     train_params: Callable[[Any], dict]          # what that widget adds to the baseline's params (session state in)
+    model_note: Draw = lambda spec: None         # (the model spec): a line under the picker, e.g. hf's family
 
 
 @dataclass(frozen=True)

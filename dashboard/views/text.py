@@ -17,6 +17,7 @@ from .registry import register_view
 from .text_behaviour import FLIP_MEANING, show_text_diff, text_behaviour_of, text_change_html
 from .text_charts import lm_training_curves, perplexity_chart, text_frame
 from .text_distill import INTRO as DISTILL_INTRO, text_distill_page
+from .text_hf import sidebar_model_note
 from .text_prune import INTRO as PRUNE_INTRO, text_prune_form, text_prune_results
 from .text_quantize import text_quantize_lab
 from .text_search import INTRO as SEARCH_INTRO, text_search_form, text_search_results
@@ -32,7 +33,7 @@ def _live_curves(events: list[dict]):
 
 def _own_model(params: dict) -> None:
     st.caption("Your own language model: pick **hf** in the sidebar and give its folder (config.json, "
-               "*.safetensors and the tokenizer) as `path=...`; it is read offline, and .bin (pickle) weights are "
+               "*.safetensors and the tokenizer) as its model argument (the folder's path); it is read offline, and .bin (pickle) weights are "
                "refused.")
 
 
@@ -92,11 +93,12 @@ def _names(names: tuple[str, str]) -> tuple[str, str]:
 TEXT_VIEW = register_view(View(
     task=TEXT_TASK,
     sidebar=Sidebar(model_help=lambda names: "a small GPT of ours, or hf for your own Hugging Face folder "
-                                             "(path=/folder)",
-                    model_args_placeholder="e.g. layers=4,width=128 or path=/my/model",
+                                             "(its folder as the argument)",
+                    model_args_placeholder="e.g. layers=4,width=128 or /my/hf/folder",
                     length_input=lambda column: column.number_input("Training steps", 1, 100_000, DEFAULT_STEPS,
                                                                     key="train_steps"),
-                    train_params=lambda session: {"train_steps": int(session.get("train_steps", 0))}),
+                    train_params=lambda session: {"train_steps": int(session.get("train_steps", 0))},
+                    model_note=sidebar_model_note),
     run=Run(metric_cards=text_metric_cards, training_curves=lm_training_curves, live_curves=_live_curves,
             length_text=lambda params: f"{params.get('train_steps') or DEFAULT_STEPS} steps", own_model=_own_model,
             sample=sample_panel),

@@ -12,6 +12,7 @@ from compression.text.prune import CALIBRATION_SEQUENCES, PATTERNS
 from ..charts_prune import layer_sparsity_bars, speedup_bars
 from ..components import submit_job
 from ..display import plot
+from .text_hf import structured_note
 from .text_charts import perplexity_by_method, perplexity_table, structured_table
 
 INTRO = ("Zero weights of the sidebar's language model with magnitude, Wanda or SparseGPT, calibrated on its "
@@ -48,7 +49,7 @@ def text_prune_form(params: dict) -> None:
                               help="KL on the parent's logits plus cross-entropy, as Minitron does")
         submitted = st.form_submit_button("Prune", type="primary")
     structured = METHODS[method].structured
-    st.caption(f"_{METHODS[method].about}_" + ("" if structured else
+    st.caption(f"_{METHODS[method].about}_" + (structured_note(params.get("model", ""), method) if structured else
                                               " No fine-tuning after pruning: one-shot, as the papers do."))
     if not submitted:
         return

@@ -10,6 +10,7 @@ from ..components import human_bytes, human_count
 from ..display import plot
 from ..state import get_store
 from .text_behaviour import text_behaviour_section
+from .text_hf import hf_download
 from .text_charts import QUALITY_AXES, TEXT_COST_AXES, perplexity_chart, text_frame
 
 
@@ -90,4 +91,5 @@ def text_compare(text_records: list[dict]) -> None:
                                 "next_token_accuracy": st.column_config.NumberColumn(format="percent"),
                                 "decode_tokens_per_s": st.column_config.NumberColumn("decode tokens/s",
                                                                                      format="%.0f")})
+    hf_download(text_records)  # a run of an hf: model as a Hugging Face folder
     text_behaviour_section(text_records)
