@@ -1,8 +1,10 @@
 """The README's pictures, made from a real run: `make screenshots` (or `python assets/screenshots.py [OUTDIR]`).
 
 Serves the app as `make run` does (a throwaway lab folder, a free port), clicks the teaching demo in Chromium,
-waits for it to finish, runs a three-trial plan beside it, then saves each page the README shows into OUTDIR
-(default: this folder). Needs Debian's chromium. Prints one JSON line: the demo's seconds and the pictures written.
+waits for it to finish, runs a three-trial plan and the language-model demo beside it, then saves each page the
+README shows into OUTDIR (default: this folder); the language-model pages are opened with the demo's data set and
+model in the URL, as a shared link opens them. Needs Debian's chromium. Prints one JSON line: the demo's seconds
+and the pictures written.
 """
 import json
 import os
@@ -12,16 +14,20 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
 from compression.jobs.queue import stop_workers
+from compression.labs.demo import lm_demo_params
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+# the language-model demo's data set and model, as the sidebar writes them into the URL
+LM_QUERY = "?" + urllib.parse.urlencode({k: lm_demo_params()[k] for k in ("dataset", "model")})
 # picture -> (page path, text that says the page has drawn what the picture is for)
 PICTURES = {
     "home.png": ("", "Hardware: CPU"),
@@ -29,6 +35,8 @@ PICTURES = {
     "behaviour.png": ("compare", "Flipped examples, newly wrong first"),
     "report.png": ("report", "What changed"),
     "plan.png": ("plan", "The winner"),
+    "lm-prune.png": ("prune" + LM_QUERY, "Structured: a smaller dense model"),
+    "lm-report.png": ("report" + LM_QUERY, "What changed"),
 }
 
 
@@ -77,6 +85,15 @@ def small_plan(home: Path) -> None:
                         max_drop=1.0, trials=3, finetune_epochs=2), RunContext(latency_time=0.05))
 
 
+def lm_demo(home: Path) -> None:
+    """The language-model demo (Home's second button) run in this process into the served app's lab folder."""
+    os.environ["COMPRESSION_LAB_HOME"] = str(home)
+    from compression import RunContext
+    from compression.labs.configs import DemoConfig
+    from compression.labs.demo import run_demo
+    run_demo(DemoConfig.from_dict(lm_demo_params()), RunContext(latency_time=0.05))
+
+
 def main(outdir: Path) -> dict:
     chromium = shutil.which("chromium")
     if chromium is None:
@@ -96,6 +113,7 @@ def main(outdir: Path) -> dict:
             page.get_by_text("(demo) finished in").wait_for(timeout=600_000)
             demo_s = time.monotonic() - start
             small_plan(home)
+            lm_demo(home)
             for name, (path, ready) in PICTURES.items():
                 page.goto(f"{url}/{path}")
                 page.get_by_text(ready).first.wait_for(timeout=120_000)

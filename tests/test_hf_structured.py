@@ -49,8 +49,10 @@ def test_half_the_heads_and_mlp_and_half_the_layers_leave_a_model_its_config_des
     parent = _baseline(hf_family_folders[name])
     parent_config = load_run_model(parent["weights_path"]).model.config
     store = RunStore()
-    # heads_mlp fine-tuned with the parent as teacher (Minitron), depth one-shot: both paths of the lab
-    for method, options in (("heads_mlp", {"finetune_steps": 2, "distill": True}), ("depth", {})):
+    # heads_mlp fine-tuned with the parent as teacher (Minitron) on one family, depth one-shot: both paths of the
+    # lab (the fine-tune does not depend on the family once the structure is removed)
+    tuned = {"finetune_steps": 2, "distill": True} if name == "llama" else {}
+    for method, options in (("heads_mlp", tuned), ("depth", {})):
         row = run_prune(PruneLabConfig(from_run=parent["id"], method=method, sparsities=[0.5], calibration=4,
                                        **options), quick_ctx())["results"][0]
         child = load_run_model(store.get_run(row["run_id"])["weights_path"])  # as the store gives it back
@@ -67,7 +69,7 @@ def test_half_the_heads_and_mlp_and_half_the_layers_leave_a_model_its_config_des
         if method == "heads_mlp" and name not in HEADS_REMOVED:  # never silently: the record says why heads stay
             assert "heads stay" in row["notes"] and "head_dim" in row["notes"] and "heads stay" in row["speed_note"]
         if method == "heads_mlp":
-            assert row["finetune_history"] and "distilled" in row["label"]
+            assert bool(row["finetune_history"]) == bool(tuned) and ("distilled" in row["label"]) == bool(tuned)
         else:
             assert len(row["kept_layers"]) == 1 and sum(r["params_after"] == 0 for r in row["layers"]) > 0
         # export --format hf, then transformers' own loader: the record's parameter count, the child's logits

@@ -85,7 +85,7 @@ def test_a_plan_on_a_hugging_face_llama_removes_its_own_structure_and_gives_a_ve
     folder = hf_family_folders["llama"]
     code, out, err = run_cli(capsys, "plan", "--dataset", "pydoc", "--model", f"hf:{folder}", "--train-steps", "4",
                              "--batch-size", "4", "--context", "32", "--target", "latency=0.6", "--max-ppl-increase",
-                             "500%", "--trials", "2", "--finetune-steps", "2", "--json")
+                             "500%", "--trials", "1", "--finetune-steps", "2", "--json")
     assert code == 0, err
     out = json.loads(out)
     assert out["time_budget_s"] == 300 and out["stopped_by_time_budget"] is False and out["search_s"] < 300
