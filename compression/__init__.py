@@ -1,6 +1,7 @@
 """Compression Lab's backend. Never imports Streamlit; progress leaves it only through callbacks.
 
 Layers, imported one way: core (data, models, train, measure, timing) <- techniques (nn.Module in, nn.Module out)
+<- text (language models) <- tasks (what differs between an image classifier and a language model: task_of)
 <- labs (configs, RunContext, stored runs) <- jobs <- cli, and the dashboard. The store serves labs and jobs.
 
     import compression
@@ -24,6 +25,7 @@ from .labs.prune import run_prune
 from .labs.quantize import run_quantize
 from .labs.records import as_record
 from .store import RunStore
+from .tasks import TASKS, task_of
 from .text import corpus as _text_data, models as _language_models  # noqa: F401  registers pydoc, text:, gpt, hf:
 from .text import prune as _text_pruning  # noqa: F401  registers magnitude, wanda, sparsegpt
 
@@ -35,6 +37,8 @@ __all__ = [
     "TrainConfig", "accuracy", "train", "latency_of", "wilson_interval",
     # errors
     "LabError", "CancelledError", "DatasetNotFoundError", "DivergedError", "UnknownNameError",
+    # tasks: image classification and language modelling, found by lookup
+    "TASKS", "task_of",
     # labs: a typed config and a RunContext in, stored runs out
     "RunStore", "RunContext", "as_record", "get_baseline", "BaselineConfig", "PruneLabConfig", "QuantizeLabConfig",
     "PipelineLabConfig", "DistillLabConfig", "SearchConfig", "run_prune", "run_quantize", "run_pipeline",
