@@ -37,7 +37,6 @@ def activation_importance(model: GPT, calibration: torch.Tensor) -> dict:
     heads = [torch.zeros(b.attn.heads, dtype=torch.float64) for b in model.blocks]
     units = [torch.zeros(b.fc1.out_features, dtype=torch.float64) for b in model.blocks]
     influence = [0.0 for _ in model.blocks]
-    tokens = 0
     hooks = []
     for i, block in enumerate(model.blocks):
         def head_norms(module, args, i=i, block=block):
@@ -52,6 +51,16 @@ def activation_importance(model: GPT, calibration: torch.Tensor) -> dict:
             influence[i] += float((1 - nn.functional.cosine_similarity(before, after, dim=-1)).double().sum())
         hooks += [block.attn.out.register_forward_pre_hook(head_norms), block.fc2.register_forward_pre_hook(unit_sizes),
                   block.register_forward_hook(block_influence)]
+    tokens = calibration_pass(model, calibration, hooks)
+    return {"heads": [h / tokens for h in heads], "units": [u / tokens for u in units],
+            "influence": [v / tokens for v in influence]}
+
+
+@torch.no_grad()
+def calibration_pass(model: nn.Module, calibration: torch.Tensor, hooks: list) -> int:
+    """Run the model over the calibration ids (8 sequences a batch) while `hooks` record what they measure, then
+    remove them; the number of tokens seen, to average over."""
+    tokens = 0
     try:
         model.eval()
         for ids in calibration.split(8):
@@ -60,8 +69,7 @@ def activation_importance(model: GPT, calibration: torch.Tensor) -> dict:
     finally:
         for hook in hooks:
             hook.remove()
-    return {"heads": [h / tokens for h in heads], "units": [u / tokens for u in units],
-            "influence": [v / tokens for v in influence]}
+    return tokens
 
 
 def _keep(scores: torch.Tensor, share: float) -> torch.Tensor:

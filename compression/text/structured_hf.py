@@ -30,7 +30,7 @@ from torch import nn
 from ..errors import LabError
 from .families import FAMILIES, Family, family_of, hf_model
 from .models import GPT
-from .structured import check_gpt, prune_depth, prune_heads_mlp
+from .structured import calibration_pass, check_gpt, prune_depth, prune_heads_mlp
 
 # the module attributes some attention and MLP classes keep besides the config (rewritten where present)
 HEAD_ATTRS, KV_ATTRS, MLP_ATTRS = ("num_heads", "num_attention_heads"), ("num_key_value_heads",), \
@@ -104,15 +104,7 @@ def hf_importance(model: nn.Module, calibration: torch.Tensor) -> dict:
         hooks += [block.get_submodule(family.attention["o"]).register_forward_pre_hook(head_norms),
                   block.get_submodule(family.mlp["down"]).register_forward_pre_hook(unit_sizes),
                   block.register_forward_hook(block_influence, with_kwargs=True)]
-    tokens = 0
-    try:
-        model.eval()
-        for ids in calibration.split(8):
-            model(ids)
-            tokens += ids.numel()
-    finally:
-        for hook in hooks:
-            hook.remove()
+    tokens = calibration_pass(model, calibration, hooks)
     return {"heads": [h / tokens for h in heads], "units": [u / tokens for u in units],
             "influence": [v / tokens for v in influence]}
 

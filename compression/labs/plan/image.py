@@ -29,7 +29,7 @@ from ..parent import Parent, prepare_parent
 from ..search import FINISHED
 from .bound import Bound, bound_for
 from .config import PlanConfig
-from .planner import Planner, closest_cost, stop_if_cancelled
+from .planner import Planner, closest_cost, stop_before_finetuning, stop_if_cancelled
 from .recipes_image import Built, Recipe, Space, Tuning, build, seed_params, shape, suggest
 from .study import open_plan_study
 from .target import Target
@@ -112,14 +112,7 @@ def _price_first(env: Env, trial: optuna.Trial, recipe: Recipe) -> None:
     if closest is None:
         return  # nothing to compare with yet: train it
     estimate = COSTS[env.target.kind](env, _one_shot(env, recipe), None)
-    trial.set_user_attr("cost_estimate", estimate)
-    if estimate > env.target.ratio and estimate >= closest[0]:
-        trial.set_constraint("cost", estimate / env.target.ratio - 1)
-        trial.set_constraint("accuracy", 0.0)
-        note = (f"stopped before fine-tuning: its one-shot model is {env.target.phrase(estimate)}, short of "
-                f"{env.target.phrase()}, and trial {closest[1]} is closer")
-        trial.set_user_attr("note", note)
-        raise optuna.TrialPruned(note)
+    stop_before_finetuning(trial, env.target, estimate, closest, "accuracy")
 
 
 def _early_stop(env: Env, trial: optuna.Trial, recipe: Recipe):

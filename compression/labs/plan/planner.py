@@ -59,3 +59,17 @@ def closest_cost(trial: optuna.Trial, loss_attr: str, limit: float) -> tuple[flo
         return None
     best = min(done, key=lambda t: t.user_attrs["cost"])
     return best.user_attrs["cost"], best.number
+
+
+def stop_before_finetuning(trial: optuna.Trial, target: Target, estimate: float, closest: tuple[float, int],
+                           quality_constraint: str) -> None:
+    """Both planners' rule: a trial whose one-shot model already misses the target, when a finished trial within
+    the quality bound is closer to it, stops before its fine-tuning (it cannot become the answer)."""
+    trial.set_user_attr("cost_estimate", estimate)
+    if estimate > target.ratio and estimate >= closest[0]:
+        trial.set_constraint("cost", estimate / target.ratio - 1)
+        trial.set_constraint(quality_constraint, 0.0)
+        note = (f"stopped before fine-tuning: its one-shot model is {target.phrase(estimate)}, short of "
+                f"{target.phrase()}, and trial {closest[1]} is closer")
+        trial.set_user_attr("note", note)
+        raise optuna.TrialPruned(note)

@@ -35,7 +35,7 @@ from ..parent import Child, Parent, prepare_parent, store_child
 from ..search import FINISHED
 from .bound import Bound, bound_for
 from .config import PlanConfig
-from .planner import Planner, closest_cost, stop_if_cancelled
+from .planner import Planner, closest_cost, stop_before_finetuning, stop_if_cancelled
 from .recipes_text import LMRecipe, LMSpace, layer_count, prior_params, quantized, shaped, snapped, suggest
 from .target import Target
 
@@ -88,14 +88,7 @@ def _price_first(env: LMEnv, trial: optuna.Trial, model: nn.Module, recipe: LMRe
     if closest is None:
         return
     estimate = _one_shot_cost(env, model, recipe)
-    trial.set_user_attr("cost_estimate", estimate)
-    if estimate > env.target.ratio and estimate >= closest[0]:
-        trial.set_constraint("cost", estimate / env.target.ratio - 1)
-        trial.set_constraint("quality", 0.0)
-        note = (f"stopped before fine-tuning: its one-shot model is {env.target.phrase(estimate)}, short of "
-                f"{env.target.phrase()}, and trial {closest[1]} is closer")
-        trial.set_user_attr("note", note)
-        raise optuna.TrialPruned(note)
+    stop_before_finetuning(trial, env.target, estimate, closest, "quality")
 
 
 def _progress(env: LMEnv, trial: optuna.Trial, within: float) -> float:
