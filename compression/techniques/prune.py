@@ -414,12 +414,17 @@ def _check_runs(model: nn.Module, example: torch.Tensor, expected: torch.Size, m
                        "layer could not be protected.")
 
 
-def layer_report(before: nn.Module, after: nn.Module) -> list[dict]:
-    """Each prunable layer's weight count before and after, and its sparsity (zeros or removed)."""
+def _prunable(name: str, module: nn.Module) -> bool:
+    return isinstance(module, (nn.Conv2d, nn.Linear))
+
+
+def layer_report(before: nn.Module, after: nn.Module, keep: Callable[[str, nn.Module], bool] = _prunable) -> list[dict]:
+    """Each prunable layer's weight count before and after, and its sparsity (zeros or removed); `keep(name,
+    module)` says which layers count (every conv and linear by default)."""
     after_modules = dict(after.named_modules())
     rows = []
     for name, module in before.named_modules():
-        if not isinstance(module, (nn.Conv2d, nn.Linear)) or name not in after_modules:
+        if not keep(name, module) or name not in after_modules:
             continue
         pruned = after_modules[name].weight
         nonzero = int(torch.count_nonzero(pruned))

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..errors import CancelledError, LabError
-from ..techniques.prune import METHODS, Method
+from ..techniques.prune import METHODS, Method, layer_report
 from .families import family_of, hf_model, in_features, is_projection, out_in_weight
 from .structured import STRUCTURED
 
@@ -301,14 +301,4 @@ def block_report(before: nn.Module, after: nn.Module) -> list[dict]:
     rows techniques.prune.layer_report gives an image model's layers, for the blocks only."""
     blocks = transformer_blocks(before)
     prefix = next(name for name, m in before.named_modules() if m is blocks) + "."
-    after_modules = dict(after.named_modules())
-    rows = []
-    for name, module in before.named_modules():
-        if not name.startswith(prefix) or not is_projection(module) or name not in after_modules:
-            continue
-        pruned = after_modules[name].weight
-        nonzero = int(torch.count_nonzero(pruned))
-        rows.append({"layer": name, "type": type(module).__name__, "params_before": module.weight.numel(),
-                     "params_after": pruned.numel(), "nonzero_after": nonzero,
-                     "sparsity": 1 - nonzero / module.weight.numel()})
-    return rows
+    return layer_report(before, after, keep=lambda name, module: name.startswith(prefix) and is_projection(module))

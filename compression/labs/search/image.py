@@ -75,7 +75,7 @@ def image_objective(config: SearchConfig, study_name: str, data, ctx: RunContext
                                           # stored answers and weights: any two trials can be compared on the
                                           # Compare page, and a trial can be pruned or exported as it is
                                           "predictions": predictions_on_test(model, data)},
-                                   job_id=ctx.job_id, weights_path=save_model(model, data.x_test[:1]))
+                                   job_id=ctx.job_id, weights_path=save_model(model, config.task().example_input(data)))
         trial.set_user_attr("run_id", run_id)
         done = len(trial.study.get_trials(deepcopy=False, states=FINISHED))
         ctx.report(min(0.1 + 0.85 * (done + 1) / config.trials, 0.95),

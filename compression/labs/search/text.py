@@ -96,7 +96,7 @@ def make_objective(config: SearchConfig, study_name: str, data: TextDataset, ctx
                                    extra={"arch": arch, "val_perplexity": val_perplexity, "cost": cost,
                                           "study": study_name, "history": history},
                                    job_id=ctx.job_id,
-                                   weights_path=save_model(model, torch.zeros(1, min(context, 8), dtype=torch.long)))
+                                   weights_path=save_model(model, config.task().example_input(data, context)))
         trial.set_user_attr("run_id", run_id)
         done = len(trial.study.get_trials(deepcopy=False, states=FINISHED))
         ctx.report(min(0.1 + 0.85 * (done + 1) / config.trials, 0.95),
