@@ -95,7 +95,10 @@ def measure_lm(model: nn.Module, data: TextDataset, context: int, *, latency_bat
             "next_token_accuracy_ci": accuracy_ci,
             # the image runs' fields, so tables that list any run still read: accuracy is next-token accuracy
             "accuracy": correct / tokens, "accuracy_ci": accuracy_ci, "correct": correct, "n_test": tokens,
-            "n_test_sequences": len(inputs), "context": context, "tokenizer": tokenizer.name,
+            "n_test_sequences": len(inputs), "context": context,
+            # each test window's summed NLL (nats): two runs on the same windows are compared window by window
+            # (text/paired_quality.py), which settles differences that two overlapping CIs cannot
+            "window_nll": [round(v, 4) for v in nll], "tokenizer": tokenizer.name,
             "corpus": data.fingerprint, "params": params, "nonzero_params": nonzero,
             "sparsity": 1 - nonzero / params if params else 0.0, "size_bytes": size, "gzip_bytes": gz,
             "macs_per_token": macs, "macs": macs,
