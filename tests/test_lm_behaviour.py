@@ -67,6 +67,9 @@ def test_a_model_against_itself_changes_nothing(runs):
     assert out["loss_change"] == 0 and out["loss_change_ci95"] == [0, 0] and out["perplexity_ratio"] == 1
     assert out["flipped_tokens"] == [] and all(s["change"] is None for s in out["sample"]["segments"])
     assert all(c["a"] == c["b"] for c in out["completions"])
+    paired = out["paired_perplexity"]  # the stored perplexities, paired window by window: no difference at all
+    assert paired["difference"] == 0 and paired["ci95"] == [0, 0] and not paired["significant"]
+    assert "no measurable perplexity difference" in out["paired_perplexity_text"]
 
 
 def test_flips_and_loss_change_of_a_pruned_child_match_a_count_from_both_models_logits(runs):
@@ -84,6 +87,11 @@ def test_flips_and_loss_change_of_a_pruned_child_match_a_count_from_both_models_
     assert out["loss_change"] == pytest.approx(float(change.mean()), abs=1e-5)
     assert out["loss_change_ci95"][0] <= out["loss_change"] <= out["loss_change_ci95"][1]
     assert sum(out["loss_change_histogram"]["counts"]) == out["positions"]
+    # the whole test set's stored perplexities, paired window by window
+    a, b = (store.get_run(i)["record"] for i in (parent, child))
+    paired = out["paired_perplexity"]
+    assert paired["windows"] == a["n_test_sequences"] and paired["ci95"][0] <= paired["difference"] <= paired["ci95"][1]
+    assert paired["difference"] == pytest.approx(b["perplexity"] - a["perplexity"], rel=1e-3, abs=1e-3)
     # the sample: the first window's text, whole, and its flips where the two models' argmax differ in that row
     sample = out["sample"]
     assert sample["prompt"] + "".join(s["text"] for s in sample["segments"]) == bytes(

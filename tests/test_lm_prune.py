@@ -16,6 +16,7 @@ from compression.store.artifacts import load_run_model
 from compression.text.models import GPT
 from compression.text.prune import (InputStats, LMPruneConfig, prune_language_model, prune_magnitude,
                                     prune_sparsegpt, prune_wanda, transformer_blocks)
+from compression.text.paired_quality import method_comparisons
 from test_lm import run_cli, tiny_lm
 
 
@@ -153,6 +154,16 @@ def test_the_cli_prunes_a_stored_gpt_with_each_method_and_times_it_with_its_pare
         after = load_run_model(store.get_run(results[method, "2:4"]["run_id"])["weights_path"]).blocks[0].fc1.weight
         kept = after != 0
         assert torch.equal(after[kept], before[kept]) != updated, method
+    # magnitude and SparseGPT at 2:4, paired on the same test windows: the difference of the two stored
+    # perplexities, with an interval narrower than either run's own (the windows' spread is shared and cancels)
+    (row,) = method_comparisons(list(results.values()))
+    magnitude, sparsegpt = results["magnitude", "2:4"], results["sparsegpt", "2:4"]
+    assert (row["run_a"], row["run_b"], row["shape"]) == (magnitude["run_id"], sparsegpt["run_id"], "2:4")
+    assert row["difference"] == pytest.approx(sparsegpt["perplexity"] - magnitude["perplexity"], rel=1e-3, abs=1e-3)
+    assert row["windows"] == magnitude["n_test_sequences"] and row["ci95"][0] <= row["difference"] <= row["ci95"][1]
+    width = lambda lo_hi: lo_hi[1] - lo_hi[0]  # noqa: E731
+    assert width(row["ci95"]) < min(width(magnitude["perplexity_ci95"]), width(sparsegpt["perplexity_ci95"]))
+    assert row["text"].startswith("sparsegpt: ") and "magnitude" in row["text"]
 
 
 def test_pruning_input_that_does_not_fit_is_one_error_line(lab_home, capsys):

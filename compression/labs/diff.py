@@ -17,6 +17,7 @@ from ..text.behaviour import (COMPLETION_TOKENS, PROMPTS, compare_next_tokens, n
 from ..core.models import format_spec
 from ..tasks import task_of
 from ..text.generate import generate
+from ..text.paired_quality import difference_text, paired_perplexity
 
 SAMPLE_SEQUENCE = 0  # the sequence shown with its flipped tokens: the first of the fixed slice, not a chosen one
 
@@ -72,7 +73,10 @@ def _diff_text(store: RunStore, a: dict, b: dict, max_flipped: int | None) -> di
     completions = [{"prompt": prompt, "a": generate(model_a, prompt, tokens, context=context),
                     "b": generate(model_b, prompt, tokens, context=context)} for prompt in PROMPTS]
     flipped = sample.pop("flipped_tokens")
+    # the two stored perplexities on the whole test set, paired window by window (None: not the same windows)
+    paired = paired_perplexity(a.get("record") or {}, b.get("record") or {})
     return {"kind": "text", "context": context, "tokenizer": tokenizer.name, **out,
+            "paired_perplexity": paired, "paired_perplexity_text": difference_text(paired, "B", "A") if paired else None,
             "sample_sequence": SAMPLE_SEQUENCE, "sample": sample,
             "flipped_tokens": flipped if max_flipped is None else flipped[:max_flipped],
             "completion_tokens": tokens, "completions": completions}

@@ -60,3 +60,28 @@ def difference_text(pair: dict, name_b: str, name_a: str) -> str:
     low, high = sorted((abs(lo), abs(hi)))
     return (f"{name_b}: {abs(pair['difference']):.2f} perplexity [{low:.2f}, {high:.2f}] {word} than {name_a} "
             f"({windows})")
+
+
+def _shape(record: dict):
+    """What a one-shot pruning run is compared at: its N:M pattern, or its share of zeros (to 3 places)."""
+    return record.get("pattern") or round(float(record.get("sparsity") or 0.0), 3)
+
+
+def method_comparisons(records: list[dict], reference_method: str = "magnitude") -> list[dict]:
+    """Pruning methods side by side where it is fair: the runs of one parent at one shape (50%, or 2:4), each
+    against `reference_method`'s run there (else the group's first run), paired on the same test windows.
+    [{"shape", "run_a", "run_b", "text", **paired_perplexity}], groups of one run and unpaired runs left out."""
+    groups: dict[tuple, list[dict]] = {}
+    for record in records:
+        if record.get("window_nll") and record.get("method"):
+            groups.setdefault((record.get("parent_id"), _shape(record)), []).append(record)
+    rows = []
+    for (_, shape), group in groups.items():
+        group = sorted(group, key=lambda r: r["run_id"])
+        reference = next((r for r in group if r["method"] == reference_method), group[0])
+        for record in group:
+            pair = None if record is reference else paired_perplexity(reference, record)
+            if pair is not None:
+                rows.append({"shape": shape, **pair,
+                             "text": difference_text(pair, record["method"], reference["method"]) + f", at {shape}"})
+    return rows

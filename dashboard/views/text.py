@@ -18,7 +18,7 @@ from .text_behaviour import FLIP_MEANING, show_text_diff, text_behaviour_of, tex
 from .text_charts import lm_training_curves, perplexity_chart, text_frame
 from .text_distill import INTRO as DISTILL_INTRO, text_distill_page
 from .text_hf import sidebar_model_note
-from .text_prune import INTRO as PRUNE_INTRO, text_prune_form, text_prune_results
+from .text_prune import INTRO as PRUNE_INTRO, paired_lines, text_prune_form, text_prune_results
 from .text_quantize import text_quantize_lab
 from .text_search import INTRO as SEARCH_INTRO, text_search_form, text_search_results
 from .text_widgets import sample_panel, text_compare, text_metric_cards
@@ -54,6 +54,7 @@ def _report_charts(chosen: list[dict]) -> None:
     plot(perplexity_chart(frame, "decode_ms_per_token", title="Perplexity vs decode latency"), "report-latency",
          right)
     st.dataframe(frame, hide_index=True)
+    paired_lines(chosen)
 
 
 # --------------------------------------------------------------------------- the Plan page

@@ -43,7 +43,9 @@ def text_what_changed(diff: dict) -> dict[str, str]:
     noise = " (could be noise: the interval contains 0)" if lo <= 0 <= hi else ""
     others = diff["flips"] - diff["newly_wrong"] - diff["newly_right"]
     same = sum(c["a"] == c["b"] for c in diff["completions"])
-    return {
+    # the whole test set's perplexities, paired window by window, first: the figure a reader compares
+    paired = {"perplexity": diff["paired_perplexity_text"]} if diff.get("paired_perplexity_text") else {}
+    return {**paired,
         "flips": (f"The most likely next token changed at {diff['flip_rate']:.1%} of {diff['positions']:,} test "
                   f"positions (95% CI {_ci(diff['flip_rate_ci95'], '.1%')}): {diff['newly_wrong']} where only A "
                   f"predicted the true token, {diff['newly_right']} where only B did, {others} where neither did"),
@@ -151,7 +153,7 @@ def show_text_diff(diff: dict, names: tuple[str, str], compact: bool = False) ->
         m3.metric("Perplexity B / A", f"{diff['perplexity_ratio']:.2f}x", delta_color="off",
                   delta=f"95% CI {_ci(diff['perplexity_ratio_ci95'], '.2f')}", help="exp(loss change), on these "
                   "test positions")
-        st.caption(f"{words['flips']}. {words['loss']}.")
+        st.caption(". ".join(words[k] for k in ("perplexity", "flips", "loss") if k in words) + ".")
     st.caption(FLIP_MEANING)
     st.markdown(f"**Greedy completions of fixed prompts**, {diff['completion_tokens']} tokens each")
     show_completions(diff, names)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from compression import LabError
+from compression.text.paired_quality import method_comparisons
 from compression.text.recipes import SIZE_ONLY
 from compression.techniques.prune import METHODS, parse_sparsities
 from compression.text.prune import CALIBRATION_SEQUENCES, PATTERNS
@@ -70,11 +71,21 @@ def text_prune_form(params: dict) -> None:
     submit_job("prune", job)
 
 
+def paired_lines(records: list[dict]) -> None:
+    """Each method against magnitude at the same shape, paired on the same test windows: the bars' CIs above are
+    mostly the spread between windows, which both runs share, so two overlapping bars can still differ."""
+    rows = method_comparisons(records)
+    if rows:
+        st.markdown("**Paired on the same test windows**")
+        st.markdown("\n".join(f"- {row['text']}" for row in rows))
+
+
 def text_prune_results(children: list[dict], parent: dict) -> None:
     one_shot = [r for r in children if not r.get("structured")]
     if one_shot:  # the paper's table: zeros, no fine-tuning
         plot(perplexity_by_method(one_shot, parent), key="prune-text-ppl")
         st.dataframe(perplexity_table(one_shot, parent), width="stretch")
+        paired_lines(one_shot)
         if {"wanda", "magnitude"} <= {r["method"] for r in one_shot}:
             st.caption(WANDA_AT_THIS_SIZE.replace("**", ""))
     structured = [r for r in children if r.get("structured")]
