@@ -19,6 +19,7 @@ from torch import nn
 from ..core.measure import count_params, quiet_wait_s, serialized_size, wilson_interval
 from ..core.timing import latency_entry, wait_for_quiet
 from .corpus import TextDataset
+from .floor import floor_fields
 
 BOOTSTRAP_DRAWS = 1000
 DECODE_TOKENS = 32
@@ -119,12 +120,15 @@ def phase_workload(model: nn.Module, phase: str, context: int, batch: int = PREF
 
 
 def lm_latency(model: nn.Module, context: int, batch: int, min_run_time: float) -> list[dict]:
-    """Prefill (batch x context tokens in one call) and decode (tokens per second at batch 1, KV cache)."""
+    """Prefill (batch x context tokens in one call) and decode (tokens per second at batch 1, KV cache; with its
+    memory floor: the weight bytes a step reads, the machine's bandwidth, floor_ms and floor_fraction)."""
     blocks = max(7, int(min_run_time / 0.02))
     entries = []
     for phase in PHASES:
         module, x, tokens = phase_workload(model, phase, context, batch)
         entry = latency_entry(module, x, blocks=blocks, max_quiet_wait_s=quiet_wait_s())
-        entries.append({**entry, "phase": phase, "tokens": tokens,
-                        "tokens_per_s": tokens / (entry["median_ms"] / 1e3)})
+        entry = {**entry, "phase": phase, "tokens": tokens, "tokens_per_s": tokens / (entry["median_ms"] / 1e3)}
+        if phase == "decode":  # batch 1 reads every weight once a token: how far from that floor (text.floor)
+            entry.update(floor_fields(model, entry))
+        entries.append(entry)
     return entries
