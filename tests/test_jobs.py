@@ -120,7 +120,7 @@ def test_a_headline_pair_becomes_a_retime_job_that_stores_a_pooled_timing(store)
     out = run_prune(PruneLabConfig(dataset="synthetic", model="mlp:hidden=64", epochs=1, latency_batch=16,
                                    method="channel_l1", sparsities=[0.5], finetune_epochs=0), quick_ctx())
     parent, child = out["baseline"]["run_id"], out["results"][0]["run_id"]
-    pairs = headline_pairs(store, [parent, child], "cpu")
+    pairs = headline_pairs(store, [parent, child])
     assert [(p["run_a"], p["run_b"], p["batch_size"]) for p in pairs] == [(parent, child, 16)]  # the root has no pair
     job_id = submit(store, "speedup", pairs[0], start_worker=False)
     assert run_job(store, store.claim_next_job()) == "done"

@@ -9,6 +9,8 @@ from compression import RunStore
 from compression.labs.configs import DemoConfig
 from compression.labs.demo import run_demo
 from compression.labs.demo import lm_demo_params, lm_demo_stages
+from compression.labs.records import as_record
+from compression.labs.summary import REPORT_DEFAULT_RUNS, default_report_runs
 from conftest import ROOT, quick_ctx
 
 APP = str(ROOT / "dashboard" / "app.py")
@@ -43,4 +45,7 @@ def test_the_language_model_demo_runs_every_lab_and_times_each_child_with_the_tr
     for child in (r for r in runs if r["parent_id"] == parent["id"]):  # timed with the trained gpt, both phases
         phases = {s["detail"].get("phase") for s in store.list_speedups(run_a=parent["id"], run_b=child["id"])}
         assert phases == {"prefill", "decode"}, child["label"]
-    assert out["retime"] and all(p["phase"] in ("prefill", "decode") for p in out["retime"])
+    # the follow-up re-timings cover every claim the Report opens on: each default run, prefill and decode
+    shown = default_report_runs([as_record(r) for r in store.list_runs(status="done")])
+    assert len(shown) == REPORT_DEFAULT_RUNS
+    assert sorted((p["run_b"], p["phase"]) for p in out["retime"]) == [(i, ph) for i in shown for ph in ("decode", "prefill")]

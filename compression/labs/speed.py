@@ -82,9 +82,13 @@ def latest_speedup(store: RunStore, run_b: int, run_a: int | None = None, *, bat
     biggest = max(r["batch_size"] for r in rows)
     at_batch = [r for r in rows if r["batch_size"] == (batch_size or biggest)]
     def rank(row: dict) -> tuple:
-        quotable = ((row.get("detail") or {}).get("processes") or 1) > 1  # older rows: one process
-        return quotable and not row["noisy"], quotable, not row["noisy"], row["id"]
+        return quotable(row) and not row["noisy"], quotable(row), not row["noisy"], row["id"]
     return max(at_batch, key=rank)
+
+
+def quotable(row: dict) -> bool:
+    """Timed in fresh processes (a re-timing), not quickly in the lab's own process; older rows: one process."""
+    return ((row.get("detail") or {}).get("processes") or 1) > 1
 
 
 def speed_text(row: dict | None, this_machine: str | None = None) -> str:

@@ -8,6 +8,7 @@ noisy flag and machine, or it is not stated.
 from __future__ import annotations
 
 from ..tasks import task_of
+from ..text.floor import decode_floor_text
 from .speed import speed_text
 
 
@@ -26,7 +27,9 @@ def versus_baseline(record: dict, baseline: dict, speed: dict | None = None, thi
     if size_ratio:
         parts.append(f"{size_ratio:.1f}x smaller" if size_ratio >= 1 else f"{1 / size_ratio:.1f}x larger")
     for phase, timing in zip(task.phases, (speed, decode)):  # one figure, or prefill and decode
-        parts.append((f"{phase} " if phase else "") + speed_text(timing, this_machine))
+        floor = decode_floor_text(record, phase)  # the record's own decode entry: how far from its memory floor
+        parts.append((f"{phase} " if phase else "") + speed_text(timing, this_machine)
+                     + (f"; {floor}" if floor else ""))
     parts.append(quality)
     if record.get("final_stage") is False and record.get("fine_tuned") is False:
         # a pipeline's un-fine-tuned step: its accuracy is not a result, say so beside the number
@@ -39,6 +42,32 @@ def versus_baseline(record: dict, baseline: dict, speed: dict | None = None, thi
 
 
 REPORT_DEFAULT_RUNS = 5  # the Report opens on the newest runs that grew from a baseline, this many
+CONTROL_METHOD = "control"  # a parent trained on as long as a child fine-tuned: a reference, not a result
+
+
+def default_report_runs(records: list[dict]) -> list[int]:
+    """The runs the Report opens on, of one task's finished records: the newest REPORT_DEFAULT_RUNS that grew from a
+    baseline (a fair control is shown beside its child, not as a result of its own). The demos re-time exactly
+    these runs' claims, so what a presenter sees first is what was re-timed."""
+    children = [r["run_id"] for r in records if r.get("status") == "done" and r.get("accuracy") is not None
+                and r.get("parent_id") is not None and r.get("method") != CONTROL_METHOD]
+    return children[-REPORT_DEFAULT_RUNS:]
+
+
+def claims_to_retime(store, run_id: int, reference: int, phases: tuple, machine: str,
+                     default_batch: int | None) -> list[dict]:
+    """RetimeConfig params for each claim of `run_id` against `reference` (one per timed phase: a language model's
+    prefill and decode) that is not yet quotable here: untimed, timed on another machine, timed quickly in the
+    lab's own process, or flagged noisy. Each at its own timing's batch (or `default_batch`)."""
+    from .speed import latest_speedup, quotable
+    params = []
+    for phase in phases:
+        row = latest_speedup(store, run_id, reference, phase=phase)
+        if row is None or row["machine"] != machine or row["noisy"] or not quotable(row):
+            params.append({"run_a": reference, "run_b": run_id, "device": row["device"] if row else "cpu",
+                           "batch_size": row["batch_size"] if row else default_batch,
+                           **({"phase": phase} if phase else {})})
+    return params
 
 
 def reference_of(store, run_id: int) -> int | None:

@@ -3,7 +3,7 @@ import streamlit as st
 from compression import LabError
 from compression.core.timing import machine_fingerprint
 from compression.labs.speed import latest_speedup
-from compression.labs.summary import REPORT_DEFAULT_RUNS, reference_of, versus_baseline
+from compression.labs.summary import claims_to_retime, default_report_runs, reference_of, versus_baseline
 from dashboard.components import submit_job
 from dashboard.report_html import build_report
 from dashboard.state import get_store, records
@@ -23,8 +23,8 @@ if not recs:
 store = get_store()
 by_id = {r["run_id"]: r for r in recs}
 label = lambda i: f"#{i} {by_id[i]['label']}"  # noqa: E731
-children = [r["run_id"] for r in recs if r.get("parent_id") is not None]
-picked = st.multiselect("Runs to report", list(by_id), default=(children or list(by_id))[-REPORT_DEFAULT_RUNS:], format_func=label)
+picked = st.multiselect("Runs to report", list(by_id), default=default_report_runs(recs) or list(by_id)[-5:],
+                        format_func=label)
 against = st.selectbox("Compare against", ["own baseline"] + list(by_id)[::-1],
                        format_func=lambda o: "each run's own baseline (lineage root)" if o == "own baseline"
                        else f"one run for all: {label(o)}",
@@ -41,11 +41,8 @@ for run_id in picked:
     timed = {phase: latest_speedup(store, run_id, ref_id, phase=phase) for phase in view.phases}
     speed = timed[view.phases[0]]
     summary = versus_baseline(by_id[run_id], by_id[ref_id], speed, machine, decode=timed.get("decode"))
-    for timed_phase, row in timed.items():  # a re-time job per claim to replace, at the claim's own batch
-        if row is None or row["machine"] != machine or row["noisy"]:
-            batch = row["batch_size"] if row else view.results.retime_batch
-            pairs.append({"run_a": ref_id, "run_b": run_id, "batch_size": batch,
-                          **({"phase": timed_phase} if timed_phase else {})})
+    # a re-time job per claim not yet quotable here (the demos queue the same ones), at the claim's own batch
+    pairs += claims_to_retime(store, run_id, ref_id, view.phases, machine, view.results.retime_batch)
     rows.append((by_id[run_id], by_id[ref_id], summary["text"]))
 for rec, ref, text in rows:
     versus = f" vs #{ref['run_id']}" if ref else ""

@@ -8,8 +8,10 @@ import time
 from ...core.measure import quiet_wait_limit
 from ..configs import DemoConfig, RetimeConfig
 from ..context import RunContext
-from ..speed import latest_speedup
-from ..summary import REPORT_DEFAULT_RUNS, reference_of
+from ...core.timing import machine_fingerprint
+from ...tasks import task_of
+from ..records import as_record
+from ..summary import claims_to_retime, default_report_runs, reference_of
 from .image import DEMO_BASELINES, DEMO_QUIET_WAIT_S, demo_stages
 from .text import lm_demo_params, lm_demo_stages
 
@@ -30,24 +32,26 @@ def run_demo(config: DemoConfig, ctx: RunContext | None = None) -> dict:
             ids += stage_ids
             ran.append({"stage": label, "runs": len(stage_ids), "wall_s": round(time.perf_counter() - began, 1)})
     return {"run_ids": ids, "stages": ran, "wall_s": time.perf_counter() - start,
-            "retime": headline_pairs(ctx.store, ids, config.device)}
+            "retime": headline_pairs(ctx.store, ids)}
 
 
-def headline_pairs(store, run_ids: list[int], device: str) -> list[dict]:
-    """The claims the Report opens on (its newest REPORT_DEFAULT_RUNS runs, each against its lineage root, at the
-    largest batch timed), as RetimeConfig params. The demo's stages time each pair quickly, in this process, to
-    draw the charts live; the job queue then re-times these in fresh processes, pooled, so the figures a presenter
-    quotes are calibrated. (All eleven would take ~80 s after the demo; any other is one click on the Report.)"""
+def headline_pairs(store, run_ids: list[int]) -> list[dict]:
+    """Every claim the Report opens on (summary.default_report_runs: the newest runs of the demo's task that grew
+    from a baseline, each against its lineage root, at the batch of its timing, and for a language model both
+    prefill and decode), as RetimeConfig params. The demo's stages time each pair quickly, in this process, to draw
+    the charts live; the job queue then re-times these in fresh processes, pooled, so every figure the Report shows
+    a presenter is calibrated. Any other pair is one click on the Report."""
+    if not run_ids:
+        return []
+    task = task_of(store.get_run(run_ids[0]))
+    machine = machine_fingerprint("cpu")["id"]
+    records = [r for r in map(as_record, store.list_runs(status="done")) if task_of(r) is task]
     pairs = []
-    with_parent = [i for i in run_ids if store.get_run(i).get("parent_id") is not None]
-    for run_id in with_parent[-REPORT_DEFAULT_RUNS:]:
+    for run_id in default_report_runs(records):
         reference = reference_of(store, run_id)
-        row = latest_speedup(store, run_id, reference) if reference is not None else None
-        if row is not None:
-            phase = (row.get("detail") or {}).get("phase")  # a language model's: prefill, at its batch
-            pairs.append(RetimeConfig(run_a=reference, run_b=run_id, batch_size=row["batch_size"],
-                                      device=row["device"] if row["device"] == "cpu" else device,
-                                      **({"phase": phase} if phase else {})).to_dict())
+        if reference is not None:
+            pairs += [RetimeConfig(**params).to_dict()
+                      for params in claims_to_retime(store, run_id, reference, task.phases, machine, None)]
     return pairs
 
 
