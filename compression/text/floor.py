@@ -47,7 +47,9 @@ def floor_text(entry: dict | None) -> str:
     if entry.get("faster_than_floor"):
         return (f"{_ms(ms)} ms/token, at the memory floor ({where}; its weights are read from the CPU's cache): "
                 "memory-bound \u2014 quantize it")
-    head = f"{_ms(ms)} ms/token, {1 / entry['floor_fraction']:.1f}x the memory floor ({where})"
+    above = 1 / entry["floor_fraction"]
+    head = f"{_ms(ms)} ms/token, {above:.1f}x" if above < 10 else f"{_ms(ms)} ms/token, {above:.0f}x"
+    head += f" the memory floor ({where})"
     if bound(entry["floor_fraction"]) == "memory":
         return f"{head}: memory-bound \u2014 quantize it"
     return f"{head}: overhead-bound \u2014 make it shallower"
