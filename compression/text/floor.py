@@ -55,6 +55,15 @@ def floor_text(entry: dict | None) -> str:
     return f"{head}: overhead-bound \u2014 make it shallower"
 
 
+def floor_badge(entry: dict | None) -> str:
+    """The same verdict, short, for a run's card: '4.0x the memory floor, overhead-bound' ('' without a floor)."""
+    if not entry or not entry.get("floor_fraction"):
+        return ""
+    if entry.get("faster_than_floor"):
+        return "at the memory floor, memory-bound"
+    return f"{1 / entry['floor_fraction']:.1f}x the memory floor, {bound(entry['floor_fraction'])}-bound"
+
+
 def decode_floor_text(record: dict, phase: str | None) -> str:
     """floor_text of the record's entry for `phase`, or '' where that phase has no floor (prefill, an image)."""
     entry = next((e for e in record.get("latency") or [] if e.get("phase") == phase and phase), None)

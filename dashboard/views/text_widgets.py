@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from compression import LabError
+from compression.text.floor import floor_badge, floor_text
 
 from ..components import human_bytes, human_count
 from ..display import plot
@@ -38,6 +39,8 @@ def text_metric_cards(record: dict, baseline: dict | None = None) -> None:
     noisy = any(e.get("noisy") for e in record["latency"])
     cols[4].caption((f"{decode['tokens']} tokens in {decode['median_ms']:.1f} ms" if decode else "")
                     + (" · :orange[noisy]" if noisy else ""))
+    if floor_badge(decode):  # how far from reading each weight once at the machine's memory bandwidth
+        cols[4].caption(floor_badge(decode), help=floor_text(decode))
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
