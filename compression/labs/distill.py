@@ -12,7 +12,8 @@ from ..tasks.image import gap_closed  # noqa: F401  (the Distill page reads it h
 from .baseline import get_baseline
 from .configs import BaselineConfig, DistillLabConfig
 from .context import RunContext
-from .parent import Child, measured_parent, store_child
+from ..tasks.base import FINETUNE_CONFIG
+from .parent import Child, fair_control, measured_parent, store_child
 from .records import as_record
 
 METHOD_LABELS = {"student_plain": "Student alone", "student_kd": "Student with KD"}
@@ -43,8 +44,13 @@ def run_distill(config: DistillLabConfig, ctx: RunContext | None = None) -> dict
     for i, arm in enumerate(arms):
         step = ctx.slice(0.12 + 0.85 * i / len(arms), 0.12 + 0.85 * (i + 1) / len(arms), arm.label)
         model, history = arm.train(step)
+        # every student is also measured against the teacher trained as long, on the same batches (one per seed)
+        control = fair_control(step.slice(0.85, 0.95), teacher, arm.extra.get(FINETUNE_CONFIG))
+        if control is not None and all(c["run_id"] != control["id"] for c in results.get("control", [])):
+            results.setdefault("control", []).append(as_record(control))
         run = store_child(ctx, teacher, model, Child("distill", arm.method, arm.label, arm.config,
-                                                     {"history": history, **arm.extra}, model_spec=arm.spec))
+                                                     {"history": history, **arm.extra}, model_spec=arm.spec,
+                                                     control=control))
         results.setdefault(arm.method, []).append({**as_record(run), "temperature": arm.temperature,
                                                    "seed": arm.seed})
     ctx.report(1.0, f"Stored {len(arms)} student run(s)")

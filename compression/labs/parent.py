@@ -88,6 +88,7 @@ class Child:
     model_spec: dict | None = None            # when the child is a new architecture (a distilled student)
     input_dtype: torch.dtype = torch.float32
     float_model: nn.Module | None = None      # the model before quantization: int8 kernels do its MACs
+    control: dict | None = None               # its fair control run (fair_control), for a child that trained
 
 
 def store_child(ctx: RunContext, parent: Parent, model: nn.Module, child: Child, under: dict | None = None) -> dict:
@@ -101,6 +102,8 @@ def store_child(ctx: RunContext, parent: Parent, model: nn.Module, child: Child,
     weights_path = save_model(model, task.example_input(parent.data, parent.context))
     timed = load_run_model(weights_path) if weights_path.endswith(".ts") else model
     record = task.measure_child(ctx, parent, model, child, timed)
+    if child.control is not None:  # measured on the same test windows: the paired comparison is the fair one
+        record.update(task.versus_control(record, child.control))
     timings = task.paired_timings(ctx, parent, timed, child, record)
     for timing in timings:
         record.update(record_fields(timing))
@@ -116,6 +119,28 @@ def store_child(ctx: RunContext, parent: Parent, model: nn.Module, child: Child,
         ctx.store.add_machine(machine_fingerprint(timing["device"], timing["threads"]))
         ctx.store.add_speedup(parent.run["id"], run_id, timing, reference)
     return ctx.store.get_run(run_id)
+
+
+CONTROL_KIND = "control"
+
+
+def fair_control(ctx: RunContext, parent: Parent, training: dict | None) -> dict | None:
+    """The fair reference of a child that trained `training` (its extra's FINETUNE_CONFIG) after `parent`: the
+    parent's own stored weights trained just as long, with the same data, seed and schedule (the task's `control`),
+    stored as a run of kind "control" under the parent, measured and timed like any child. Stored once per (parent
+    run, training): a second child with the same fine-tune reuses it. None when the child did not train."""
+    control = parent.task.control(parent, training)
+    if control is None:
+        return None
+    for run in reversed(ctx.store.list_runs(kind=CONTROL_KIND, dataset=parent.run["dataset"], status="done")):
+        if run["parent_id"] == parent.run["id"] and run["config"].get("cache_key") == control.key:
+            ctx.report(1.0, f"Reusing the control run {run['id']}: {control.label}")
+            return run
+    model = load_run_model(parent.run["weights_path"])  # its own stored weights, not a copy that a lab touched
+    history = control.train(model, ctx.slice(0.0, 0.8, control.label))
+    ctx.report(0.85, f"{control.label}: measuring it and timing it with its parent")
+    return store_child(ctx, parent, model.eval(), Child(CONTROL_KIND, CONTROL_KIND, control.label, control.config,
+                                                        {"history": history, "control_of": parent.run["id"]}))
 
 
 # flags that only say how to train a baseline: a technique started from a stored run (--from) never used them

@@ -40,6 +40,21 @@ class Arm:
     train: Callable              # (step: RunContext) -> (model, history)
 
 
+# the key of a child's extra that says how it trained after its parent (the task's own training config, as a dict):
+# the labs hand it to Task.control, which makes the child's fair reference from it
+FINETUNE_CONFIG = "finetune_config"
+
+
+@dataclass
+class Control:
+    """A child's fair reference: its parent trained on exactly as the child was after it (same steps, data, seed and
+    schedule), so a child that trained longer than its parent is not credited with the parent's under-training."""
+    key: str                     # the stored control it is reused from (with its parent): one per training
+    label: str                   # "gpt ... trained 150 more steps, lr 0.001, seed 0 (control)"
+    config: dict                 # the control run's config: its parent, its training, `key` as "cache_key"
+    train: Callable              # (model: the parent's stored weights, loaded afresh; step: RunContext) -> history
+
+
 @dataclass(frozen=True)
 class Quality:
     """A task's quality metric: the record field, how a reader names it, and which way is better."""
@@ -148,7 +163,21 @@ class Task:
         raise NotImplementedError
 
     def quality_change(self, record: dict, baseline: dict) -> tuple[str, dict]:
-        """A child's quality against its reference, as a reader says it, and the field it is stored as."""
+        """A child's quality against its reference, as a reader says it, and the field it is stored as; a child
+        with a fair control (`control`) is stated against it first."""
+        raise NotImplementedError
+
+    # --- fair controls: a child that trained after its parent against the parent trained as long ---------------
+    def control(self, parent, training: dict | None) -> Control | None:
+        """How to make the fair reference of a child that trained `training` (its extra's FINETUNE_CONFIG) after
+        `parent` (a labs.parent.Parent): the parent's own weights trained just as long, on the same data, seed and
+        schedule, with the plain task loss. None when the child did not train, or when the task's children have
+        their fair references elsewhere (image: the distill lab's arms)."""
+        raise NotImplementedError
+
+    def versus_control(self, record: dict, control: dict) -> dict:
+        """The fields a child's record gains from its stored `control` run: its id and quality, the change against
+        it and a paired comparison on the same test examples where the task has one."""
         raise NotImplementedError
 
     # --- the labs' questions ----------------------------------------------------------------------------------

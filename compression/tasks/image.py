@@ -176,6 +176,12 @@ class ImageTask(Task):
         delta_pt = 100 * (record["accuracy"] - baseline["accuracy"])
         return f"{delta_pt:+.1f} pt accuracy".replace("-", "\u2212"), {"accuracy_delta_pt": delta_pt}
 
+    def control(self, parent, training: dict | None) -> None:
+        return None  # an image student's fair reference is the distill lab's own arm (same seed, data, epochs)
+
+    def versus_control(self, record: dict, control: dict) -> dict:
+        return {}
+
     # --- lab hooks: what the prune, quantize and distill labs' one loop each asks ---------------------------------
     def check_prune_method(self, method: str) -> None:
         _check_methods_of(self, method, language=False)

@@ -19,12 +19,14 @@ from ..text.measure import PHASES, PREFILL_BATCH, measure_lm, phase_workload
 from ..text.models import LANGUAGE_MODELS, build_language_model
 from ..text.prune import transformer_blocks
 from ..text.quantize_notes import NOT_FOR_LANGUAGE_MODELS, SPEED_NOTES
-from ..text.recipes import distill_arms, distill_summary, lm_prune_configs, prune_child
+from ..text.recipes import (arm_training, distill_arms, distill_summary, finetune_config, lm_prune_configs,
+                             prune_child)
 from ..text.structured import STRUCTURED, parse_pruned_student
 from ..text.structured_hf import check_structured
 from ..techniques.quantize import availability
-from ..text.train import DEFAULT_STEPS, LMTrainConfig, train_lm
-from .base import Arm, Quality, Task, Training, check_model_fits_data, register_task
+from ..text.paired_quality import paired_perplexity
+from ..text.train import DEFAULT_STEPS, LMTrainConfig, lm_loss, train_lm
+from .base import FINETUNE_CONFIG, Arm, Control, Quality, Task, Training, check_model_fits_data, register_task
 
 HF_DEFAULT_CONTEXT = 128
 
@@ -171,10 +173,56 @@ class TextTask(Task):
                            "(a temperature sweep is for image models)")
 
     def quality_change(self, record: dict, baseline: dict) -> tuple[str, dict]:
-        """'perplexity 7.78 -> 7.99 (+2.7%)' (lower is better)."""
+        """'perplexity 7.78 -> 7.99 (+2.7%)' (lower is better). A child that trained after its parent is stated
+        against its fair control first (the parent trained as long), then against the reference as stored."""
         change = record["perplexity"] / baseline["perplexity"] - 1
-        return (f"perplexity {baseline['perplexity']:.2f} \u2192 {record['perplexity']:.2f} ({100 * change:+.1f}%)",
-                {"perplexity_change": change})
+        fields = {"perplexity_change": change}
+        fair = control_text(record)
+        if fair is None:
+            return (f"perplexity {baseline['perplexity']:.2f} \u2192 {record['perplexity']:.2f} ({100 * change:+.1f}%)",
+                    fields)
+        stored = "the parent as stored" if baseline.get("run_id") in (None, record.get("parent_id")) else \
+            f"#{baseline['run_id']} as stored"
+        fields["perplexity_change_vs_control"] = record["perplexity_change_vs_control"]
+        return (f"{fair}; {100 * change:+.1f}% against {stored} ({baseline['perplexity']:.2f} \u2192 "
+                f"{record['perplexity']:.2f})", fields)
+
+    # --- fair controls: the parent trained on as long as a child fine-tuned or was distilled -------------------
+    def control(self, parent, training: dict | None) -> Control | None:
+        """The parent's own weights trained `training`'s steps more with the child's LMTrainConfig (steps, lr,
+        batch, warm-up and cosine, seed: the same batches of the same text) on the plain LM loss: the parent
+        teaching itself would be a no-op. Keyed by the parent run and that training, so a second child with the
+        same fine-tune reuses it."""
+        if not training or not training.get("steps"):
+            return None
+        train_config = LMTrainConfig(**training)
+        key = hashlib.sha256(json.dumps({
+            "parent": parent.run["id"], "created": parent.run.get("created_at"), "train": train_config.to_dict(),
+            "context": parent.context, "corpus": parent.data.fingerprint.get("sha256"), "v": 1},
+            sort_keys=True).encode()).hexdigest()[:16]
+        label = (f"{format_spec(parent.run['model'])} #{parent.run['id']} trained {train_config.steps:,} more steps, "
+                 f"lr {train_config.lr:g}, seed {train_config.seed} (control)")
+
+        def train(model: nn.Module, step) -> list[dict]:
+            return train_lm(model, parent.data, train_config, context=parent.context, loss_fn=lm_loss,
+                            on_step=lambda info: step.report(info["step"] / info["steps"], f"the control: the parent "
+                                                             f"trained on, step {info['step']}/{info['steps']}"),
+                            should_cancel=step.should_cancel)
+        config = {**train_config.to_dict(), "control_of": parent.run["id"], "dataset": parent.run["dataset"],
+                  "model": format_spec(parent.run["model"]), "context": parent.context, "cache_key": key,
+                  "task": self.name}
+        return Control(key, label, config, train)
+
+    def versus_control(self, record: dict, control: dict) -> dict:
+        """control_run_id, control_perplexity (+ CI), control_steps, perplexity_change_vs_control, and
+        paired_vs_control: the child against its control on the same test windows (None without per-window
+        losses)."""
+        reference = {**control["record"], "run_id": control["id"]}
+        return {"control_run_id": control["id"], "control_perplexity": reference["perplexity"],
+                "control_perplexity_ci95": reference.get("perplexity_ci95"),
+                "control_steps": control["config"].get("steps"),
+                "perplexity_change_vs_control": record["perplexity"] / reference["perplexity"] - 1,
+                "paired_vs_control": paired_perplexity(reference, record)}
 
     # --- lab hooks: what the prune, quantize and distill labs' one loop each asks ---------------------------------
     def check_prune_method(self, method: str) -> None:
@@ -194,6 +242,8 @@ class TextTask(Task):
 
     def prune_child(self, parent, config, prune_config, step, ctx, name: str) -> tuple[nn.Module, dict, str, dict]:
         pruned, extra, name = prune_child(parent, config, prune_config, step, ctx, name)
+        if extra["finetune_history"]:  # how it trained after its parent: its fair control trains the parent so
+            extra[FINETUNE_CONFIG] = finetune_config(pruned, parent, config).to_dict()
         return pruned, extra, name, {"sparsity": prune_config.target, "pattern": prune_config.pattern}
 
     def quantize_refusal(self, method: str, device: str) -> tuple[str, str | None]:
@@ -215,7 +265,10 @@ class TextTask(Task):
         return None  # the students' tokenizer is checked against it (text.recipes.students)
 
     def distill_arms(self, config, teacher) -> list[Arm]:
-        return distill_arms(config, teacher, Arm)
+        arms = distill_arms(config, teacher, Arm)
+        for a in arms:  # every student of a seed trains so: the teacher trained as long is their fair control
+            a.extra[FINETUNE_CONFIG] = arm_training(a.config["steps"], a.seed).to_dict()
+        return arms
 
     def distill_summary(self, config, teacher, results: dict) -> dict:
         return distill_summary(teacher, results)
@@ -230,6 +283,29 @@ class TextTask(Task):
         timed_a, x, _ = phase_workload(model_a, phase, context, batch_size or prefill)
         timed_b, _, _ = phase_workload(model_b, phase, context, batch_size or prefill)
         return {**time_pair_on(timed_a, timed_b, x, x, device=device, rounds=rounds), "phase": phase}
+
+
+def control_text(record: dict) -> str | None:
+    """A child against its fair control, in words, the fair comparison a reader should see first: '+3.1%
+    perplexity [+1.2%, +5.0%] against the parent trained the same 2,000 more steps (#12: 6.27 -> 6.47, paired over
+    64 test windows)'. No child is called better (or worse) than its control unless the paired CI excludes 0.
+    None for a child without a control."""
+    if record.get("control_perplexity") is None:
+        return None
+    steps = record.get("control_steps")
+    who = f"the parent trained the same {steps:,} more steps" if steps else "the parent trained as long"
+    values = f"#{record['control_run_id']}: {record['control_perplexity']:.2f} \u2192 {record['perplexity']:.2f}"
+    paired = record.get("paired_vs_control")
+    if not paired:
+        return (f"{100 * record['perplexity_change_vs_control']:+.1f}% perplexity against {who} ({values}; not "
+                "paired: a record without per-window losses)")
+    lo, hi = paired["relative_ci95"]
+    ci = f"[{100 * lo:+.1f}%, {100 * hi:+.1f}%]"
+    windows = f"paired over {paired['windows']} test windows"
+    if not paired["significant"]:
+        return (f"no measurable perplexity difference from {who} ({100 * paired['relative']:+.1f}% {ci}, {values}, "
+                f"{windows})")
+    return f"{100 * paired['relative']:+.1f}% perplexity {ci} against {who} ({values}, {windows})"
 
 
 TEXT_TASK = register_task(TextTask())

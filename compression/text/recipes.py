@@ -93,17 +93,23 @@ def finetune_length(config) -> str:
         f"{config.finetune_epochs or 0} ep"
 
 
-def finetune(model, parent, config, step, name: str,
-              hold: Callable[[], None] | None = None) -> list[dict]:
+def finetune_config(model, parent, config) -> LMTrainConfig:
+    """A pruned child's fine-tune: --finetune-steps, or --finetune-epochs passes over the training text, at
+    FINETUNE_LR; its fair control trains the parent with exactly this."""
     steps = config.finetune_steps or (config.finetune_epochs or 0) * steps_per_epoch(
         parent.data, model.tokenizer, LMTrainConfig.batch_size, parent.context)
-    train_config = LMTrainConfig(steps=steps, lr=FINETUNE_LR, seed=config.seed)
+    return LMTrainConfig(steps=steps, lr=FINETUNE_LR, seed=config.seed)
+
+
+def finetune(model, parent, config, step, name: str,
+             hold: Callable[[], None] | None = None) -> list[dict]:
+    train_config = finetune_config(model, parent, config)
     teacher = f", the parent teaching" if config.distill else ""
 
     def on_step(info: dict) -> None:
         if hold:
             hold()  # before the next step and before any evaluation: the model is always as sparse as pruned
-        step.report(0.5 + 0.35 * info["step"] / info["steps"],
+        step.report(0.5 + 0.2 * info["step"] / info["steps"],  # 0.7-0.85: its fair control (labs/prune.py)
                     f"{name}: fine-tuning{teacher}, step {info['step']}/{info['steps']}")
     return train_lm(model, parent.data, train_config, context=parent.context,
                     loss_fn=distillation_loss(parent.model) if config.distill else lm_loss, on_step=on_step,
@@ -193,10 +199,15 @@ def distill_arms(config, teacher, arm):
     return arms
 
 
+def arm_training(steps: int, seed: int) -> LMTrainConfig:
+    """How every student arm of one seed trains (the teacher trained so is their fair control)."""
+    return LMTrainConfig(steps=steps, seed=seed)
+
+
 def _trainer(teacher, student, config, steps: int, seed: int, taught: bool):
     def train(step) -> tuple[nn.Module, list]:
         loss = distillation_loss(teacher.model, config.temperatures[0], config.alpha) if taught else lm_loss
-        history = train_lm(student, teacher.data, LMTrainConfig(steps=steps, seed=seed), context=teacher.context,
+        history = train_lm(student, teacher.data, arm_training(steps, seed), context=teacher.context,
                            loss_fn=loss, on_step=lambda info: step.report(0.85 * info["step"] / info["steps"],
                                                                           f"step {info['step']}/{info['steps']}"),
                            should_cancel=step.should_cancel)
@@ -206,7 +217,8 @@ def _trainer(teacher, student, config, steps: int, seed: int, taught: bool):
 
 def distill_summary(teacher, results: dict) -> dict:
     """The study's figures in perplexity; with Minitron's arms, both students' mean perplexity side by side."""
-    out = {"teacher": teacher.as_baseline(), "student_plain": results.get("student_plain", []),
+    out = {"teacher": teacher.as_baseline(), "controls": results.get("control", []),
+           "student_plain": results.get("student_plain", []),
            "student_kd": results.get("student_kd", []), "student_pruned_kd": results.get("student_pruned_kd", []),
            "gap_closed": _gap_closed(teacher.record, results), "sweep": []}
     if "student_pruned_kd" in results:
