@@ -19,7 +19,7 @@ TWO_LAYERS = "gpt:layers=2,width=32,heads=2,context=32"
 def test_a_language_model_plan_meets_a_latency_target_within_a_perplexity_increase_verified(lab_home, capsys):
     _, parent = tiny_lm(steps=40, model=TWO_LAYERS)
     code, out, err = run_cli(capsys, "plan", "--from", str(parent["id"]), "--target", "latency=0.75",
-                             "--max-ppl-increase", "50%", "--trials", "2", "--finetune-epochs", "1", "--json")
+                             "--max-ppl-increase", "50%", "--trials", "2", "--finetune-steps", "40", "--json")
     assert code == 0, err
     out = json.loads(out)
     store, base, best = RunStore(), out["baseline"], out["best"]
@@ -32,6 +32,17 @@ def test_a_language_model_plan_meets_a_latency_target_within_a_perplexity_increa
         assert set(timings) == {"prefill", "decode"}
         assert t["cost"] == pytest.approx(1 / timings["prefill"]["speedup"])
         assert t["perplexity"] is not None and t["parent_id"] == base["run_id"]
+    # a trial that fine-tuned is checked against the parent trained as long (its fair control): one per length
+    tuned = [t for t in completed if t["recipe"]["steps"]]
+    controls = {t["recipe"]["steps"]: t["control_run_id"] for t in tuned}
+    assert all(t["control_run_id"] == controls[t["recipe"]["steps"]] for t in tuned)
+    assert sorted(r["id"] for r in store.list_runs(kind="control")) == sorted(set(controls.values()))
+    for t in completed:
+        control = store.get_run(t["control_run_id"]) if t["recipe"]["steps"] else None
+        assert (control and control["config"]["steps"]) == (t["recipe"]["steps"] or None)
+        reference = control["record"]["perplexity"] if control else base["perplexity"]
+        assert t["control_perplexity"] == (control and reference)
+        assert bound_for(base, 1.0, 0.5).loss(t) == pytest.approx(100 * (t["perplexity"] / reference - 1))
     # the front: no finished trial is both cheaper and lower in perplexity than a front member
     costs, ppl = [t["cost"] for t in completed], [-t["perplexity"] for t in completed]
     front_ids = {t["run_id"] for t, keep in zip(completed, pareto_mask(costs, ppl)) if keep}
@@ -41,7 +52,9 @@ def test_a_language_model_plan_meets_a_latency_target_within_a_perplexity_increa
     assert verified["detail"]["processes"] == 3 and verified["speedup"] == pytest.approx(best["speedup"])
     assert verified["batch_size"] == best["speedup_batch"] == 8  # the prefill batch
     assert best["perplexity_increase"] == pytest.approx(best["perplexity"] / base["perplexity"] - 1)
-    assert best["meets"] == (best["ci95"][0] >= 1 / 0.75 and best["perplexity_increase"] <= 0.5)
+    fair = best["control_perplexity"] or base["perplexity"]  # a fine-tuned winner's reference is its control
+    assert best["quality_loss"] == pytest.approx(100 * (best["perplexity"] / fair - 1))
+    assert best["meets"] == (best["ci95"][0] >= 1 / 0.75 and best["quality_loss"] <= 50)
     assert (best["why"] is None) == best["meets"]  # a sentence exactly when it falls short
     # the Plan page draws it on perplexity, with the language model's metrics
     app = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=60)

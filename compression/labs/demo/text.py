@@ -6,6 +6,10 @@ on 2 cores. The stages are labs.demo's: (what the progress bar says, stage(confi
 - heads and MLP units removed by half, fine-tuned for an epoch with the model as teacher (the one that is faster);
 - dynamic int8;
 - a 2-layer student distilled from it, next to the same student trained alone.
+
+Each fine-tuned child and student comes with its fair control (labs.parent.fair_control): the gpt's own weights
+trained as many more steps, the same way, labelled "(control)" and among the demo's runs, so its charts show what
+the extra training alone buys.
 """
 from __future__ import annotations
 
@@ -55,7 +59,8 @@ def _prune(method: str, options: dict | None = None, fine_tune: bool = False):
         for i, shape in enumerate(shapes):
             lab = PruneLabConfig.from_dict({**_baseline_config(config), "method": method,
                                             "calibration": LM_DEMO_CALIBRATION, **shape, **(options or {}), **steps})
-            ids += run_ids(run_prune(lab, ctx.slice(i / len(shapes), (i + 1) / len(shapes)))["results"])
+            out = run_prune(lab, ctx.slice(i / len(shapes), (i + 1) / len(shapes)))
+            ids += run_ids(out["controls"] + out["results"])  # a fine-tuned child beside its fair control
         return ids
     return stage
 
@@ -70,7 +75,7 @@ def _distill(config: DemoConfig, ctx: RunContext) -> list[int]:
     lab = DistillLabConfig(dataset=config.dataset, teacher=str(teacher["id"]), student=LM_DEMO_STUDENT,
                            temperatures=[2.0], seeds=[0], student_steps=_follow_up_steps(config), device=config.device)
     out = run_distill(lab, ctx.slice(0.05, 1.0))
-    return run_ids(out["student_plain"] + out["student_pruned_kd"] + out["student_kd"])
+    return run_ids(out["controls"] + out["student_plain"] + out["student_pruned_kd"] + out["student_kd"])
 
 
 def lm_demo_stages() -> list[tuple[str, callable]]:

@@ -26,11 +26,16 @@ class Bound:
     unit: str               # "pt" or "%"
     what: str               # "accuracy drop" or "perplexity increase", for sentences and axes
 
+    def reference(self, row: dict) -> float:
+        """What a row is judged against: the baseline, or for a child that trained after it its fair control (the
+        baseline's own weights trained as long: labs.parent.fair_control), which its record names."""
+        return row.get(f"control_{self.field}") or self.base
+
     def loss(self, row: dict) -> float:
-        """How much worse than the baseline (positive: worse), in `unit`."""
+        """How much worse than its reference (positive: worse), in `unit`."""
         if self.higher_is_better:
-            return 100 * (self.base - row[self.field])
-        return 100 * (row[self.field] / self.base - 1)
+            return 100 * (self.reference(row) - row[self.field])
+        return 100 * (row[self.field] / self.reference(row) - 1)
 
     def within(self, row: dict) -> bool:
         return self.loss(row) <= self.limit + 1e-9
@@ -52,7 +57,7 @@ class Bound:
 
     def limit_text(self) -> str:
         return f"{self.limit:g} pt of the baseline's accuracy" if self.unit == "pt" else \
-            f"{self.limit:g}% of the baseline's perplexity"
+            f"{self.limit:g}% of the baseline's perplexity (of the baseline trained as long, for a trial that fine-tuned)"
 
     def as_dict(self) -> dict:
         return {"field": self.field, "limit": self.limit, "unit": self.unit, "what": self.what, "base": self.base}

@@ -183,7 +183,8 @@ def summarize(study: optuna.Study, parent: Parent, target: Target, bound: Bound,
 CARD_KEYS = ("run_id", "label", "meets", "verdict", "why", "speedup", "ci95", "speedup_noisy", "speedup_batch",
              "size_ratio", "size_factor", "real_int8", "size_bytes", "accuracy", "accuracy_ci", "accuracy_drop_pt",
              "perplexity", "perplexity_ci95", "perplexity_increase", "quality_loss", "quality", "flip_rate", "cost",
-             "trial_cost", "decode_speedup", "decode_ci95")
+             "trial_cost", "decode_speedup", "decode_ci95", "control_run_id", "control_perplexity",
+             "perplexity_change_vs_control", "paired_vs_control")
 
 
 def list_plans(store: RunStore) -> list[str]:

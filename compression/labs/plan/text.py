@@ -31,7 +31,9 @@ from ...text.recipes import FINETUNE_LR
 from ...text.structured_hf import check_structured
 from ...text.train import LMTrainConfig, distillation_loss, evaluate_loss, steps_per_epoch, train_lm
 from ..context import RunContext
-from ..parent import Child, Parent, prepare_parent, store_child
+from ...store.artifacts import load_run_model
+from ...tasks.base import FINETUNE_CONFIG
+from ..parent import Child, Parent, fair_control, prepare_parent, store_child
 from ..search import FINISHED
 from .bound import Bound, bound_for
 from .config import PlanConfig
@@ -57,6 +59,7 @@ class LMEnv:
     ctx: RunContext
     study: str = ""
     started: float = field(default_factory=time.monotonic)  # the search's time budget counts from here
+    controls: dict = field(default_factory=dict)  # fine-tune steps -> (its fair control run, its val perplexity)
 
 
 def _cost(env: LMEnv, record: dict) -> float:
@@ -101,11 +104,29 @@ def _progress(env: LMEnv, trial: optuna.Trial, within: float) -> float:
     return min(0.15 + 0.8 * max(by_trials, by_time), 0.95)
 
 
-def _finetune(env: LMEnv, model: nn.Module, recipe: LMRecipe, seed: int, trial: optuna.Trial) -> list[dict]:
+def _training(env: LMEnv, steps: int) -> LMTrainConfig:
+    """A trial's fine-tune: every trial of a plan sees the same batches (the plan's seed), so trials differ only by
+    their recipe, and one fair control per fine-tune length serves them all."""
+    return LMTrainConfig(steps=steps, lr=FINETUNE_LR, seed=env.config.seed)
+
+
+def _control(env: LMEnv, trial: optuna.Trial, steps: int) -> tuple[dict, float]:
+    """The parent trained `steps` more steps as the trial's fine-tune was (labs.parent.fair_control: stored once per
+    parent and training, reused by later plans too), and its validation perplexity: what a fine-tuned trial's
+    quality is checked against."""
+    if steps not in env.controls:
+        at = _progress(env, trial, 0.85)
+        run = fair_control(env.ctx.slice(at, at, f"trial {trial.number}: its fair control"), env.parent,
+                           _training(env, steps).to_dict())
+        env.controls[steps] = (run, math.exp(evaluate_loss(load_run_model(run["weights_path"]), *env.val)))
+    return env.controls[steps]
+
+
+def _finetune(env: LMEnv, model: nn.Module, recipe: LMRecipe, trial: optuna.Trial) -> list[dict]:
     if not recipe.steps:
         return []
     parent = env.parent
-    return train_lm(model, parent.data, LMTrainConfig(steps=recipe.steps, lr=FINETUNE_LR, seed=seed),
+    return train_lm(model, parent.data, _training(env, recipe.steps),
                     context=parent.context,
                     loss_fn=distillation_loss(parent.model),
                     on_step=lambda info: env.ctx.report(
@@ -115,8 +136,8 @@ def _finetune(env: LMEnv, model: nn.Module, recipe: LMRecipe, seed: int, trial: 
                     should_cancel=env.ctx.should_cancel)
 
 
-def _store_trial(env: LMEnv, trial: optuna.Trial, recipe: LMRecipe, model: nn.Module,
-                 history: list[dict]) -> tuple[dict, float, float]:
+def _store_trial(env: LMEnv, trial: optuna.Trial, recipe: LMRecipe, model: nn.Module, history: list[dict],
+                 control: dict | None) -> tuple[dict, float, float]:
     """Measure the trial's model, store it as a child timed with the parent; its run, validation perplexity, cost."""
     float_macs = macs_per_token(model, env.parent.context)
     model = quantized(model.eval(), recipe)
@@ -125,9 +146,11 @@ def _store_trial(env: LMEnv, trial: optuna.Trial, recipe: LMRecipe, model: nn.Mo
              "val_perplexity": val_ppl, "finetune_history": history, "structured": bool(recipe.share),
              # int8 kernels do the float model's multiply-accumulates (the counter does not see them)
              "macs_per_token": float_macs}
+    if history:
+        extra[FINETUNE_CONFIG] = _training(env, recipe.steps).to_dict()
     run = store_child(env.ctx, env.parent, model, Child(
         "plan", "plan", f"plan trial {trial.number}: {recipe.label()}",
-        {**env.config.to_dict(), "study": env.study, "recipe": recipe.to_dict()}, extra))
+        {**env.config.to_dict(), "study": env.study, "recipe": recipe.to_dict()}, extra, control=control))
     cost = _cost(env, {**run["record"], "macs_per_token": float_macs})
     env.ctx.store.update_run(run["id"], extra={**run["extra"], "cost": cost})
     return run, val_ppl, cost
@@ -148,13 +171,15 @@ def make_objective(env: LMEnv):
             trial.set_user_attr("note", f"not possible: {err}")
             raise optuna.TrialPruned(str(err)) from None
         _price_first(env, trial, model, recipe)
-        history = _finetune(env, model, recipe, seed, trial)
-        run, val_ppl, cost = _store_trial(env, trial, recipe, model, history)
-        val_increase = 100 * (val_ppl / env.val_base - 1)  # validation perplexity increase, in per cent like the bound
+        history = _finetune(env, model, recipe, trial)
+        # a trial that fine-tuned is checked against the parent trained as long (its fair control), not as stored
+        control, val_reference = _control(env, trial, recipe.steps) if history else (None, env.val_base)
+        run, val_ppl, cost = _store_trial(env, trial, recipe, model, history, control)
+        val_increase = 100 * (val_ppl / val_reference - 1)  # validation perplexity increase, in per cent like the bound
         trial.set_constraint("cost", cost / env.target.ratio - 1)
         trial.set_constraint("quality", (val_increase - env.bound.limit) / 10)
         for key, value in (("run_id", run["id"]), ("cost", cost), ("val_perplexity", val_ppl),
-                           ("val_increase_pct", val_increase)):
+                           ("val_increase_pct", val_increase), ("control_run_id", control and control["id"])):
             trial.set_user_attr(key, value)
         env.ctx.report(_progress(env, trial, 1.0), f"trial {trial.number}: {env.target.phrase(cost)}, "
                        f"val perplexity {val_ppl:.3f} ({recipe.label()})")
@@ -194,8 +219,10 @@ def prepare(config: PlanConfig, ctx: RunContext, unavailable: list[dict]) -> LME
 
 
 def _verified(best: dict, row: dict) -> dict:
-    """Latency is a language model's prefill; its decode (batch 1) timing from the trial is shown beside."""
-    return {"perplexity_increase": best["quality_loss"] / 100, "decode_speedup": row.get("speedup_cpu_b1"),
+    """Latency is a language model's prefill; its decode (batch 1) timing from the trial is shown beside. The
+    perplexity increase is against the parent as stored (the record's); quality_loss, which the bound checks, is
+    against the fair control for a winner that fine-tuned."""
+    return {"perplexity_increase": row["perplexity_increase"], "decode_speedup": row.get("speedup_cpu_b1"),
             "decode_ci95": row.get("speedup_cpu_b1_ci95")}
 
 
