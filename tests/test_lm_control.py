@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from streamlit.testing.v1 import AppTest
 
 from compression import RunStore, load_dataset
 from compression.labs.configs import DistillLabConfig, PruneLabConfig
@@ -15,7 +16,7 @@ from compression.labs.summary import versus_baseline
 from compression.store.artifacts import load_run_model
 from compression.text.recipes import FINETUNE_LR
 from compression.text.train import LMTrainConfig, train_lm
-from conftest import quick_ctx
+from conftest import ROOT, quick_ctx
 from test_lm import TINY, run_cli, tiny_lm
 
 STEPS = 10
@@ -78,3 +79,18 @@ def test_a_fine_tuned_child_is_measured_against_its_parent_trained_as_long(lab_h
     (distill_control,) = result["controls"]
     assert {a["control_run_id"] for a in arms} == {distill_control["run_id"]} != {control["id"]}  # lr differs
     assert distill_control["config"]["steps"] == STEPS and distill_control["parent_id"] == parent["id"]
+
+    # Compare states each fine-tuned run against its fair control first, and so does "what changed" for the newest
+    at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=90)
+    at.run()
+    at.sidebar.selectbox(key="dataset").set_value("pydoc").run()
+    at.switch_page("app_pages/compare.py").run()
+    assert not at.exception and not at.error, [e.value for e in at.exception]
+    fair = next(m.value for m in at.markdown if m.value.startswith("**Fine-tuned runs against their fair control**"))
+    line = next(s for s in fair.splitlines() if s.startswith(f"- **#{child['run_id']} "))
+    assert line.index(f"the parent trained the same {STEPS} more steps") < line.index("the parent as stored")
+    table = at.dataframe[0].value.set_index("run_id")
+    assert table.loc[child["run_id"], "vs_control"].endswith(f"vs #{control['id']}" + ("" if paired["significant"]
+                                                                                         else " (noise)"))
+    assert table.loc[control["id"], "label"].endswith("(control)")
+    assert any(c.value.startswith("B against its fair control: ") for c in at.caption)  # B: the newest student

@@ -80,8 +80,12 @@ def _plan_winner(best: dict, speed, quality, churn) -> None:
         lo_d, hi_d = best["decode_ci95"]
         speed.caption(f"decode (one token at a time, batch 1): {best['decode_speedup']:.2f}x [{lo_d:.2f}, {hi_d:.2f}], "
                       "the trial's own paired timing")
+    fair = best.get("control_perplexity") is not None  # a fine-tuned winner: against the parent trained as long
     quality.metric("Perplexity", f"{best['perplexity']:.3f}", f"{best['quality_loss']:+.1f}%", delta_color="inverse",
-                   help="lower is better; the change is against the baseline's, on the test split")
+                   help="lower is better; the change is against " + (
+                       f"its fair control #{best.get('control_run_id')}, the baseline trained the same "
+                       f"{best.get('control_steps') or ''} more steps (against the baseline as stored: "
+                       f"{100 * best['perplexity_increase']:+.1f}%)" if fair else "the baseline's") + ", on the test split")
     quality.caption(f"95% CI [{best['perplexity_ci95'][0]:.3f}, {best['perplexity_ci95'][1]:.3f}]")
     churn.metric("Next tokens changed", "-" if best.get("flip_rate") is None else f"{best['flip_rate']:.1%}",
                  help="share of test positions where the top next-token prediction differs from the baseline's")

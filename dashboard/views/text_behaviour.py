@@ -12,6 +12,8 @@ import streamlit as st
 
 from compression import LabError
 from compression.labs.diff import diff_runs
+from compression.labs.records import as_record
+from compression.tasks.text import control_text
 from compression.text.behaviour import BETTER, OTHER, WORSE
 
 from ..charts_behaviour import loss_change_chart
@@ -43,9 +45,11 @@ def text_what_changed(diff: dict) -> dict[str, str]:
     noise = " (could be noise: the interval contains 0)" if lo <= 0 <= hi else ""
     others = diff["flips"] - diff["newly_wrong"] - diff["newly_right"]
     same = sum(c["a"] == c["b"] for c in diff["completions"])
-    # the whole test set's perplexities, paired window by window, first: the figure a reader compares
+    # the whole test set's perplexities, paired window by window, first: the figure a reader compares; before it, a
+    # fine-tuned B against its fair control (its parent trained as long), which is the fair comparison
     paired = {"perplexity": diff["paired_perplexity_text"]} if diff.get("paired_perplexity_text") else {}
-    return {**paired,
+    fair = {"fair": f"B against its fair control: {diff['fair']}"} if diff.get("fair") else {}
+    return {**fair, **paired,
         "flips": (f"The most likely next token changed at {diff['flip_rate']:.1%} of {diff['positions']:,} test "
                   f"positions (95% CI {_ci(diff['flip_rate_ci95'], '.1%')}): {diff['newly_wrong']} where only A "
                   f"predicted the true token, {diff['newly_right']} where only B did, {others} where neither did"),
@@ -108,10 +112,13 @@ def text_change_html(diff: dict, names: tuple[str, str]) -> str:
 # --------------------------------------------------------------------------- on a page
 
 def text_behaviour_of(run_a: int, run_b: int) -> dict:
-    """`diff_runs(A, B)` for two language-model runs, cached per pair (both models run: about a second)."""
+    """`diff_runs(A, B)` for two language-model runs, cached per pair (both models run: about a second), with
+    "fair": B against its fair control in words when B fine-tuned after its parent."""
     store = get_store()
+    run = store.get_run(run_b)
     stamps = tuple(store.get_run(i)["created_at"] for i in (run_a, run_b))  # a new run under a reused id
-    return _text_behaviour(store.url, run_a, run_b, stamps)
+    fair = control_text(as_record(run))
+    return {**_text_behaviour(store.url, run_a, run_b, stamps), **({"fair": fair} if fair else {})}
 
 
 @st.cache_data(show_spinner="Running both language models on the same text...", max_entries=32)
@@ -153,7 +160,7 @@ def show_text_diff(diff: dict, names: tuple[str, str], compact: bool = False) ->
         m3.metric("Perplexity B / A", f"{diff['perplexity_ratio']:.2f}x", delta_color="off",
                   delta=f"95% CI {_ci(diff['perplexity_ratio_ci95'], '.2f')}", help="exp(loss change), on these "
                   "test positions")
-        st.caption(". ".join(words[k] for k in ("perplexity", "flips", "loss") if k in words) + ".")
+        st.caption(". ".join(words[k] for k in ("fair", "perplexity", "flips", "loss") if k in words) + ".")
     st.caption(FLIP_MEANING)
     st.markdown(f"**Greedy completions of fixed prompts**, {diff['completion_tokens']} tokens each")
     show_completions(diff, names)

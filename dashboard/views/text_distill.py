@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from compression.tasks.text import control_text
 from compression.text.train import DEFAULT_STEPS
 
 from ..components import submit_job
@@ -75,5 +76,11 @@ def text_distill_page(params: dict) -> None:
         st.caption(f"Minitron: cut from the teacher and distilled, perplexity {rows['student_pruned_kd']['perplexity']:.2f}; "
                    f"the same shapes from random initialisation, distilled the same way, {kd['perplexity']:.2f}. "
                    + ("The teacher's weights are a head start." if better else "Here the head start did not show."))
-    plot(perplexity_chart(text_frame(([teacher_rec] if teacher_rec else []) + group), "params",
-                          title="Perplexity vs parameters: teacher and students"), key="distill-text-chart")
+    controls = [by_id[i] for i in dict.fromkeys(r.get("control_run_id") for r in group) if i in by_id]
+    for control in controls:  # the teacher trained as long as the students: what the steps alone buy
+        st.caption(f"Fair control #{control['run_id']}: the teacher trained the same {control['config'].get('steps')} "
+                   f"more steps the same way, perplexity {control['perplexity']:.2f}. " + " ".join(
+                       f"{r['label']}: {control_text(r)}." for r in group if r.get("control_run_id") == control["run_id"]))
+    plot(perplexity_chart(text_frame(([teacher_rec] if teacher_rec else []) + controls + group), "params",
+                          title="Perplexity vs parameters: teacher, its fair control and students"),
+         key="distill-text-chart")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from compression import LabError
+from compression.tasks import TEXT_TASK
 from compression.text.floor import floor_badge, floor_text
 
 from ..components import human_bytes, human_count
@@ -77,6 +78,17 @@ def sample_panel(record: dict) -> None:
                            f"{int(tokens)} of them are for the new text.")
 
 
+def fair_comparisons(text_records: list[dict]) -> None:
+    """Each fine-tuned run in words, its fair control first: a child that trained N steps after its parent is
+    compared with the parent trained N more steps the same way, then with the parent as stored (which a longer
+    training alone may beat)."""
+    by_id = {r["run_id"]: r for r in text_records}
+    lines = [f"- **#{r['run_id']} {r.get('label')}**: {TEXT_TASK.quality_change(r, by_id[r['parent_id']])[0]}"
+             for r in text_records if r.get("control_perplexity") is not None and r.get("parent_id") in by_id]
+    if lines:
+        st.markdown("**Fine-tuned runs against their fair control** (the parent trained as long)\n" + "\n".join(lines))
+
+
 def text_compare(text_records: list[dict]) -> None:
     """The Compare page for language-model runs: a cost and a quality axis, the chart, the table, what changed."""
     t1, t2 = st.columns(2)
@@ -85,6 +97,7 @@ def text_compare(text_records: list[dict]) -> None:
                            help="bits per byte compare models with different tokenizers; perplexity does not")
     frame = text_frame(text_records)
     plot(perplexity_chart(frame, cost, quality), "compare-text-chart")
+    fair_comparisons(text_records)
     st.dataframe(frame.drop(columns=["parent_id"]), hide_index=True,
                  column_config={"run_id": st.column_config.NumberColumn("id", format="%d"),
                                 "perplexity": st.column_config.NumberColumn(format="%.2f"),
@@ -93,6 +106,9 @@ def text_compare(text_records: list[dict]) -> None:
                                 "bits_per_byte": st.column_config.NumberColumn(format="%.3f"),
                                 "next_token_accuracy": st.column_config.NumberColumn(format="percent"),
                                 "decode_tokens_per_s": st.column_config.NumberColumn("decode tokens/s",
-                                                                                     format="%.0f")})
+                                                                                     format="%.0f"),
+                                "vs_control": st.column_config.TextColumn(
+                                    "vs its fair control", help="a fine-tuned run against its parent trained as "
+                                    "long (paired over the same test windows, 95% CI)")})
     hf_download(text_records)  # a run of an hf: model as a Hugging Face folder
     text_behaviour_section(text_records)

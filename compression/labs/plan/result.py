@@ -184,7 +184,7 @@ CARD_KEYS = ("run_id", "label", "meets", "verdict", "why", "speedup", "ci95", "s
              "size_ratio", "size_factor", "real_int8", "size_bytes", "accuracy", "accuracy_ci", "accuracy_drop_pt",
              "perplexity", "perplexity_ci95", "perplexity_increase", "quality_loss", "quality", "flip_rate", "cost",
              "trial_cost", "decode_speedup", "decode_ci95", "control_run_id", "control_perplexity",
-             "perplexity_change_vs_control", "paired_vs_control")
+             "control_steps", "perplexity_change_vs_control", "paired_vs_control")
 
 
 def list_plans(store: RunStore) -> list[str]:
