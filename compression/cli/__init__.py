@@ -5,7 +5,7 @@ import os
 import sys
 
 from ..errors import LabError
-from . import verbs  # noqa: F401  (registers the verbs)
+from . import queue_verbs, verbs  # noqa: F401  (register the verbs)
 from .base import VERBS, Parser, global_options
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 
 from ..core.data import DATASETS
-from ..core.models import MODELS, model_args, parse_value
+from ..core.models import MODELS, model_args
 from ..errors import LabError
 from ..labs.catalog import LABS, Lab
 from ..labs.context import RunContext
@@ -78,54 +78,6 @@ def _registry(p):
         rows = ([{"kind": "dataset", "name": k, "about": v} for k, v in payload["datasets"].items()] +
                 [{"kind": "model", "name": k, "about": v["description"]} for k, v in payload["models"].items()])
         emit(args, payload, rows)
-    p.set_defaults(handler=handler)
-
-
-def _job_params(items: list[str]) -> dict:
-    params = {}
-    for item in items:
-        key, eq, value = item.partition("=")
-        if not eq:
-            raise LabError(f"Bad job parameter '{item}': write key=value")
-        params[key] = value if key in ("model", "teacher", "student", "steps", "data_dir", "device") \
-            else parse_value(value)
-    return params
-
-
-@verb("jobs", "the background job queue: list jobs, run a worker, submit or cancel a job")
-def _jobs(p):
-    p.add_argument("action", choices=["list", "work", "submit", "cancel"])
-    p.add_argument("args", nargs="*", help="submit: KIND key=value ...; cancel: JOB_ID")
-    p.add_argument("--once", action="store_true", help="work: exit when the queue is empty")
-    output_args(p)
-
-    def handler(args):
-        import logging
-
-        from .. import jobs
-        store = RunStore(args.db)
-        if args.action == "work":
-            logging.basicConfig(level=logging.INFO)
-            count = jobs.worker_loop(store, idle_exit_s=0 if args.once else jobs.queue.IDLE_EXIT_S, once=args.once)
-            emit(args, {"jobs_run": count}, [{"jobs_run": count}])
-        elif args.action == "submit":
-            if not args.args:
-                raise LabError(f"jobs submit needs a kind. Known: {', '.join(jobs.job_kinds())}")
-            job_id = jobs.submit(store, args.args[0], _job_params(args.args[1:]))
-            emit(args, {"job_id": job_id}, [{"job_id": job_id}])
-        elif args.action == "cancel":
-            if not args.args:
-                raise LabError("jobs cancel needs a job id")
-            for job_id in args.args:
-                if not job_id.isdigit():
-                    raise LabError(f"'{job_id}' is not a job id")
-                store.request_cancel(int(job_id))
-            emit(args, {"cancelled": args.args}, [{"cancel requested": ", ".join(args.args)}])
-        else:
-            jobs.recover_interrupted(store)
-            rows = [{k: j[k] for k in ("id", "kind", "status", "progress", "message", "error", "worker")}
-                    for j in store.list_jobs()]
-            emit(args, rows, rows)
     p.set_defaults(handler=handler)
 
 

@@ -113,18 +113,29 @@ def validate_job(kind: str, params: dict) -> dict:
     return params if checked is None else checked
 
 
-def submit(store: RunStore, kind: str, params: dict, start_worker: bool = True) -> int:
-    """Validate now (bad input is reported at once), queue, and make sure a worker is running."""
+def submit(store: RunStore, kind: str, params: dict, start_worker: bool = True, cluster: str | None = None,
+           cpus: int | None = None) -> int:
+    """Validate now (bad input is reported at once), queue, and place the job (placers.py): by default make sure
+    this lab folder's worker runs (`start_worker`); with a cluster (`cluster`, else $COMPRESSION_LAB_CLUSTER)
+    submit it there, taking `cpus` CPUs. A cluster that is misspelt or cannot be reached is one sentence, and
+    the job stays queued here, where a worker of this queue can still run it."""
+    from .placers import cluster_url, placer_for
     params = validate_job(kind, params)
+    url = cluster_url(cluster)
     job_id = store.submit_job(kind, params)
-    if start_worker:
-        ensure_worker(store)
+    try:
+        placer_for(url).place(store, job_id, start_worker, cpus=cpus)
+    except LabError as err:
+        raise LabError(f"{str(err).rstrip('.')}; job {job_id} stays queued here, for a worker of this queue "
+                       f"(python -m compression worker) or jobs cancel {job_id}.") from None
     return job_id
 
 
-def run_job(store: RunStore, job: dict) -> str:
-    """Run one claimed job to its end; returns the final status. Never raises for job errors."""
-    ctx = JobContext(store, job["id"])
+def run_job(store: RunStore, job: dict, exclusive: bool = True, run: JobFn | None = None) -> str:
+    """Run one claimed job to its end; returns the final status. Never raises for job errors. `exclusive`: no other
+    job runs beside it on this machine (its latencies say so); `run` replaces the kind's run (a cluster's search
+    runs its trials as tasks)."""
+    ctx = JobContext(store, job["id"], exclusive=exclusive)
     beating = threading.Event()
 
     def heartbeat():  # proves the worker is alive even inside one long epoch
@@ -132,7 +143,7 @@ def run_job(store: RunStore, job: dict) -> str:
             store.update_job(job["id"], heartbeat_at=time.time())
     threading.Thread(target=heartbeat, daemon=True).start()
     try:
-        result = JOB_KINDS.get(job["kind"]).run(job["params"], ctx)
+        result = (run or JOB_KINDS.get(job["kind"]).run)(job["params"], ctx)
         store.finish_job(job["id"], "done", result=result)
         return "done"
     except CancelledError:
@@ -271,8 +282,10 @@ def worker_running() -> bool:
 
 def ensure_worker(store: RunStore, wait: bool = True) -> None:
     """Start a worker process in its own session, so it outlives a restart of the web server. `wait`: return
-    once it holds the lock (a second submit then finds it); a page warming one up does not wait."""
-    if worker_running():
+    once it holds the lock (a second submit then finds it); a page warming one up does not wait. Not with a
+    cluster: its tasks run the jobs, and a worker here would race them for every row."""
+    from .placers import cluster_url
+    if worker_running() or cluster_url():
         return
     log_path = lab_home() / "worker.log"
     env = dict(os.environ, COMPRESSION_LAB_DB=store.url)
