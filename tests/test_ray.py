@@ -122,25 +122,33 @@ def test_a_prune_sweep_a_distillation_a_language_model_prune_and_a_search_run_on
           f"trial workers {sorted(w for w in workers if w)}")
 
 
-def test_a_killed_worker_is_retried_cancel_reaches_the_task_and_ten_jobs_on_two_workers_run_once_each(
-        cluster, lab_home):
+def test_a_killed_worker_is_retried_or_interrupted_cancel_reaches_the_task_and_ten_jobs_on_two_workers_run_once(
+        cluster, lab_home, monkeypatch):
     store = RunStore()
-    endless = submit(store, "train", ENDLESS, cluster=cluster.url)
+    retried = submit(store, "train", ENDLESS, cluster=cluster.url)
+    monkeypatch.setenv("COMPRESSION_LAB_RAY_RETRIES", "0")
+    interrupted = submit(store, "train", {**ENDLESS, "seed": 1}, cluster=cluster.url)  # no retry: interrupted
+    monkeypatch.delenv("COMPRESSION_LAB_RAY_RETRIES")
     ids = [submit(store, "train", {**TINY_TRAIN, "seed": seed}, cluster=cluster.url) for seed in range(10)]
-    first = wait_for(lambda: (j := store.get_job(endless))["status"] == "running" and j["progress"] > 0 and j,
-                     timeout=120)
-    os.kill(int(first["worker"].rpartition(":")[2]), signal.SIGKILL)  # the Ray worker process running it
-    # Ray runs the task again in a new worker, which takes the row over from its dead attempt
-    retried = wait_for(lambda: (j := store.get_job(endless))["worker"] != first["worker"]
-                       and j["status"] == "running" and j, timeout=120)
-    assert retried["worker"].startswith("ray:"), retried
+    running = {}
+    for job_id in (retried, interrupted):  # both hold the cluster's two CPUs
+        running[job_id] = wait_for(lambda: (j := store.get_job(job_id))["status"] == "running" and j["progress"] > 0
+                                   and j, timeout=120)
+    for job in running.values():
+        os.kill(int(job["worker"].rpartition(":")[2]), signal.SIGKILL)  # the Ray worker process running it
+    gone = wait_for(lambda: (j := store.get_job(interrupted))["status"] == "interrupted" and j, timeout=60)
+    assert "The Ray worker running it died (no retries asked)" in gone["error"], gone["error"]
+    # Ray runs the other task again in a new worker, which takes the row over from its dead attempt
+    again = wait_for(lambda: (j := store.get_job(retried))["worker"] != running[retried]["worker"]
+                     and j["status"] == "running" and j, timeout=180)
+    assert again["worker"].startswith("ray:"), again
 
     asked = time.monotonic()
-    store.request_cancel(endless)  # as the job panel does, from any machine: no Ray connection needed
-    wait_for(lambda: store.get_job(endless)["status"] == "cancelled", timeout=30, every=0.1)
+    store.request_cancel(retried)  # as the job panel does, from any machine: no Ray connection needed
+    wait_for(lambda: store.get_job(retried)["status"] == "cancelled", timeout=30, every=0.1)
     assert time.monotonic() - asked <= 10
     jobs = wait_ended(store, ids)
-    # none lost (those done before the kill too), none twice: one run each
+    # none lost (those done before the kills too), none twice: one run each
     assert [j["status"] for j in jobs] == ["done"] * 10, [j["error"] for j in jobs]
     runs = store.list_runs(kind="train")
     assert sorted(r["job_id"] for r in runs if r["job_id"] in ids) == ids

@@ -37,6 +37,7 @@ from ..store.runs import jobs_table
 NAMESPACE = "compression_lab"
 RUNNER = "compression-lab-jobs"        # the detached actor that owns every job task
 MAX_RETRIES = 2                        # a task whose worker or node died is run again this many times at most
+RETRIES_ENV = "COMPRESSION_LAB_RAY_RETRIES"  # ... or as many as this says (0: a dead worker's job is interrupted)
 CONNECT_TIMEOUT_S = 3.0                # an unreachable cluster is said in seconds, not after Ray's long retries
 CANCEL_GRACE_S = 2.0                   # a cancelled job stops at its own progress check; ray.cancel after this
 FORCE_AFTER_S = 6.0                    # ... and kills its worker after this
@@ -98,7 +99,8 @@ class RayPlacer:
         _check_shared_database(store, self.url)
         job = store.get_job(job_id)
         cpus = int(cpus or os.environ.get("COMPRESSION_LAB_TASK_CPUS") or 1)
-        options = {"num_cpus": cpus, "num_gpus": 1 if _needs_cuda(job) else 0, "node": pinned_node(store, job)}
+        options = {"num_cpus": cpus, "num_gpus": 1 if _needs_cuda(job) else 0, "node": pinned_node(store, job),
+                   "max_retries": int(os.environ.get(RETRIES_ENV, MAX_RETRIES))}
         env = {"COMPRESSION_LAB_ARTIFACTS": artifacts_url(), "COMPRESSION_LAB_CLUSTER": self.url}
         ray.get(runner().place.remote(store.url, job_id, env, options), timeout=60)
 
@@ -296,10 +298,11 @@ class JobRunner:
         node = options.get("node")
         strategy = NodeAffinitySchedulingStrategy(node, soft=False) if node else "DEFAULT"
         ref = run_job_task.options(num_cpus=options["num_cpus"], num_gpus=options["num_gpus"],
-                                   max_retries=MAX_RETRIES, retry_exceptions=False,
+                                   max_retries=options["max_retries"], retry_exceptions=False,
                                    scheduling_strategy=strategy).remote(db_url, job_id, env, options["num_cpus"])
         with self.lock:
-            self.tasks[(db_url, job_id)] = {"ref": ref, "cancel_seen": None, "cancelled": 0}
+            self.tasks[(db_url, job_id)] = {"ref": ref, "cancel_seen": None, "cancelled": 0,
+                                            "retries": options["max_retries"]}
         return ref.task_id().hex()
 
     def placed(self) -> list[int]:
@@ -324,24 +327,24 @@ class JobRunner:
         for (db_url, job_id), task in items:
             store = RunStore(db_url)
             if task["ref"] in done:
-                self._ended(store, job_id, task["ref"])
+                self._ended(store, job_id, task)
                 with self.lock:
                     self.tasks.pop((db_url, job_id), None)
             else:
                 self._maybe_cancel(store, job_id, task)
 
-    def _ended(self, store: RunStore, job_id: int, ref) -> None:
+    def _ended(self, store: RunStore, job_id: int, task: dict) -> None:
         from ray.exceptions import TaskCancelledError
         try:
-            ray.get(ref)
+            ray.get(task["ref"])
             return  # the task wrote the job's end itself
         except TaskCancelledError:
             _end_if_open(store, job_id, "cancelled", CANCELLED)
         except Exception as err:  # its worker or node died, and so did its retries
             reason = (str(err).strip().splitlines() or [""])[0][:200]
-            _end_if_open(store, job_id, "interrupted",
-                         f"The Ray worker running it died, and so did its {MAX_RETRIES} retries "
-                         f"({type(err).__name__}: {reason}). Finished results are kept.")
+            retried = f", and so did its {task['retries']} retries" if task["retries"] else " (no retries asked)"
+            _end_if_open(store, job_id, "interrupted", f"The Ray worker running it died{retried} "
+                                                       f"({type(err).__name__}: {reason}). Finished results are kept.")
 
     def _maybe_cancel(self, store: RunStore, job_id: int, task: dict) -> None:
         job = store.get_job(job_id)
