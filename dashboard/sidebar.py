@@ -10,6 +10,7 @@ from compression import LabError
 from compression.core.data import DATASETS, IMAGEFOLDER, describe_image_folder
 from compression.core.measure import available_devices, hardware_info
 from compression.core.models import MODELS
+from compression.jobs.placers import where_jobs_go
 from compression.paths import lab_home
 from compression.text.corpus import MAX_TEXT_BYTES, TEXT, load_text_path
 from compression.labs.io.data_upload import MAX_ZIP_BYTES, save_zip, upload_label, uploaded_datasets
@@ -69,6 +70,7 @@ def sidebar() -> None:
         st.number_input("Latency batch", 1, 4096, 256, key="latency_batch",
                         help="the throughput batch for latency; batch 1 is always measured too")
         st.divider()
+        st.caption(where_jobs_go())  # this machine's worker, or the Ray cluster of COMPRESSION_LAB_CLUSTER
         presentation_toggle()
     write_url()
 

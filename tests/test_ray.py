@@ -177,3 +177,18 @@ def test_a_bad_or_unreachable_cluster_is_one_sentence_and_the_job_stays_queued_h
     run = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=cli_env(lab_home), capture_output=True,
                          text=True, timeout=120)
     assert run.stdout.splitlines()[-2:] == ["Jobs run on this machine (the lab folder's worker).", "False"], run
+
+
+def test_the_job_panel_says_a_ray_task_ran_the_job_and_on_which_machine(lab_home):
+    from streamlit.testing.v1 import AppTest
+    store = RunStore()
+    job_id = store.submit_job("train", TINY_TRAIN)
+    store.claim_next_job(worker="ray:gpu-box:4242")  # as a Ray task names itself in the row
+    store.finish_job(job_id, "done", result={"run_ids": []})
+
+    def panel():
+        from dashboard.views.jobs import job_panel
+        job_panel(("train",), "test")
+    at = AppTest.from_function(panel, default_timeout=30).run()
+    assert not at.exception
+    assert any(f"Job {job_id} (train) finished in" in s.value and "on gpu-box (Ray);" in s.value for s in at.success)

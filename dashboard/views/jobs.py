@@ -24,8 +24,12 @@ def _on_host(job: dict) -> str:
     """The machine that runs (or ran) the job, as ' on HOST' (or ' on this machine'), from its worker's "host:pid"
     ('' while it waits): with workers on several machines sharing one database, it says where a job's timings were
     taken."""
-    host = (job.get("worker") or "").rpartition(":")[0]
-    return "" if not host else " on this machine" if host == socket.gethostname() else f" on {host}"
+    worker = job.get("worker") or ""
+    host = worker.rpartition(":")[0]
+    ray = host.startswith("ray:")  # a Ray task's row: ray:HOST:PID (compression/jobs/ray_cluster.py)
+    host = host[len("ray:"):] if ray else host
+    on = "" if not host else " on this machine" if host == socket.gethostname() else f" on {host}"
+    return f"{on} (Ray)" if on and ray else on
 
 
 def _render_job(job: dict, store) -> None:
