@@ -41,7 +41,7 @@ def test_a_language_model_plan_meets_a_latency_target_within_a_perplexity_increa
         control = store.get_run(t["control_run_id"]) if t["recipe"]["steps"] else None
         assert (control and control["config"]["steps"]) == (t["recipe"]["steps"] or None)
         reference = control["record"]["perplexity"] if control else base["perplexity"]
-        assert t["control_perplexity"] == (control and reference)
+        assert t.get("control_perplexity") == (control and reference)
         assert bound_for(base, 1.0, 0.5).loss(t) == pytest.approx(100 * (t["perplexity"] / reference - 1))
     # the front: no finished trial is both cheaper and lower in perplexity than a front member
     costs, ppl = [t["cost"] for t in completed], [-t["perplexity"] for t in completed]
@@ -52,7 +52,7 @@ def test_a_language_model_plan_meets_a_latency_target_within_a_perplexity_increa
     assert verified["detail"]["processes"] == 3 and verified["speedup"] == pytest.approx(best["speedup"])
     assert verified["batch_size"] == best["speedup_batch"] == 8  # the prefill batch
     assert best["perplexity_increase"] == pytest.approx(best["perplexity"] / base["perplexity"] - 1)
-    fair = best["control_perplexity"] or base["perplexity"]  # a fine-tuned winner's reference is its control
+    fair = best.get("control_perplexity") or base["perplexity"]  # a fine-tuned winner's reference is its control
     assert best["quality_loss"] == pytest.approx(100 * (best["perplexity"] / fair - 1))
     assert best["meets"] == (best["ci95"][0] >= 1 / 0.75 and best["quality_loss"] <= 50)
     assert (best["why"] is None) == best["meets"]  # a sentence exactly when it falls short
