@@ -47,6 +47,12 @@ CANCELLED = "Cancelled by the user. Finished results are kept."
 _URL = re.compile(r"^ray://(?P<host>[A-Za-z0-9.\-_\[\]:]+?):(?P<port>\d{1,5})/?$")
 log = logging.getLogger("compression.jobs.ray")
 _connecting = threading.Lock()
+_connected: list[str] = []  # the cluster URL this process's client is connected to
+
+
+def _client_mode() -> bool:
+    """True in a process connected through ray:// (a CLI, the dashboard); False in a cluster's own worker."""
+    return ray.util.client.ray.is_connected()
 
 
 def parse_url(url: str) -> tuple[str, int]:
@@ -80,16 +86,21 @@ class RayPlacer:
     def connect(self) -> None:
         """Connect this process (once); inside a cluster task Ray is already there."""
         with _connecting:
-            if ray.is_initialized():
-                return
+            if ray.is_initialized() and (not _client_mode() or _connected == [self.url]):
+                return  # inside a task: its own cluster; or this client is connected here already
             host, port = parse_url(self.url)
             try:  # Ray's client retries for long; a closed port or a wrong host is known in seconds
                 socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
             except OSError as err:
                 raise LabError(f"Cannot reach the Ray cluster at {self.url} ({err.strerror or err}): its head "
                                f"must run there with --ray-client-server-port {port}") from None
+            if ray.is_initialized():  # a client of another cluster (a test, a page told another URL)
+                ray.shutdown()
+            _connected.clear()
+            _runner.clear()  # a handle from an earlier connection is no use on this one
             try:
                 ray.init(self.url, namespace=NAMESPACE, logging_level=logging.ERROR, log_to_driver=False)
+                _connected.append(self.url)
             except Exception as err:  # a port that is not a Ray client server, a version mismatch ...
                 first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
                 raise LabError(f"Cannot connect to the Ray cluster at {self.url}: {first}") from None
@@ -102,7 +113,11 @@ class RayPlacer:
         options = {"num_cpus": cpus, "num_gpus": 1 if _needs_cuda(job) else 0, "node": pinned_node(store, job),
                    "max_retries": int(os.environ.get(RETRIES_ENV, MAX_RETRIES))}
         env = {"COMPRESSION_LAB_ARTIFACTS": artifacts_url(), "COMPRESSION_LAB_CLUSTER": self.url}
-        ray.get(runner().place.remote(store.url, job_id, env, options), timeout=60)
+        try:
+            ray.get(runner().place.remote(store.url, job_id, env, options), timeout=60)
+        except ray.exceptions.RayActorError:  # the runner was restarted (its node went): look it up again
+            _runner.clear()
+            ray.get(runner().place.remote(store.url, job_id, env, options), timeout=60)
 
 
 def _needs_cuda(job: dict) -> bool:
@@ -110,10 +125,16 @@ def _needs_cuda(job: dict) -> bool:
     return needs_cuda(job)
 
 
+_runner: list = []  # this process's handle on it: looking the actor up again costs seconds through a client
+
+
 def runner():
     """The one detached JobRunner of the cluster (made by the first submit; it outlives every client)."""
-    return JobRunner.options(name=RUNNER, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
-                             num_cpus=0, max_concurrency=16).remote()
+    with _connecting:
+        if not _runner:
+            _runner.append(JobRunner.options(name=RUNNER, namespace=NAMESPACE, lifetime="detached",
+                                             get_if_exists=True, num_cpus=0, max_concurrency=16).remote())
+        return _runner[0]
 
 
 def _check_shared_database(store: RunStore, url: str) -> None:
