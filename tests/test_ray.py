@@ -167,6 +167,14 @@ def test_a_bad_or_unreachable_cluster_is_one_sentence_and_the_job_stays_queued_h
         assert_one_error_line(code, out, err, says, lab_home)
         assert "stays queued here" in err
     assert [j["status"] for j in RunStore().list_jobs()] == ["queued"] * 3
+    # the verb's flags and the older key=value pairs (a list as 0.5-0.7 or JSON) queue the same checked params
+    for words in (["--dataset", "synthetic", "--sparsity", "0.5", "0.7", "--from", "3"],
+                  ["dataset=synthetic", "sparsities=0.5-0.7", "from_run=3"],
+                  ["dataset=synthetic", "sparsities=[0.5, 0.7]", "from_run=3"]):
+        code, out, err = in_process(capsys, "jobs", "submit", "prune", *words, "--cluster", "ray://nowhere", "--json")
+        assert code == 2 and "stays queued here" in err, err
+    queued = [j["params"] for j in RunStore().list_jobs(limit=3)]
+    assert queued[0] == queued[1] == queued[2] and queued[0]["sparsities"] == [0.5, 0.7] and queued[0]["from_run"] == 3
     monkeypatch.setenv("COMPRESSION_LAB_CLUSTER", f"ray://127.0.0.1:{closed}")  # the variable, as the flag
     assert_one_error_line(*in_process(capsys, "jobs", "submit", "train", "epochs=1", "--json"), "Cannot reach",
                           lab_home)

@@ -4,6 +4,7 @@ prune --from 3 --sparsity 0.5 0.7`: the prune verb's flags and checks, from the 
 from __future__ import annotations
 
 import argparse
+import json
 
 from ..core.models import parse_value
 from ..errors import LabError
@@ -14,14 +15,25 @@ TEXT_PARAMS = ("model", "teacher", "student", "steps", "data_dir", "device")  # 
 
 
 def _job_params(items: list[str]) -> dict:
-    """The older form: key=value pairs, a list written 0.5-0.7."""
+    """The older form: key=value pairs, a list written 0.5-0.7 (or as JSON, [0.5, 0.7])."""
     params = {}
     for item in items:
         key, eq, value = item.partition("=")
         if not eq:
             raise LabError(f"Bad job parameter '{item}': write key=value")
-        params[key] = value if key in TEXT_PARAMS else parse_value(value)
+        params[key] = value if key in TEXT_PARAMS else _json_list(value) or parse_value(value)
     return params
+
+
+def _json_list(value: str) -> list | None:
+    """[0.5, 0.7] as a list; anything else None (then parse_value reads it, or the config says what is wrong)."""
+    if not (value.startswith("[") and value.endswith("]")):
+        return None
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, list) and parsed else None
 
 
 def placement_args(p: argparse.ArgumentParser) -> None:
