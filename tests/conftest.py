@@ -16,6 +16,7 @@ def lab_home(tmp_path, monkeypatch):
     home = tmp_path / "lab"
     monkeypatch.setenv("COMPRESSION_LAB_HOME", str(home))
     monkeypatch.delenv("COMPRESSION_LAB_DB", raising=False)
+    monkeypatch.delenv("COMPRESSION_LAB_CLUSTER", raising=False)  # a developer's cluster never takes a test's jobs
     monkeypatch.setenv("COMPRESSION_LAB_WORKER_IDLE_S", "5")  # workers started by tests do not linger
     # measuring waits up to 10 s for other processes to go quiet; a test run is never quiet (its own workers,
     # the next subprocess), so probe once and time: the assertions never depend on a quiet machine

@@ -267,24 +267,44 @@ def join_search(db_url: str, job_id: int, study: str, env: dict, cpus: int) -> i
 
 
 def _search_on_cluster(db_url: str, job_id: int, env: dict, cpus: int):
-    """The search job's run: its study named after the job (a Ray retry resumes it), trial tasks beside it, and the
-    summary written once they all finished, so the job's result counts every trial."""
+    """The search job's run: its study named after the job (a Ray retry resumes it), trial tasks beside it once the
+    study exists (a task waiting for it would hold a CPU while the job measures the zoo), and the summary written
+    once they all finished, so the job's result counts every trial."""
     def run(params: dict, ctx) -> dict:
         from ..labs.catalog import LABS
-        from ..labs.search import study_summary
+        from ..labs.search import load_config, study_summary
         from .kinds import job_result
-        from .queue import JOB_KINDS
+        from .queue import JOB_KINDS, needs_cuda
         study = params.get("study") or f"search-job{job_id}"
         params = {**params, "study": study}
         slots = int(ray.cluster_resources().get("CPU", 1) // max(cpus, 1))
-        joiners = [join_search.options(num_cpus=cpus, max_retries=MAX_RETRIES)
-                   .remote(db_url, job_id, study, env, cpus) for _ in range(max(0, min(slots, params["trials"]) - 1))]
+        count = max(0, min(slots, params["trials"]) - 1)  # the job's own task runs trials too
+        task = join_search.options(num_cpus=cpus, num_gpus=1 if needs_cuda({"params": params}) else 0,
+                                   max_retries=MAX_RETRIES)
+        joiners, stop = [], threading.Event()
+
+        def start_when_created() -> None:
+            while not stop.wait(0.5):
+                try:
+                    load_config(study, ctx.store)
+                except LabError:  # not created yet
+                    continue
+                joiners.extend(task.remote(db_url, job_id, study, env, cpus) for _ in range(count))
+                return
+        starter = threading.Thread(target=start_when_created, daemon=True)
+        if count:
+            starter.start()
         try:
             JOB_KINDS.get("search").run(params, ctx)
         except BaseException:
+            stop.set()
             for ref in joiners:
                 ray.cancel(ref)
             raise
+        finally:
+            stop.set()
+            if count:
+                starter.join()
         if joiners:
             ready, _ = ray.wait(joiners, num_returns=len(joiners), timeout=JOIN_WAIT_S)
             for ref in ready:
@@ -345,14 +365,20 @@ class JobRunner:
         refs = [t["ref"] for _, t in items]
         done, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
         done = set(done)
+        open_jobs: dict[str, list[int]] = {}
         for (db_url, job_id), task in items:
-            store = RunStore(db_url)
             if task["ref"] in done:
-                self._ended(store, job_id, task)
+                self._ended(RunStore(db_url), job_id, task)
                 with self.lock:
                     self.tasks.pop((db_url, job_id), None)
             else:
-                self._maybe_cancel(store, job_id, task)
+                open_jobs.setdefault(db_url, []).append(job_id)
+        for db_url, ids in open_jobs.items():  # one query per database for every job still out there
+            with RunStore(db_url).engine.connect() as conn:
+                rows = conn.execute(sa.select(jobs_table.c.id, jobs_table.c.status, jobs_table.c.cancel_requested)
+                                    .where(jobs_table.c.id.in_(ids), jobs_table.c.cancel_requested.is_(True)))
+                for row in rows:
+                    self._maybe_cancel(row.id, row.status, self.tasks[(db_url, row.id)])
 
     def _ended(self, store: RunStore, job_id: int, task: dict) -> None:
         from ray.exceptions import TaskCancelledError
@@ -367,14 +393,13 @@ class JobRunner:
             _end_if_open(store, job_id, "interrupted", f"The Ray worker running it died{retried} "
                                                        f"({type(err).__name__}: {reason}). Finished results are kept.")
 
-    def _maybe_cancel(self, store: RunStore, job_id: int, task: dict) -> None:
-        job = store.get_job(job_id)
-        if not job["cancel_requested"]:
-            return
+    @staticmethod
+    def _maybe_cancel(job_id: int, status: str, task: dict) -> None:
+        """A Cancel in the row of job `job_id`: stop its task when the job does not stop by itself."""
         now = time.monotonic()
         task["cancel_seen"] = task["cancel_seen"] or now
         waited = now - task["cancel_seen"]
-        if job["status"] in ("queued", "cancelled"):
+        if status in ("queued", "cancelled"):
             if not task["cancelled"]:  # still waiting for resources: take it off the cluster's queue
                 ray.cancel(task["ref"])
                 task["cancelled"] = 1
