@@ -114,10 +114,15 @@ class RayPlacer:
                    "max_retries": int(os.environ.get(RETRIES_ENV, MAX_RETRIES))}
         env = {"COMPRESSION_LAB_ARTIFACTS": artifacts_url(), "COMPRESSION_LAB_CLUSTER": self.url}
         try:
-            ray.get(runner().place.remote(store.url, job_id, env, options), timeout=60)
-        except ray.exceptions.RayActorError:  # the runner was restarted (its node went): look it up again
-            _runner.clear()
-            ray.get(runner().place.remote(store.url, job_id, env, options), timeout=60)
+            try:
+                ray.get(runner().place.remote(store.url, job_id, env, options), timeout=60)
+            except ray.exceptions.RayActorError:  # the runner is gone (its node went): look it up, once
+                _runner.clear()
+                ray.get(runner().place.remote(store.url, job_id, env, options), timeout=60)
+        except Exception as err:  # e.g. nodes that cannot import the lab: not this checkout's environment
+            first = (str(err).strip().splitlines() or [""])[0][:160]
+            raise LabError(f"The Ray cluster at {self.url} did not take the job ({type(err).__name__}: {first}); "
+                           "its nodes must run this checkout's .venv") from None
 
 
 def _needs_cuda(job: dict) -> bool:
