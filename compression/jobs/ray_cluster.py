@@ -24,6 +24,7 @@ import re
 import socket
 import threading
 import time
+import warnings
 from typing import Callable
 
 import ray
@@ -99,7 +100,9 @@ class RayPlacer:
             _connected.clear()
             _runner.clear()  # a handle from an earlier connection is no use on this one
             try:
-                ray.init(self.url, namespace=NAMESPACE, logging_level=logging.ERROR, log_to_driver=False)
+                with warnings.catch_warnings():  # its "connection timed out" warning: the error below says it
+                    warnings.simplefilter("ignore")
+                    ray.init(self.url, namespace=NAMESPACE, logging_level=logging.ERROR, log_to_driver=False)
                 _connected.append(self.url)
             except Exception as err:  # a port that is not a Ray client server, a version mismatch ...
                 first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
