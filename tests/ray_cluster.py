@@ -76,7 +76,11 @@ class RayCluster:
         psutil.wait_procs(alive, timeout=10)
         self.head.wait(10)
         self.log.close()
-        shutil.rmtree(self.temp, ignore_errors=True)
+        for _ in range(3):  # a process that was dying may still write its session folder: try again
+            shutil.rmtree(self.temp, ignore_errors=True)
+            if not os.path.exists(self.temp):
+                break
+            time.sleep(0.5)
         return time.monotonic() - started
 
     @staticmethod
