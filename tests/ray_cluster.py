@@ -76,11 +76,9 @@ class RayCluster:
         psutil.wait_procs(alive, timeout=10)
         self.head.wait(10)
         self.log.close()
-        for _ in range(3):  # a process that was dying may still write its session folder: try again
-            shutil.rmtree(self.temp, ignore_errors=True)
-            if not os.path.exists(self.temp):
-                break
-            time.sleep(0.5)
+        shutil.rmtree(self.temp, ignore_errors=True)
+        time.sleep(0.5)  # a process that was dying may still write its session folder: remove it again
+        shutil.rmtree(self.temp, ignore_errors=True)
         return time.monotonic() - started
 
     @staticmethod
