@@ -115,12 +115,13 @@ def test_a_headline_pair_becomes_a_retime_job_that_stores_a_pooled_timing(store)
     """The demo's follow-ups, without the demo: its headline pairs (each run against its lineage root, at the batch
     its quick figure was timed at) queued as `speedup` jobs, each timed in fresh processes and stored."""
     from compression.labs.demo import headline_pairs
+    from compression.tasks import TASKS
     from compression.labs.prune import run_prune
     from conftest import quick_ctx
     out = run_prune(PruneLabConfig(dataset="synthetic", model="mlp:hidden=64", epochs=1, latency_batch=16,
                                    method="channel_l1", sparsities=[0.5], finetune_epochs=0), quick_ctx())
     parent, child = out["baseline"]["run_id"], out["results"][0]["run_id"]
-    pairs = headline_pairs(store, [parent, child])
+    pairs = headline_pairs(store, TASKS["image"])
     assert [(p["run_a"], p["run_b"], p["batch_size"]) for p in pairs] == [(parent, child, 16)]  # the root has no pair
     job_id = submit(store, "speedup", pairs[0], start_worker=False)
     assert run_job(store, store.claim_next_job()) == "done"

@@ -9,7 +9,6 @@ from ...core.measure import quiet_wait_limit
 from ..configs import DemoConfig, RetimeConfig
 from ..context import RunContext
 from ...core.timing import machine_fingerprint
-from ...tasks import task_of
 from ..records import as_record
 from ..summary import claims_to_retime, default_report_runs, reference_of
 from .image import DEMO_BASELINES, DEMO_QUIET_WAIT_S, demo_stages
@@ -32,20 +31,17 @@ def run_demo(config: DemoConfig, ctx: RunContext | None = None) -> dict:
             ids += stage_ids
             ran.append({"stage": label, "runs": len(stage_ids), "wall_s": round(time.perf_counter() - began, 1)})
     return {"run_ids": ids, "stages": ran, "wall_s": time.perf_counter() - start,
-            "retime": headline_pairs(ctx.store, ids)}
+            "retime": headline_pairs(ctx.store, config.task())}
 
 
-def headline_pairs(store, run_ids: list[int]) -> list[dict]:
-    """Every claim the Report opens on (summary.default_report_runs: the newest runs of the demo's task that grew
-    from a baseline, each against its lineage root, at the batch of its timing, and for a language model both
-    prefill and decode), as RetimeConfig params. The demo's stages time each pair quickly, in this process, to draw
-    the charts live; the job queue then re-times these in fresh processes, pooled, so every figure the Report shows
-    a presenter is calibrated. Any other pair is one click on the Report."""
-    if not run_ids:
-        return []
-    task = task_of(store.get_run(run_ids[0]))
+def headline_pairs(store, task) -> list[dict]:
+    """Every claim the Report opens on for `task` (summary.default_report_runs: its newest runs that grew from a
+    baseline, each against its lineage root, at the batch of its timing, and for a language model both prefill and
+    decode), as RetimeConfig params. The demo's stages time each pair quickly, in this process, to draw the charts
+    live; the job queue then re-times these in fresh processes, pooled, so every figure the Report shows a presenter
+    is calibrated. Any other pair is one click on the Report."""
     machine = machine_fingerprint("cpu")["id"]
-    records = [r for r in map(as_record, store.list_runs(status="done")) if task_of(r) is task]
+    records = [r for r in map(as_record, store.list_runs(status="done")) if r.get("task") == task.name]
     pairs = []
     for run_id in default_report_runs(records):
         reference = reference_of(store, run_id)
