@@ -18,7 +18,7 @@ from ..text.corpus import TEXT as TEXT_PREFIX, TEXT_DATASETS
 from ..text.measure import PHASES, PREFILL_BATCH, measure_lm, phase_workload
 from ..text.models import LANGUAGE_MODELS, build_language_model
 from ..text.prune import transformer_blocks
-from ..text.quantize_notes import NOT_FOR_LANGUAGE_MODELS, SPEED_NOTES
+from ..text.quantize_notes import NOT_FOR_LANGUAGE_MODELS, quantize_notes
 from ..text.recipes import (arm_training, distill_arms, distill_summary, finetune_config, lm_prune_configs,
                              prune_child)
 from ..text.structured import STRUCTURED, parse_pruned_student
@@ -218,11 +218,14 @@ class TextTask(Task):
         paired_vs_control: the child against its control on the same test windows (None without per-window
         losses)."""
         reference = {**control["record"], "run_id": control["id"]}
+        paired = paired_perplexity(reference, record)
+        if paired:
+            paired.pop("run_b")  # the child is not stored yet: its run id is the record's own
         return {"control_run_id": control["id"], "control_perplexity": reference["perplexity"],
                 "control_perplexity_ci95": reference.get("perplexity_ci95"),
                 "control_steps": control["config"].get("steps"),
                 "perplexity_change_vs_control": record["perplexity"] / reference["perplexity"] - 1,
-                "paired_vs_control": paired_perplexity(reference, record)}
+                "paired_vs_control": paired}
 
     # --- lab hooks: what the prune, quantize and distill labs' one loop each asks ---------------------------------
     def check_prune_method(self, method: str) -> None:
@@ -247,16 +250,18 @@ class TextTask(Task):
         return pruned, extra, name, {"sparsity": prune_config.target, "pattern": prune_config.pattern}
 
     def quantize_refusal(self, method: str, device: str) -> tuple[str, str | None]:
-        return "cpu", NOT_FOR_LANGUAGE_MODELS.get(method) or availability(method, "cpu")
+        """Language models run on the CPU; a method that cannot run here, or does not apply to a language model,
+        is an error (one sentence), raised before the parent is trained or loaded."""
+        reason = NOT_FOR_LANGUAGE_MODELS.get(method) or availability(method, "cpu")
+        if reason:
+            raise LabError(f"{method} cannot quantize a language model here: {reason.rstrip('.')}.")
+        return "cpu", None
 
     def quantize_data(self, parent):
         return None  # dynamic and weight-only methods need no calibration text
 
     def quantize_notes(self, parent, method: str, report: dict) -> dict:
-        report["speed_note"] = SPEED_NOTES[method].format(engine=report.get("engine"))
-        # int8 kernels do the same multiply-accumulates as the float model (the counter does not see them)
-        report["macs_per_token"] = parent.record["macs_per_token"]
-        return report
+        return quantize_notes(parent.record, method, report)
 
     def teacher_baseline(self, config) -> dict:
         return dict(dataset=config.dataset, model=config.teacher, seed=0)
