@@ -44,7 +44,8 @@ LABS: Registry[Lab] = Registry("lab")
 LABS.register("train", Lab(BaselineConfig, run_train, lambda out: [out], lambda out: [out["run_id"]]),
               about="train (or load) a baseline")
 LABS.register("prune", Lab(PruneLabConfig, run_prune, lambda out: [out["baseline"]] + out["results"],
-                           lambda out: _ids(out["results"]), lambda out: {"sensitivity": out.get("sensitivity")}),
+                           lambda out: _ids(out.get("controls", []) + out["results"]),  # a child's fair control too
+                           lambda out: {"sensitivity": out.get("sensitivity")}),
               about="pruning sweep")
 LABS.register("quantize", Lab(QuantizeLabConfig, run_quantize, lambda out: [out["baseline"]] + out["results"],
                               lambda out: _ids(out["results"]), lambda out: {"unavailable": out["unavailable"]}),
@@ -53,7 +54,7 @@ LABS.register("pipeline", Lab(PipelineLabConfig, run_pipeline, lambda out: [out[
                               lambda out: _ids(out["stages"])), about="a chain of techniques")
 LABS.register("distill", Lab(DistillLabConfig, run_distill,
                              lambda out: [out["teacher"]] + _students(out),
-                             lambda out: _ids(_students(out)),
+                             lambda out: _ids(out.get("control", []) + _students(out)),
                              lambda out: {"gap_closed": out["gap_closed"], "sweep": out["sweep"]}),
               about="KD students next to plain ones")
 LABS.register("search", Lab(SearchConfig, run_search, lambda out: [t for t in out["trials"] if "accuracy" in t],

@@ -73,7 +73,7 @@ def method_comparisons(records: list[dict], reference_method: str = "magnitude")
     [{"shape", "run_a", "run_b", "text", **paired_perplexity}], groups of one run and unpaired runs left out."""
     groups: dict[tuple, list[dict]] = {}
     for record in records:
-        if record.get("window_nll") and record.get("method"):
+        if record.get("window_nll") and record.get("kind") == "prune":  # not a control, a quantized or a student run
             groups.setdefault((record.get("parent_id"), _shape(record)), []).append(record)
     rows = []
     for (_, shape), group in groups.items():
