@@ -19,6 +19,7 @@ from ..techniques.distill import DistillConfig
 from ..techniques.prune import METHODS as PRUNE_METHODS
 from ..techniques.prune import SCHEDULES, PruneConfig
 from ..techniques.quantize import METHODS as QUANT_METHODS
+from ..techniques.quantize_kernels import DEFAULT_GROUP_SIZE, GROUP_SIZES
 from .stages import parse_steps
 
 DEVICE_HELP = "cpu, cuda or auto (auto: cuda for image data when a GPU is present, cpu for small data like digits)"
@@ -157,6 +158,9 @@ class QuantizeLabConfig(TechniqueConfig):
     methods: list[str] = param(["dynamic_int8", "static_int8"], choices=QUANT_METHODS, flag="--method",
                                required=True, help="one or more quantization methods")
     calibration_batches: int = param(8, min=1, max=1000, help="batches that calibrate static int8")
+    group_size: int = param(DEFAULT_GROUP_SIZE, choices=GROUP_SIZES,
+                            help="int4_packed: input columns that share one scale and zero (smaller: more accurate, "
+                                 "a little larger)")
 
     def check(self) -> None:
         super().check()

@@ -2,38 +2,49 @@
 from __future__ import annotations
 
 from ..errors import LabError
-from ..techniques.quantize import METHODS, quantize_model
+from ..techniques.quantize import METHODS, check_fits, quantize_model
 from .configs import QuantizeLabConfig
 from .context import RunContext
-from .parent import Child, prepare_parent, store_child
+from .parent import Child, parent_task, prepare_parent, store_child
 from .records import as_record
 
 
 def run_quantize(config: QuantizeLabConfig, ctx: RunContext | None = None) -> dict:
     """Returns {"baseline": record, "results": [record + method], "unavailable": [{method, reason}]}.
 
-    A method this machine (or this kind of model) cannot run is reported in `unavailable` with its reason, not
-    raised.
+    Each method's refusal is asked of the parent's task before the parent is trained or loaded: where the task
+    says a refusal is an error (language models) the first one raises (one sentence, exit code 2), else (image
+    models) each is reported in `unavailable` with its reason. A
+    method that cannot take the parent's layer widths (int4's groups) says so as soon as the parent is loaded,
+    before it is measured.
     """
     ctx = ctx or RunContext()
-    parent = prepare_parent(config, ctx)
-    task = parent.task
+    task = parent_task(config, ctx)
     device = config.device if config.device not in (None, "auto") else "cpu"
-    results, unavailable = [], []
-    for i, method in enumerate(config.methods):
-        ctx.report(0.15 + 0.85 * i / len(config.methods), f"{method}: quantizing and measuring")
-        target, reason = task.quantize_refusal(method, device)
-        if reason:
-            unavailable.append({"method": method, "reason": reason})
-            continue
+    refusals = {method: task.quantize_refusal(method, device) for method in config.methods}
+    refused = [(method, reason) for method, (_, reason) in refusals.items() if reason]
+    if refused and task.quantize_refusal_is_error:
+        method, reason = refused[0]
+        raise LabError(f"{method} cannot quantize {task.model_noun} here: {reason.rstrip('.')}.")
+    runnable = [m for m in config.methods if not refusals[m][1]]
+
+    def check(model) -> None:
+        for method in runnable:
+            check_fits(model, method, config.group_size)
+
+    parent = prepare_parent(config, ctx, check=check)
+    results = []
+    unavailable = [{"method": m, "reason": reason} for m, (_, reason) in refusals.items() if reason]
+    for i, method in enumerate(runnable):
+        ctx.report(0.15 + 0.85 * i / len(runnable), f"{method}: quantizing and measuring")
         try:
-            quantized, report = quantize_model(parent.model, task.quantize_data(parent), method, target,
-                                               config.calibration_batches)
+            quantized, report = quantize_model(parent.model, task.quantize_data(parent), method, refusals[method][0],
+                                               config.calibration_batches, group_size=config.group_size)
         except LabError as err:
             unavailable.append({"method": method, "reason": str(err)})
             continue
         run = store_child(ctx, parent, quantized, Child(
-            "quantize", method, METHODS.label(method), {**config.to_dict(), "method": method},
+            "quantize", method, _label(method, report), {**config.to_dict(), "method": method},
             task.quantize_notes(parent, method, report), input_dtype=METHODS[method].input_dtype,
             float_model=parent.model))
         results.append({**as_record(run), "method": method})
@@ -41,3 +52,9 @@ def run_quantize(config: QuantizeLabConfig, ctx: RunContext | None = None) -> di
             break
     ctx.report(1.0, f"Stored {len(results)} quantized run(s)")
     return {"baseline": parent.as_baseline(), "results": results, "unavailable": unavailable}
+
+
+def _label(method: str, report: dict) -> str:
+    """The method's label, with its group size where it has one ("Packed int4 weights, group 32")."""
+    group = report.get("group_size")
+    return METHODS.label(method) + (f", group {group}" if group else "")

@@ -38,7 +38,9 @@ _DTYPES = {str(d).removeprefix("torch."): d for d in vars(torch).values() if isi
 #   `embed_out.` -> `lm_head.`, as WeightRenaming objects) so that save_pretrained can write the old names back.
 #   Without it save_pretrained uses the family's default mapping (the same renamings), and from_pretrained reads
 #   either name; the weights and the forward pass do not depend on it.
-_DROPPED_ATTRS = frozenset({"_weight_conversions"})
+# - `_packed`: an int4 layer's weights packed for this CPU's kernel (techniques.quantize_kernels): the layout differs
+#   between CPUs (AVX512 / AVX2), so the file keeps the portable 4-bit values and each machine packs them again.
+_DROPPED_ATTRS = frozenset({"_weight_conversions", "_packed"})
 # The only functions an attribute may name (an activation held as a function: transformers' GELUActivation keeps
 # `act = nn.functional.gelu`, as in Pythia's blocks): a fixed table, read by name, never an import path of the file's
 # choosing.

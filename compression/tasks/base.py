@@ -95,6 +95,7 @@ class Task:
     data_noun: str                     # "an image data set", "text"
     model_hint: str                    # what to pick on this task's data when a model of another task was given
     data_hint: str                     # what to pick for this task's models when data of another task was given
+    quantize_refusal_is_error = False  # a quantize method it refuses stops the lab (exit code 2), not a note
 
     def owns_dataset(self, name: str) -> bool:
         """Is `name` one of this task's data sets? (The default task owns every name no other task claims.)"""

@@ -70,6 +70,7 @@ class TextTask(Task):
     default_prune_method = "magnitude"
     finetune_epochs = 0          # language models are pruned one-shot, as the papers do
     search_constraints = ("max_params",)  # MACs are counted per image
+    quantize_refusal_is_error = True  # asking for a method that cannot run is a mistake to fix, not a result to store
 
     def owns_dataset(self, name: str) -> bool:
         return name in TEXT_DATASETS or str(name).startswith(TEXT_PREFIX)
@@ -251,11 +252,8 @@ class TextTask(Task):
 
     def quantize_refusal(self, method: str, device: str) -> tuple[str, str | None]:
         """Language models run on the CPU; a method that cannot run here, or does not apply to a language model,
-        is an error (one sentence), raised before the parent is trained or loaded."""
-        reason = NOT_FOR_LANGUAGE_MODELS.get(method) or availability(method, "cpu")
-        if reason:
-            raise LabError(f"{method} cannot quantize a language model here: {reason.rstrip('.')}.")
-        return "cpu", None
+        is refused (and with quantize_refusal_is_error, the lab stops before the parent is trained or loaded)."""
+        return "cpu", NOT_FOR_LANGUAGE_MODELS.get(method) or availability(method, "cpu")
 
     def quantize_data(self, parent):
         return None  # dynamic and weight-only methods need no calibration text

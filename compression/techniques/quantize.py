@@ -1,10 +1,13 @@
-"""Quantization: int8 and half precision, chosen by measurement on this machine.
+"""Quantization: int8, int4 and half precision, chosen by measurement on this machine.
 
 - dynamic_int8 and static_int8 use torch.ao: real int8 matmuls and convs on CPU. The quantized engine
   is chosen by measurement once per process (int8_engine): on this AVX2 CPU onednn ran static int8
   1.78x faster than fp32 at batch 256, fbgemm 1.64x, the default x86 engine 1.32x.
 - weight_only_int8 uses torchao's Int8WeightOnlyConfig: int8 storage, dequantized at run time, so
   smaller but not faster on CPU (measured 1.5x slower).
+- int8_packed, int4_packed and bf16_linear are weight-only kernels for Linear layers (quantize_kernels.py): aten's
+  packed int8 / int4 matmuls, bf16 matrix-vector products, each probed once per machine in a subprocess
+  (kernel_probe): a crashing kernel is recorded as unavailable instead of taking the lab down with it.
 - fp16 / bf16 cast the model; real on CUDA, and honest about being slower on most CPUs.
 Each method is a handler registered by name (as torchao registers per config type).
 """
@@ -28,6 +31,7 @@ from ..core.data import Dataset
 from ..errors import LabError
 from ..registry import Registry
 from ..text.families import is_conv1d
+from . import quantize_kernels as kernels
 
 logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)  # torchao's import notes an Enum change
 
@@ -41,6 +45,11 @@ class QuantMethod:
     devices: tuple[str, ...]        # where it can run
     apply: Callable[..., nn.Module]
     input_dtype: torch.dtype = torch.float32
+    calibrates: bool = False        # needs calibration batches (static int8)
+    options: tuple[str, ...] = ()   # keyword options its apply takes (int4's group_size)
+    probed: bool = False            # a weight-only kernel checked by kernel_probe before it runs
+    width_multiple: int = 0         # its kernel needs Linear input widths that are multiples of this
+    width_why: str = ""
 
 
 _ENGINE: str | None = None
@@ -64,11 +73,11 @@ def int8_engine() -> str:
     return _ENGINE
 
 
-def _probe_cache() -> Path:
+def _probe_cache(name: str = "int8-probe") -> Path:
     from ..core.timing import machine_fingerprint
     folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "compression-lab"
     folder.mkdir(parents=True, exist_ok=True)
-    return folder / f"int8-probe-{machine_fingerprint('cpu')['id']}.json"
+    return folder / f"{name}-{machine_fingerprint('cpu')['id']}.json"
 
 
 def engine_probe() -> dict:
@@ -87,21 +96,50 @@ def engine_probe() -> dict:
     return result
 
 
-def run_probe(code: str) -> dict:
+def run_probe(code: str, what: str = "int8") -> dict:
     """Run `code` in a fresh Python process; its last stdout line is the JSON result. A crash or a hang is
     turned into {"engine": None, "reason": ...}, never raised."""
     try:
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     except subprocess.TimeoutExpired:
-        result = {"engine": None, "reason": "the int8 probe did not finish within 300 s"}
+        result = {"engine": None, "reason": f"the {what} probe did not finish within 300 s"}
     else:
         if done.returncode == 0 and done.stdout.strip():
             result = json.loads(done.stdout.strip().splitlines()[-1])
         else:
             how = (f"signal {-done.returncode}" if done.returncode < 0 else f"exit code {done.returncode}")
-            result = {"engine": None, "reason": f"the int8 kernels crashed a probe process ({how}); int8 is "
+            result = {"engine": None, "reason": f"the {what} kernels crashed a probe process ({how}); {what} is "
                                                 "recorded as unavailable here"}
     return result
+
+
+KERNEL_PROBE_CODE = "from compression.techniques.quantize_kernels import probe_main; probe_main()"
+
+
+def kernel_probe() -> dict:
+    """Whether each weight-only kernel (int8_packed, int4_packed, bf16_linear) runs right on this CPU, and whether
+    it has native bf16: {method: None or why not, "native_bf16": bool}. Run in a subprocess once per machine and
+    cached by its fingerprint, as engine_probe is: aten's packed int8 kernel segfaults on some shapes (torch
+    2.14), and a crash must cost a probe process, not the lab."""
+    cache = _probe_cache("weight-kernels")
+    if cache.exists():
+        try:
+            return json.loads(cache.read_text())
+        except ValueError:
+            pass
+    result = run_probe(KERNEL_PROBE_CODE, "weight-only")
+    cache.write_text(json.dumps(result))
+    return result
+
+
+def _kernel_reason(method: str) -> str | None:
+    probe = kernel_probe()
+    if "engine" in probe:  # the probe process crashed: its reason stands for every kernel
+        return probe.get("reason")
+    if method == "bf16_linear" and not probe.get("native_bf16"):
+        return ("this CPU has no native bf16 (AMX or AVX512-BF16), so bf16 matrix products run emulated, slower "
+                "than fp32")
+    return probe.get(method, "the weight-only kernel probe did not check it")
 
 
 def _probe_main() -> None:
@@ -221,6 +259,35 @@ def _weight_only_int8(model, data, calibration_batches, batch_size):
     return model
 
 
+def _weight_only(make):
+    """A weight-only kernel's apply: the widths checked, GPT-2's Conv1D as Linear, every Linear swapped."""
+    def apply(model, data, calibration_batches, batch_size, method: str, group_size: int | None = None):
+        check_fits(model, method, group_size)
+        conv1d_as_linear(model)
+        options = {} if group_size is None else {"group_size": group_size}
+        kernels.replace_linears(model, lambda linear: make(linear, **options))
+        return model
+    return apply
+
+
+def _input_widths(model: nn.Module) -> list[tuple[str, int]]:
+    """(name, input width) of each layer a weight-only method swaps: nn.Linear, and GPT-2's Conv1D (in x out)."""
+    return [(name, m.in_features if type(m) is nn.Linear else m.weight.shape[0]) for name, m in model.named_modules()
+            if type(m) is nn.Linear or is_conv1d(m)]
+
+
+def check_fits(model: nn.Module, method: str, group_size: int | None = None) -> None:
+    """Raise the one-sentence LabError `method` would raise on this model's layer widths, before any work (the
+    quantize lab asks this of a parent as soon as it is loaded)."""
+    spec = METHODS[method]
+    if "group_size" in spec.options:
+        group = group_size or kernels.DEFAULT_GROUP_SIZE
+        kernels.check_widths(_input_widths(model), f"{method} with group size {group}", group,
+                             "its groups of input columns", kernels.GROUP_SIZES)
+    elif spec.width_multiple:
+        kernels.check_widths(_input_widths(model), method, spec.width_multiple, spec.width_why)
+
+
 def _cast(dtype):
     def apply(model, data, calibration_batches, batch_size):
         return model.to(dtype)
@@ -228,6 +295,7 @@ def _cast(dtype):
 
 
 _LABELS = {"dynamic_int8": "Dynamic int8", "static_int8": "Static int8", "weight_only_int8": "Weight-only int8",
+           "int8_packed": "Packed int8 weights", "int4_packed": "Packed int4 weights", "bf16_linear": "bf16 Linear layers",
            "fp16": "Half precision (fp16)", "bf16": "Brain float (bf16)"}
 METHODS: Registry[QuantMethod] = Registry("quantization method")
 for _m in [
@@ -236,10 +304,26 @@ for _m in [
                 ("cpu",), _dynamic_int8),
     QuantMethod("static_int8", "Weights and activations int8, with activation ranges calibrated on a few "
                 "batches. Speeds up convs and linears on CPU; needs calibration data.",
-                "int8 kernels (torch.ao FX)", True, ("cpu",), _static_int8),
+                "int8 kernels (torch.ao FX)", True, ("cpu",), _static_int8, calibrates=True),
     QuantMethod("weight_only_int8", "Linear weights stored as int8 (4x smaller), dequantized when used; convs "
                 "stay fp32. Shrinks Linear-heavy models; on CPU no faster, on GPUs it can be with torch.compile.",
                 "int8 storage, fp32 compute (torchao)", False, ("cpu", "cuda"), _weight_only_int8),
+    QuantMethod("int8_packed", "Linear weights (the output head too) as int8 with a scale per output channel, "
+                "multiplied by aten's packed int8 kernel at decode; a prefill dequantizes them for one GEMM. A "
+                "quarter of fp32's bytes per token: faster decoding where the weights are large.",
+                "int8 weights, bf16 arithmetic (aten _weight_int8pack_mm)", False, ("cpu",),
+                _weight_only(kernels.Int8WeightLinear), options=("method",), probed=True,
+                width_multiple=kernels.INT8_WIDTH, width_why="aten's int8 kernel crashes on other widths"),
+    QuantMethod("int4_packed", "Linear weights (the output head too) as 4-bit values in groups of 32 or 64 "
+                "columns, each with its own scale and zero, multiplied by aten's packed int4 kernel at decode; a "
+                "prefill dequantizes them for one GEMM. About a sixth of fp32's bytes per token.",
+                "int4 weights, bf16 arithmetic (aten _weight_int4pack_mm_for_cpu)", False, ("cpu",),
+                _weight_only(kernels.Int4WeightLinear), options=("method", "group_size"), probed=True),
+    QuantMethod("bf16_linear", "Linear weights (the output head too) in bf16, multiplied in bf16 (a matrix-vector "
+                "product for one token, oneDNN's AMX GEMM for more); norms and attention stay fp32. Half the bytes; "
+                "only where the CPU has native bf16.",
+                "bf16 weights and arithmetic in Linear layers (torch.mv / oneDNN)", False, ("cpu",),
+                _weight_only(kernels.Bf16WeightLinear), options=("method",), probed=True),
     QuantMethod("fp16", "Every weight and activation in 16-bit floats: half the size. Fast on GPUs with "
                 "tensor cores; most CPUs run it slower than fp32.", "fp16", False, ("cpu", "cuda"),
                 _cast(torch.float16), torch.float16),
@@ -270,6 +354,8 @@ def availability(method: str, device: str = "cpu") -> str | None:
             import torchao  # noqa: F401
         except ImportError:
             return "torchao is not installed"
+    if METHODS[method].probed:
+        return _kernel_reason(method)
     return None
 
 
@@ -277,6 +363,10 @@ def quantized_layers(model: nn.Module) -> list[dict]:
     """Every layer whose weights are no longer fp32, with their real dtype and module type."""
     rows = []
     for name, module in model.named_modules():
+        if isinstance(module, kernels.WeightOnlyLinear):
+            rows.append({"layer": name, "module": f"{type(module).__module__}.{type(module).__name__}",
+                         "dtype": module.storage})
+            continue
         weight = None
         if hasattr(module, "weight") and callable(module.weight):  # torch.ao quantized modules
             weight = module.weight()
@@ -302,28 +392,39 @@ def _storage_dtype(weight: torch.Tensor) -> torch.dtype:
     return weight.dtype
 
 
-def quantize_model(model: nn.Module, data: Dataset, method: str, device: str = "cpu",
-                   calibration_batches: int = 8, batch_size: int = 64) -> tuple[nn.Module, dict]:
-    """Return (quantized copy, report). The report says what really runs: int8 kernels or not."""
-    if calibration_batches is None or int(calibration_batches) <= 0:
+def quantize_model(model: nn.Module, data: Dataset | None, method: str, device: str = "cpu",
+                   calibration_batches: int = 8, batch_size: int = 64,
+                   group_size: int = kernels.DEFAULT_GROUP_SIZE) -> tuple[nn.Module, dict]:
+    """Return (quantized copy, report). The report says what really runs: int8 kernels or not, and for the
+    weight-only kernels which one, the group size, the bits per weight and the weights' bytes."""
+    spec = METHODS.get(method)
+    if spec.calibrates and (calibration_batches is None or int(calibration_batches) <= 0):
         raise LabError(f"The calibration batch count must be at least 1, got {calibration_batches}")
+    if group_size not in kernels.GROUP_SIZES:
+        raise LabError(f"The group size must be one of {', '.join(map(str, kernels.GROUP_SIZES))}, got {group_size}.")
     reason = availability(method, device)
     if reason:
         raise LabError(f"{method} is unavailable: {reason}")
-    spec = METHODS[method]
     candidate = copy.deepcopy(model).cpu().eval()
     if any(p.dtype != torch.float32 for p in candidate.parameters()) or quantized_layers(candidate):
         raise LabError(f"This model is already quantized; {method} needs a float32 model. Quantize last.")
-    quantized = spec.apply(candidate, data, int(calibration_batches), batch_size).eval()
+    options = {"method": method, "group_size": group_size}
+    quantized = spec.apply(candidate, data, int(calibration_batches or 0), batch_size,
+                           **{k: options[k] for k in spec.options}).eval()
     if device != "cpu":
         quantized = quantized.to(device)
     layers = quantized_layers(quantized)
     if not layers:  # an unchanged copy stored as a "quantized" run would mislead every comparison made with it
         raise LabError(f"{method} found nothing to quantize in this model (no layer's weights changed type), so no "
                        "run was stored.")
-    kernels = f"{spec.kernels[:-1]}, {int8_engine()} engine)" if spec.real_int8 else spec.kernels
-    return quantized, {"method": method, "kernels": kernels, "real_int8": spec.real_int8,
-                       "engine": int8_engine() if spec.real_int8 else None,
-                       "simulated": False, "device": device, "quantized_layers": layers,
-                       "calibration_batches": int(calibration_batches) if method == "static_int8" else 0,
-                       "input_dtype": str(spec.input_dtype).replace("torch.", "")}
+    ran = f"{spec.kernels[:-1]}, {int8_engine()} engine)" if spec.real_int8 else spec.kernels
+    report = {"method": method, "kernels": ran, "real_int8": spec.real_int8,
+              "engine": int8_engine() if spec.real_int8 else None,
+              "simulated": False, "device": device, "quantized_layers": layers,
+              "calibration_batches": int(calibration_batches) if spec.calibrates else 0,
+              "input_dtype": str(spec.input_dtype).replace("torch.", "")}
+    if spec.probed:
+        report.update(kernels.weight_report(quantized))
+        if "group_size" in spec.options:
+            report["group_size"] = group_size
+    return quantized, report
