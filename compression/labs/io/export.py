@@ -60,10 +60,14 @@ def _hf(model: nn.Module, run: dict, path: Path) -> None:
     if inner is None:
         raise LabError(f"Run {run['id']} is a {run['model']['name']} model, not a Hugging Face one, so transformers "
                        "cannot load it: export it as state_dict, module or onnx.")
-    int8 = [row["layer"] for row in quantized_layers(model) if row["dtype"] not in _FLOAT_DTYPES]
-    if int8:  # torch.ao's packed int8 modules and torchao's int8 tensors are this lab's, not a transformers layout
-        raise LabError(f"Run {run['id']} is quantized to int8 ({len(int8)} layers, {int8[0]} first), which "
-                       "transformers cannot load from a folder: export it as module or state_dict.")
+    # torch.ao's packed int8 modules, torchao's int8 tensors and the lab's weight-only layers (bf16 ones too) are
+    # this lab's, not a transformers layout
+    rows = [row for row in quantized_layers(model)
+            if row["dtype"] not in _FLOAT_DTYPES or row["module"].startswith("compression.")]
+    if rows:
+        raise LabError(f"Run {run['id']} is quantized to {rows[0]['dtype'].removeprefix('q')} ({len(rows)} layers, "
+                       f"{rows[0]['layer']} first), which transformers cannot load from a folder: export it as module "
+                       "or state_dict.")
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise LabError(f"{path} exists and is not an empty folder: give --out a new folder for the Hugging Face "
                        "checkpoint.")
