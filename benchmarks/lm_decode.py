@@ -107,9 +107,9 @@ def main() -> None:
           flush=True)
     methods, skipped, reports, fp32_ms = {}, {}, {}, []
     for name in METHODS.names():
-        _, reason = TEXT_TASK.quantize_refusal(name, "cpu")
         quantized = None
-        try:
+        try:  # the text task's refusal: a reason returned, or (as it may be asked to) raised
+            _, reason = TEXT_TASK.quantize_refusal(name, "cpu")
             if reason:
                 raise RuntimeError(reason)
             quantized, reports[name] = quantize_model(copy.deepcopy(model), None, name, "cpu", 1)
