@@ -78,9 +78,12 @@ def test_the_quantize_page_shows_a_language_models_int8_run_and_what_ran(lab_hom
     out = run_quantize(QuantizeLabConfig(from_run=run["id"], methods=["dynamic_int8"]), quick_ctx())
     child = out["results"][0]
     at = open_page("quantize", "pydoc")
-    assert at.multiselect[0].options == ["Dynamic int8", "Weight-only int8", "Half precision (fp16)",
-                                         "Brain float (bf16)"]  # static int8 is not offered, and it says why
-    assert any("is not offered for language models" in c.value for c in at.caption)
+    from compression.techniques.quantize import METHODS, availability
+    offered = [METHODS.label(m) for m in METHODS.names() if m != "static_int8" and availability(m, "cpu") is None]
+    assert at.multiselect[0].options == offered and "Packed int4 weights" in offered  # the kernels this CPU runs
+    assert any("is not offered for language models" in c.value for c in at.caption)  # static int8, and why
+    assert next(s for s in at.selectbox if s.label.startswith("Group size")).value == 32
+    assert "Packed int4 weights" in at.dataframe[0].value["method"].tolist()  # what each does, measured
     line = next(m.value for m in at.markdown if f"#{child['run_id']} Dynamic int8" in m.value)
     assert "int8 matrix multiplies" in line and "prefill " in line and ", decode " in line  # both phases, paired
     assert [m.label for m in at.metric][:2] == ["Perplexity", "Bits per byte"]

@@ -1,12 +1,15 @@
-"""The Quantize page for a language model: dynamic int8, weight-only int8, fp16 and bf16 of its Linear layers,
-each run's perplexity and measured speed next to its parent, and what really ran."""
+"""The Quantize page for a language model: dynamic int8, the weight-only kernels (packed int8, packed int4 in groups,
+bf16 Linear layers), torchao's simulated int8, fp16 and bf16; what each does to prefill and to decode, each run's
+perplexity and measured speed next to its parent, and what really ran."""
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
-from compression.text.quantize_notes import NOT_FOR_LANGUAGE_MODELS
 from compression.labs.speed import latest_speedup, speed_text
-from compression.techniques.quantize import METHODS
+from compression.techniques.quantize import METHODS, availability
+from compression.techniques.quantize_kernels import DEFAULT_GROUP_SIZE, GROUP_SIZES
+from compression.text.quantize_notes import MEASURED, MEASURED_ON, NOT_FOR_LANGUAGE_MODELS, SMALL_MODEL_WHY
 
 from ..charts_prune import speedup_bars
 from ..components import submit_job
@@ -19,18 +22,35 @@ from .text_widgets import text_metric_cards
 LANGUAGE_METHODS = [name for name in METHODS.names() if name not in NOT_FOR_LANGUAGE_MODELS]
 
 
+@st.cache_data(show_spinner=False)
+def _unavailable() -> dict[str, str]:
+    """Why a method cannot run on this machine's CPU (its kernels are probed once per machine)."""
+    return {name: reason for name in LANGUAGE_METHODS if (reason := availability(name, "cpu"))}
+
+
 def text_quantize_lab(params: dict, all_runs: list[dict], by_id: dict) -> None:
     text_quantize_tab(params, all_runs, by_id)
     st.caption("Pipelines (prune, then fine-tune, then quantize) take image models for now.")
 
 
 def text_quantize_tab(params: dict, all_runs: list[dict], by_id: dict) -> None:
+    unavailable = _unavailable()
+    offered = [name for name in LANGUAGE_METHODS if name not in unavailable]
+    with st.expander("What each method does to prefill and to decode", expanded=False):
+        st.dataframe(method_table(), hide_index=True)
+        st.caption(MEASURED_ON)
+        st.caption(SMALL_MODEL_WHY)
     with st.form("quantize-text-form"):
-        methods = st.multiselect("Methods", LANGUAGE_METHODS, default=["dynamic_int8"], format_func=METHODS.label)
+        methods = st.multiselect("Methods", offered, default=[m for m in ("int4_packed",) if m in offered],
+                                 format_func=METHODS.label)
+        group = st.selectbox("Group size (packed int4)", GROUP_SIZES, index=GROUP_SIZES.index(DEFAULT_GROUP_SIZE),
+                             help="input columns that share one scale and zero: smaller groups are more accurate "
+                                  "and a little larger; every layer's input width must be a multiple of it")
         if st.form_submit_button("Quantize", type="primary"):
-            submit_job("quantize", {**params, "methods": methods})
-    for name, reason in NOT_FOR_LANGUAGE_MODELS.items():
-        st.caption(f"{METHODS.label(name)} is not offered for language models: {reason}.")
+            submit_job("quantize", {**params, "methods": methods, "group_size": int(group)})
+    for name, reason in {**NOT_FOR_LANGUAGE_MODELS, **unavailable}.items():
+        where = "for language models" if name in NOT_FOR_LANGUAGE_MODELS else "on this machine"
+        st.caption(f"{METHODS.label(name)} is not offered {where}: {reason}.")
     job_panel(("quantize",), key="quantize")
     runs = [r for r in measured(all_runs) if r["kind"] == "quantize" and r["status"] == "done"]
     if not runs:
@@ -50,6 +70,14 @@ def text_quantize_tab(params: dict, all_runs: list[dict], by_id: dict) -> None:
     if parents:
         plot(speedup_bars([r for r in runs if r["parent_id"] == parents[-1]["run_id"]], parents[-1]),
              key="quant-text-speedup")
+
+
+def method_table() -> pd.DataFrame:
+    """One row per language-model method: what runs, and its measured decode and prefill speed against fp32."""
+    return pd.DataFrame([{"method": METHODS.label(name), "what runs": METHODS[name].kernels,
+                          "decode (batch 1)": MEASURED.get(name, {}).get("decode", "-"),
+                          "prefill (8 x 128 tokens)": MEASURED.get(name, {}).get("prefill", "-"),
+                          "bits per weight": MEASURED.get(name, {}).get("bits", "-")} for name in LANGUAGE_METHODS])
 
 
 def phase_speeds(run: dict) -> str:
