@@ -12,29 +12,37 @@ from .records import as_record
 def run_quantize(config: QuantizeLabConfig, ctx: RunContext | None = None) -> dict:
     """Returns {"baseline": record, "results": [record + method], "unavailable": [{method, reason}]}.
 
-    Each method's refusal is asked of the parent's task before the parent is trained or loaded: where the task
-    says a refusal is an error (language models) the first one raises (one sentence, exit code 2), else (image
-    models) each is reported in `unavailable` with its reason. A
-    method that cannot take the parent's layer widths (int4's groups) says so as soon as the parent is loaded,
-    before it is measured.
+    Each method's refusal is asked of the parent's task before the parent is trained or loaded, and a method that
+    cannot take the parent's layer widths (int4's groups) says so as soon as the parent is loaded, before it is
+    measured. Where the task says a refusal is an error (language models) the first one raises (one sentence,
+    exit code 2); else (image models) each is reported in `unavailable` with its reason.
     """
     ctx = ctx or RunContext()
     task = parent_task(config, ctx)
     device = config.device if config.device not in (None, "auto") else "cpu"
     refusals = {method: task.quantize_refusal(method, device) for method in config.methods}
-    refused = [(method, reason) for method, (_, reason) in refusals.items() if reason]
-    if refused and task.quantize_refusal_is_error:
-        method, reason = refused[0]
-        raise LabError(f"{method} cannot quantize {task.model_noun} here: {reason.rstrip('.')}.")
+    unavailable = [{"method": m, "reason": reason} for m, (_, reason) in refusals.items() if reason]
     runnable = [m for m in config.methods if not refusals[m][1]]
 
+    def refuse(method: str, reason: str) -> None:
+        if task.quantize_refusal_is_error:
+            raise LabError(reason)
+        unavailable.append({"method": method, "reason": reason})
+        runnable.remove(method)
+
+    if unavailable and task.quantize_refusal_is_error:
+        first = unavailable[0]
+        raise LabError(f"{first['method']} cannot quantize {task.model_noun} here: {first['reason'].rstrip('.')}.")
+
     def check(model) -> None:
-        for method in runnable:
-            check_fits(model, method, config.group_size)
+        for method in list(runnable):
+            try:
+                check_fits(model, method, config.group_size)
+            except LabError as err:
+                refuse(method, str(err))
 
     parent = prepare_parent(config, ctx, check=check)
     results = []
-    unavailable = [{"method": m, "reason": reason} for m, (_, reason) in refusals.items() if reason]
     for i, method in enumerate(runnable):
         ctx.report(0.15 + 0.85 * i / len(runnable), f"{method}: quantizing and measuring")
         try:
