@@ -5,10 +5,11 @@ The model is transformers' LlamaForCausalLM built from a config with SmolLM2-135
 MLP 1536, 9 query heads in 3 KV groups, vocabulary 49,152, tied embeddings), random weights (speed only: nothing is
 downloaded), wrapped as the lab wraps a Hugging Face model (text.models.HFCausalLM). Each method in
 techniques.quantize.METHODS that the text task does not refuse (tasks.text.quantize_refusal) quantizes a copy
-(quantize_model(model, None, method, "cpu", 1): no calibration data, as the lab passes none for text); a refused or failing method is printed as skipped with its reason.
-Each is timed against fp32 by the lab's paired timing (core.paired.time_pair_on: interleaved rounds in this
-process, the same prompt, adaptive until the CI is 15% wide or ROUND_BUDGET_S) on the decode workload the lab times
-(text.measure.phase_workload(model, "decode", CONTEXT): DECODE_TOKENS cached steps from a one-token prompt).
+(quantize_model(model, None, method, "cpu", 1): no calibration data, as the lab passes none for text); a refused
+or failing method is printed as skipped with its reason. Each is timed against fp32 by the lab's paired timing
+(core.paired.time_pair_on: interleaved rounds in this process, the same prompt, adaptive until the CI is 15% wide
+or ROUND_BUDGET_S) on the decode workload the lab times (text.measure.phase_workload(model, "decode", CONTEXT):
+CONTEXT - 1 cached steps from a one-token prompt).
 
 floor_fraction = (weight bytes a step reads / the machine's read bandwidth, core.bandwidth) / measured time per
 token: 1.0 is every weight read once at full memory speed; fp32's is printed too. Where no method reaches 1.8x the
