@@ -72,7 +72,7 @@ class WeightOnlyLinear(nn.Module):
         y = y.float() if x.dtype == torch.float32 else y.to(x.dtype)
         if self.bias is not None:
             y += self.bias.to(x.dtype)
-        return y.view(*x.shape[:-1], self.out_features)
+        return y.reshape(*x.shape[:-1], self.out_features)  # a view, unless int4's padded rows were cut off
 
     def weight_bytes(self) -> int:
         """Bytes of what the kernel reads for this layer's weights: values, scales and zeros (not the bias)."""
