@@ -39,7 +39,7 @@ test: $(STAMP)
 	OMP_NUM_THREADS=1 COMPRESSION_LAB_QUOTE_BUDGET_S=$${COMPRESSION_LAB_QUOTE_BUDGET_S:-2} \
 		COMPRESSION_LAB_LATENCY_S=$${COMPRESSION_LAB_LATENCY_S:-0.05} \
 		COMPRESSION_LAB_LOAD_PROBE_S=$${COMPRESSION_LAB_LOAD_PROBE_S:-0.05} \
-		$(PY) -m pytest -m "not timing" -n $(TEST_WORKERS) --dist loadscope --durations=30 \
+		$(PY) -m pytest -m "not timing" -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder --durations=30 \
 		$(PYTEST_ARGS) || status=$$?; \
 	exit $$status
 

@@ -30,9 +30,10 @@ TINY_GPT = "gpt:layers=1,width=32,heads=2,context=32"
 ENDED = ("done", "failed", "cancelled", "interrupted")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    """The session's cluster, started with this process's environment: the quick timing settings of `make test`,
+    """The session's one cluster (only this module starts one), stopped when its tests are done rather than when the
+    xdist worker's session ends: an idle head is a load on the tests that run after it. Started with this process's environment: the quick timing settings of `make test`,
     one torch thread, and a lab folder of its own (each job is told its database and artifact store)."""
     env = {**RayCluster.env_for(tmp_path_factory.mktemp("ray-lab")), "COMPRESSION_LAB_QUIET_WAIT_S": "0",
            "COMPRESSION_LAB_LATENCY_S": os.environ.get("COMPRESSION_LAB_LATENCY_S", str(QUICK_LATENCY_S)),
