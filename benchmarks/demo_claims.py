@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -92,6 +93,8 @@ def better_than_control(store: RunStore) -> list[str]:
 
 
 def run(task_name: str) -> dict:
+    # a fresh lab folder per demo: the server, its worker and this process all read it from the environment
+    os.environ["COMPRESSION_LAB_HOME"] = tempfile.mkdtemp(prefix=f"demo-claims-{task_name}-")
     store = RunStore()
     out = {"benchmark": "demo_claims", "demo": task_name}
     server = serve()
