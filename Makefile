@@ -31,13 +31,13 @@ run: $(STAMP)
 # worker, server and CLI it starts) on one torch thread, since a second would only contend for the same cores.
 # Three on two cores, not two: with two, the cores were busy only 1.33 of 2 on average (the tests wait on browsers,
 # servers, subprocesses and Ray), and a third fills those waits (make test: 8 min 49 s against 10 min 24 s). Tests time models while other tests' processes run: wait at most 1 s for quiet (the default is 10 s), and
-# give a quotable speed-up 2 s of rounds (the default is 5 s), each latency in a run's record 0.05 s (0.3 s) and
+# give a quotable speed-up 1 s of rounds (the default is 5 s), each latency in a run's record 0.05 s (0.3 s) and
 # the load probe before each timing 0.05 s (0.25 s): there, only the timing tests assert on precision or load.
 TEST_WORKERS ?= 3
 test: $(STAMP)
 	@export COMPRESSION_LAB_QUIET_WAIT_S=$${COMPRESSION_LAB_QUIET_WAIT_S:-1}; status=0; \
 	$(PY) -m pytest -m timing --durations=10 $(PYTEST_ARGS) || status=$$?; \
-	OMP_NUM_THREADS=1 COMPRESSION_LAB_QUOTE_BUDGET_S=$${COMPRESSION_LAB_QUOTE_BUDGET_S:-2} \
+	OMP_NUM_THREADS=1 COMPRESSION_LAB_QUOTE_BUDGET_S=$${COMPRESSION_LAB_QUOTE_BUDGET_S:-1} \
 		COMPRESSION_LAB_LATENCY_S=$${COMPRESSION_LAB_LATENCY_S:-0.05} \
 		COMPRESSION_LAB_LOAD_PROBE_S=$${COMPRESSION_LAB_LOAD_PROBE_S:-0.05} \
 		$(PY) -m pytest -m "not timing" -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder --durations=30 \
