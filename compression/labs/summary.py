@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from ..tasks import task_of
 from ..text.floor import decode_floor_text
-from .speed import speed_text
+from .parent import CONTROL_KIND
+from .speed import latest_speedup, quotable, speed_text
 
 
 def versus_baseline(record: dict, baseline: dict, speed: dict | None = None, this_machine: str | None = None,
@@ -42,7 +43,6 @@ def versus_baseline(record: dict, baseline: dict, speed: dict | None = None, thi
 
 
 REPORT_DEFAULT_RUNS = 5  # the Report opens on the newest runs that grew from a baseline, this many
-CONTROL_METHOD = "control"  # a parent trained on as long as a child fine-tuned: a reference, not a result
 
 
 def default_report_runs(records: list[dict]) -> list[int]:
@@ -50,7 +50,7 @@ def default_report_runs(records: list[dict]) -> list[int]:
     baseline (a fair control is shown beside its child, not as a result of its own). The demos re-time exactly
     these runs' claims, so what a presenter sees first is what was re-timed."""
     children = [r["run_id"] for r in records if r.get("status") == "done" and r.get("accuracy") is not None
-                and r.get("parent_id") is not None and r.get("method") != CONTROL_METHOD]
+                and r.get("parent_id") is not None and r.get("kind") != CONTROL_KIND]
     return children[-REPORT_DEFAULT_RUNS:]
 
 
@@ -59,7 +59,6 @@ def claims_to_retime(store, run_id: int, reference: int, phases: tuple, machine:
     """RetimeConfig params for each claim of `run_id` against `reference` (one per timed phase: a language model's
     prefill and decode) that is not yet quotable here: untimed, timed on another machine, timed quickly in the
     lab's own process, or flagged noisy. Each at its own timing's batch (or `default_batch`)."""
-    from .speed import latest_speedup, quotable
     params = []
     for phase in phases:
         row = latest_speedup(store, run_id, reference, phase=phase)
