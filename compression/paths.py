@@ -28,6 +28,15 @@ def default_db_url() -> str:
     return f"sqlite:///{lab_home() / 'runs.db'}"
 
 
+CLUSTER_ENV = "COMPRESSION_LAB_CLUSTER"
+
+
+def cluster_url(explicit: str | None = None) -> str | None:
+    """The cluster jobs go to: `explicit` (a --cluster flag), else $COMPRESSION_LAB_CLUSTER, else None (this
+    machine)."""
+    return (explicit or os.environ.get(CLUSTER_ENV) or "").strip() or None
+
+
 def artifacts_url() -> str:
     """Where model files go: `$COMPRESSION_LAB_ARTIFACTS` (any fsspec URL: a folder, a shared mount, s3://bucket/
     prefix), else the lab folder's weights/. Runs store a key under it, so every machine that shares the database

@@ -3,15 +3,8 @@ dict, checked by the same dataclass as the CLI's flags at submit time (an unknow
 from __future__ import annotations
 
 from ..labs.catalog import LABS, Lab
-from .queue import JobContext, register_job, submit
-
-
-def job_result(lab: Lab, out: dict, follow_ups: list[int] = ()) -> dict:
-    """What a finished job keeps: the run ids its lab stored, the lab's summary, and the jobs it queued after it."""
-    result = {"run_ids": lab.created(out), **lab.summary(out)}
-    if follow_ups:  # the demo's re-timings: the panel shows them after it
-        result["follow_up_jobs"] = list(follow_ups)
-    return result
+from .placers import submit
+from .queue import JobContext, job_result, register_job
 
 
 def _register(name: str, lab: Lab) -> None:

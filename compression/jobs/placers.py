@@ -6,14 +6,13 @@ Every placer keeps the job's row in the `jobs` table: progress, the job panel, C
 read the row, whoever runs the job."""
 from __future__ import annotations
 
-import os
 from typing import Callable, Protocol
 
 from ..errors import LabError
+from ..paths import CLUSTER_ENV, cluster_url
 from ..registry import Registry
 from ..store import RunStore
-
-CLUSTER_ENV = "COMPRESSION_LAB_CLUSTER"
+from .queue import ensure_worker, validate_job
 
 
 class Placer(Protocol):
@@ -33,7 +32,6 @@ class LocalPlacer:
 
     def place(self, store: RunStore, job_id: int, start_worker: bool = True, cpus: int | None = None) -> None:
         if start_worker:  # one job at a time here: `cpus` is the machine's
-            from .queue import ensure_worker
             ensure_worker(store)
 
     def describe(self) -> str:
@@ -51,12 +49,6 @@ PLACERS.register("", lambda url: LocalPlacer(), about="this machine")
 PLACERS.register("ray", _ray_placer, about="a Ray cluster: ray://HOST:PORT, its client server's address")
 
 
-def cluster_url(explicit: str | None = None) -> str | None:
-    """The cluster jobs go to: `explicit` (a --cluster flag), else $COMPRESSION_LAB_CLUSTER, else None (this
-    machine)."""
-    return (explicit or os.environ.get(CLUSTER_ENV) or "").strip() or None
-
-
 def placer_for(url: str | None) -> Placer:
     scheme = url.split("://", 1)[0] if url and "://" in url else ("" if not url else None)
     if scheme is None or scheme not in PLACERS.names():
@@ -72,3 +64,20 @@ def where_jobs_go(explicit: str | None = None) -> str:
         return placer_for(cluster_url(explicit)).describe()
     except LabError as err:
         return f"Jobs cannot be placed: {err}"
+
+
+def submit(store: RunStore, kind: str, params: dict, start_worker: bool = True, cluster: str | None = None,
+           cpus: int | None = None) -> int:
+    """Validate now (bad input is reported at once), queue, and place the job (placers.py): by default make sure
+    this lab folder's worker runs (`start_worker`); with a cluster (`cluster`, else $COMPRESSION_LAB_CLUSTER)
+    submit it there, taking `cpus` CPUs. A cluster that is misspelt or cannot be reached is one sentence, and
+    the job stays queued here, where a worker of this queue can still run it."""
+    params = validate_job(kind, params)
+    url = cluster_url(cluster)
+    job_id = store.submit_job(kind, params)
+    try:
+        placer_for(url).place(store, job_id, start_worker, cpus=cpus)
+    except LabError as err:
+        raise LabError(f"{str(err).rstrip('.')}; job {job_id} stays queued here, for a worker of this queue "
+                       f"(python -m compression worker) or jobs cancel {job_id}.") from None
+    return job_id

@@ -22,15 +22,18 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import psutil
 
 from ..errors import CancelledError, LabError
 from ..labs.context import RunContext
-from ..paths import PROJECT_ROOT, lab_home
+from ..paths import PROJECT_ROOT, cluster_url, lab_home
 from ..registry import Registry
 from ..store import RunStore, worker_alive
+
+if TYPE_CHECKING:
+    from ..labs.catalog import Lab
 
 HEARTBEAT_S = 2.0
 STALE_AFTER_S = 20.0  # no heartbeat for this long: the worker is gone
@@ -113,22 +116,12 @@ def validate_job(kind: str, params: dict) -> dict:
     return params if checked is None else checked
 
 
-def submit(store: RunStore, kind: str, params: dict, start_worker: bool = True, cluster: str | None = None,
-           cpus: int | None = None) -> int:
-    """Validate now (bad input is reported at once), queue, and place the job (placers.py): by default make sure
-    this lab folder's worker runs (`start_worker`); with a cluster (`cluster`, else $COMPRESSION_LAB_CLUSTER)
-    submit it there, taking `cpus` CPUs. A cluster that is misspelt or cannot be reached is one sentence, and
-    the job stays queued here, where a worker of this queue can still run it."""
-    from .placers import cluster_url, placer_for
-    params = validate_job(kind, params)
-    url = cluster_url(cluster)
-    job_id = store.submit_job(kind, params)
-    try:
-        placer_for(url).place(store, job_id, start_worker, cpus=cpus)
-    except LabError as err:
-        raise LabError(f"{str(err).rstrip('.')}; job {job_id} stays queued here, for a worker of this queue "
-                       f"(python -m compression worker) or jobs cancel {job_id}.") from None
-    return job_id
+def job_result(lab: Lab, out: dict, follow_ups: list[int] = ()) -> dict:
+    """What a finished job keeps: the run ids its lab stored, the lab's summary, and the jobs it queued after it."""
+    result = {"run_ids": lab.created(out), **lab.summary(out)}
+    if follow_ups:  # the demo's re-timings: the panel shows them after it
+        result["follow_up_jobs"] = list(follow_ups)
+    return result
 
 
 def run_job(store: RunStore, job: dict, exclusive: bool = True, run: JobFn | None = None) -> str:
@@ -284,7 +277,6 @@ def ensure_worker(store: RunStore, wait: bool = True) -> None:
     """Start a worker process in its own session, so it outlives a restart of the web server. `wait`: return
     once it holds the lock (a second submit then finds it); a page warming one up does not wait. Not with a
     cluster: its tasks run the jobs, and a worker here would race them for every row."""
-    from .placers import cluster_url
     if worker_running() or cluster_url():
         return
     log_path = lab_home() / "worker.log"

@@ -40,6 +40,7 @@ RUNNER = "compression-lab-jobs"        # the detached actor that owns every job 
 MAX_RETRIES = 2                        # a task whose worker or node died is run again this many times at most
 RETRIES_ENV = "COMPRESSION_LAB_RAY_RETRIES"  # ... or as many as this says (0: a dead worker's job is interrupted)
 CONNECT_TIMEOUT_S = 3.0                # an unreachable cluster is said in seconds, not after Ray's long retries
+CONNECT_ATTEMPTS = 3  # a client server that fails to start a client's process is asked again
 CANCEL_GRACE_S = 2.0                   # a cancelled job stops at its own progress check; ray.cancel after this
 FORCE_AFTER_S = 6.0                    # ... and kills its worker after this
 JOIN_WAIT_S = 120.0                    # a search's trial task waits this long for its study to be created
@@ -99,14 +100,19 @@ class RayPlacer:
                 ray.shutdown()
             _connected.clear()
             _runner.clear()  # a handle from an earlier connection is no use on this one
-            try:
-                with warnings.catch_warnings():  # its "connection timed out" warning: the error below says it
-                    warnings.simplefilter("ignore")
-                    ray.init(self.url, namespace=NAMESPACE, logging_level=logging.ERROR, log_to_driver=False)
-                _connected.append(self.url)
-            except Exception as err:  # a port that is not a Ray client server, a version mismatch ...
-                first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-                raise LabError(f"Cannot connect to the Ray cluster at {self.url}: {first}") from None
+            for attempt in range(CONNECT_ATTEMPTS):
+                try:
+                    with warnings.catch_warnings():  # its "connection timed out" warning: the error below says it
+                        warnings.simplefilter("ignore")
+                        ray.init(self.url, namespace=NAMESPACE, logging_level=logging.ERROR, log_to_driver=False)
+                    _connected.append(self.url)
+                    return
+                except Exception as err:  # a port that is not a Ray client server, a version mismatch ...
+                    first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+                    # the client server starts a process per client; on a loaded machine its start can time out
+                    # ("Initialization failure from server"), and the next try usually finds it up
+                    if "Initialization failure" not in first or attempt + 1 == CONNECT_ATTEMPTS:
+                        raise LabError(f"Cannot connect to the Ray cluster at {self.url}: {first}") from None
 
     def place(self, store: RunStore, job_id: int, start_worker: bool = True, cpus: int | None = None) -> None:
         self.connect()
@@ -281,8 +287,7 @@ def _search_on_cluster(db_url: str, job_id: int, env: dict, cpus: int):
     def run(params: dict, ctx) -> dict:
         from ..labs.catalog import LABS
         from ..labs.search import load_config, study_summary
-        from .kinds import job_result
-        from .queue import JOB_KINDS, needs_cuda
+        from .queue import JOB_KINDS, job_result, needs_cuda
         study = params.get("study") or f"search-job{job_id}"
         params = {**params, "study": study}
         slots = int(ray.cluster_resources().get("CPU", 1) // max(cpus, 1))
