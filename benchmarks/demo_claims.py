@@ -20,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
@@ -31,27 +30,11 @@ from compression.labs.records import as_record
 from compression.labs.speed import latest_speedup
 from compression.labs.summary import default_report_runs, reference_of
 from compression.tasks import TASKS
+from lm_demo_browser import FLAGS, PORT, serve  # make run's server on this process's lab folder
 
 ROOT = Path(__file__).resolve().parents[1]
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu"]
-PORT = 8798
 BUTTONS = {"image": "Run the teaching demo", "text": "Run the language-model demo"}
 AGREEMENT = 0.15  # a claim within 15% of a fresh speedup of the same pair
-
-
-def serve() -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(PORT),
-                             "--server.address", "127.0.0.1", "--server.headless", "true"], cwd=ROOT,
-                            env=dict(os.environ, COMPRESSION_LAB_PREWARM="1"), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    for _ in range(300):
-        try:
-            if urllib.request.urlopen(f"http://127.0.0.1:{PORT}/_stcore/health", timeout=2).read() == b"ok":
-                return proc
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("the app did not start")
 
 
 def jobs_open(store: RunStore) -> int:
